@@ -395,7 +395,7 @@ def tag(name: Annotated[str | None, typer.Argument()] = None, ref: Annotated[str
 
 
 @app.command()
-def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also recompute every branch from its base.")] = False,
+def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay every branch from its base.")] = False,
            checkpoint: Annotated[
                Path | None, typer.Option(help="Write, or check, a checkpoint file kept outside the database.")
            ] = None,
@@ -474,35 +474,37 @@ def demo(directory: Annotated[Path, typer.Option("--dir", help="Where the world 
     run_demo(directory, edits=edits, batch_size=batch_size, preset=preset, console=out)
 
 
+def fail_line(message: str) -> None:
+    """One line on stderr, never wrapped: scripts and tests read it whole."""
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    sys.stderr.write(first + "\n")
+
+
 def main() -> None:
     """Console entry point: known failures become one line on stderr and an exit code."""
-    from editor.lifecycle import LifecycleError  # noqa: F401  (imported for its errors' module side effects)
-
     try:
         app(standalone_mode=False)
     except ConflictError as error:
-        err.print(f"conflict: {error}", markup=False, highlight=False)
+        fail_line(f"conflict: {error}")
         raise SystemExit(3) from None
     except Fail as error:
-        err.print(f"error: {error}", markup=False, highlight=False)
+        fail_line(f"error: {error}")
         raise SystemExit(error.code) from None
     except (LedgerError, ValueError, FileNotFoundError, KeyError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        err.print(f"error: {message}", markup=False, highlight=False)
+        fail_line(f"error: {error}" if str(error).strip() else f"error: {type(error).__name__}")
         raise SystemExit(2) from None
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
     except typer.Abort:
         raise SystemExit(130) from None
-    except Exception as error:  # click usage errors and anything else: still one line, never a traceback
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            raise SystemExit(error.exit_code) from None
+    except Exception as error:  # usage errors and anything else: still one line, never a traceback
+        exit_code = getattr(error, "exit_code", None)
+        if exit_code is not None and hasattr(error, "format_message"):
+            fail_line(f"error: {error.format_message()} (see `editledger --help`)")
+            raise SystemExit(exit_code) from None
         if os.environ.get("EDITLEDGER_DEBUG"):
             raise
-        err.print(f"error: {type(error).__name__}: {error}", markup=False, highlight=False)
+        fail_line(f"error: {type(error).__name__}: {error}")
         raise SystemExit(2) from None
 
 

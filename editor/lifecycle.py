@@ -11,7 +11,6 @@ Cp at any version is the sum of the keys its rounds recorded, in order, from its
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -30,11 +29,11 @@ from editor.artifacts import (
     put_tensors,
 )
 from editor.determinism import apply_determinism, environment_record
-from editor.engine import EditState, add_keys_to_cp, apply_changes, diff_changes, run_round
+from editor.engine import EditState, add_keys_to_cp, apply_changes, diff_changes, rewrite_weights_copy, run_round
 from editor.hashing import state_hash
 from editor.hparams import EditHparams, derive_hparams
 from editor.model import LoadedModel, load_model
-from editor.stats import cached_second_moments
+from editor.stats import cached_second_moments, file_sha256
 from editor.templates import generate_context_templates
 from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError
@@ -97,14 +96,6 @@ class ReplayOntoReport:
 
 def _no_progress(_: str) -> None:
     return None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _author() -> str:
@@ -237,12 +228,6 @@ class Workspace:
             )
         return loaded, chain[-1]
 
-    @staticmethod
-    def _rewrite_weights(loaded: LoadedModel) -> dict[str, torch.Tensor]:
-        arch = loaded.arch
-        return {arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer).detach().clone()
-                for layer in range(arch.n_layers)}
-
     def _apply_recorded(self, loaded: LoadedModel, commit: str, which: str) -> None:
         delta = self._artifact(commit, "delta")
         if delta is None:
@@ -293,7 +278,7 @@ class Workspace:
         apply_determinism(hp.seed)
         c0, c0_refs = self._c0(recorded, loaded, hp, corpus)
         templates, templates_ref = self._templates(recorded, loaded, hp)
-        original = self._rewrite_weights(loaded)
+        original = rewrite_weights_copy(loaded)
         for version in chain[1:]:
             self._apply_recorded(loaded, version.commit_hash, "new")
         if state_hash(loaded.model) != chain[-1].state_hash:
@@ -468,7 +453,7 @@ class Workspace:
         wanted = [r for r in wanted if r.requests]
         anchor = self._anchor(head.commit_hash, rounds[:first])
         self.say(f"revert: replaying {len(wanted)} rounds from {anchor[:12]}")
-        before = self._rewrite_weights(self.checkout_model(head.commit_hash)[0])
+        before = rewrite_weights_copy(self.checkout_model(head.commit_hash)[0])
         loaded, context_refs, results = self._replay_from(anchor, wanted, recorded_in=head.commit_hash)
         hparams = wanted[0].hparams if wanted else {}
         fault_point("revert.replayed")

@@ -45,7 +45,7 @@ def test_the_command_records_edits_and_answers_audit_queries(cli_ledger, tiny_wo
     assert any(e["event"] == "edited" for e in history)
 
     diff = run_cli(capsys, root, "diff", "main~2", "main", "--json")
-    assert diff.code == 0 and len(diff.json()["requests_added"]) == 4
+    assert diff.code == 0 and len(diff.json()["added"]) == 4
 
     assert run_cli(capsys, root, "branch", "experiment", "--at", "main~1").code == 0
     branches = {b["name"] for b in run_cli(capsys, root, "branch", "--json").json()}

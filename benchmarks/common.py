@@ -1,0 +1,169 @@
+"""What every benchmark section shares: paths, the environment record, result files, timing, worlds, edit states.
+
+A section is a module with `run(quick: bool) -> dict`; its dict is saved as JSON under `benchmarks/results/` with
+the environment and command that produced it, so `python -m benchmarks --report-only` can rewrite BENCHMARKS.md
+without measuring again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+PLOTS_DIR = REPO_ROOT / "benchmarks" / "plots"
+WORLDS_DIR = REPO_ROOT / ".worlds"  # gitignored: built fact worlds and their statistics caches
+THREADS = 2  # the project's reference machine has 2 cores; fixed so numbers compare across runs
+
+
+def shared_data_dir() -> Path:
+    """The project's read-only benchmark data, beside the repository (`../shared/data`)."""
+    return REPO_ROOT / ".." / "shared" / "data"
+
+
+def counterfact_file() -> Path:
+    return shared_data_dir() / "counterfact" / "counterfact-1936.json"
+
+
+def offline_and_threads() -> None:
+    """No hub access, fixed thread count: called before any model is loaded."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Where a number was measured: versions, threads, CPU, date (versions read without importing the packages)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str | None:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
+
+    torch = sys.modules.get("torch")  # only when a section already loaded it: a report needs no torch
+    return {
+        "python": platform.python_version(),
+        "torch": installed("torch"),
+        "transformers": installed("transformers"),
+        "threads": torch.get_num_threads() if torch is not None else THREADS,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def command_line() -> str:
+    args = " ".join(sys.argv[1:])
+    return f"python -m benchmarks {args}".strip() if sys.argv[0].endswith("__main__.py") else \
+        f"python {' '.join(sys.argv)}"
+
+
+def save_results(section: str, data: dict[str, Any], quick: bool, seconds: float,
+                 results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    record = {"section": section, "quick": quick, "seconds": round(seconds, 1), "command": command_line(),
+              "environment": environment(), "data": data}
+    path = results_dir / f"{section}.json"
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def load_results(section: str, results_dir: Path = RESULTS_DIR) -> dict[str, Any] | None:
+    path = results_dir / f"{section}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `repeats` calls (the first call is not discarded: callers warm up when they need to)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------ fact worlds and engine states
+def world(name: str, quick: bool = False):
+    """A cached fact world: "default" (the preset), "small", or "counterfact" (first 500 CounterFact records)."""
+    from editor.world import build_world
+
+    if name == "counterfact":
+        limit = 200 if quick else 500
+        return build_world(WORLDS_DIR / f"counterfact-{limit}", preset="default", from_file=counterfact_file(),
+                           limit=limit, progress=False)
+    return build_world(WORLDS_DIR / name, preset=name, progress=False)
+
+
+def edit_state(info, method: str, overrides: dict[str, Any] | None = None):
+    """A fresh engine state on a world's model: derived hyperparameters, cached C0, generated templates."""
+    from editor.determinism import apply_determinism
+    from editor.engine import EditState, rewrite_weights_copy
+    from editor.hparams import derive_hparams
+    from editor.model import load_model
+    from editor.stats import cached_second_moments
+    from editor.templates import generate_context_templates
+    from ledger.store import BlobStore
+
+    loaded = load_model(info.model_dir, device="cpu")
+    hp = derive_hparams(loaded, method, **(overrides or {}))
+    apply_determinism(hp.seed)
+    store = BlobStore(info.out_dir / "stats-store")
+    c0, _ = cached_second_moments(loaded, list(hp.layers), info.corpus_path, hp.mom2_n_samples, hp.mom2_dtype,
+                                  store, info.state_hash)
+    templates = generate_context_templates(loaded, hp.template_seed)
+    return EditState(loaded, hp, templates, c0, original_weights=rewrite_weights_copy(loaded))
+
+
+def workspace(root: Path, info, name: str = "world"):
+    """A fresh SQLite ledger under `root` holding the world's model as base `name` on branch main."""
+    from editor.lifecycle import Workspace
+    from ledger import Ledger
+
+    for variable in ("EDITLEDGER_DB", "EDITLEDGER_STORE"):  # a benchmark ledger never goes to a shared database
+        os.environ.pop(variable, None)
+    ledger = Ledger.init(root)
+    space = Workspace(ledger, device="cpu")
+    space.add_model(name, info.model_dir, corpus=info.corpus_path)
+    return space
+
+
+def sqlite_bytes(root: Path) -> int:
+    """Bytes of a workspace's SQLite database after moving its write-ahead log into the main file."""
+    import sqlite3
+
+    path = root / ".editledger" / "ledger.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return sum(p.stat().st_size for p in path.parent.glob("ledger.db*") if p.is_file())

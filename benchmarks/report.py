@@ -1,0 +1,484 @@
+"""BENCHMARKS.md and its plots, written from the sections' saved results (no measuring here).
+
+`write_report(results, out, plots_dir)` takes `{section: record}` where a record is what
+`benchmarks.common.save_results` wrote: `{"quick", "seconds", "command", "environment", "data"}`. Missing sections
+are reported as not run. Every figure carries the command and environment that produced its numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("quality", "speed", "storage", "ledger")
+QUALITY_METRICS = (  # key, label, higher is better
+    ("efficacy", "efficacy (all edits so far)", True),
+    ("generalization", "generalization (paraphrases)", True),
+    ("specificity", "specificity (neighbourhood)", True),
+    ("fluency", "fluency (n-gram entropy x100)", True),
+    ("perplexity_change", "held-out perplexity change", False),
+    ("retention_first", "retention of the first round's edits", True),
+)
+LINE_STYLES = {"nse": ("C0", "-"), "memit": ("C1", "-"), "memit-cp": ("C2", "-"), "alphaedit": ("C3", "-"),
+               "nse-no-rewind": ("C4", "--"), "nse-p1": ("C5", "--"), "nse-one-pass": ("C6", "--")}
+QUERY_GOAL_MS = 50.0
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    target: str
+    measured: str
+    met: bool | None  # None: not measured
+
+
+# ------------------------------------------------------------------ small formatting helpers
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) >= 10_000 or abs(value) < 10 ** -digits):
+            return f"{value:.3g}"
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def table(header: list[str], rows: Iterable[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(met: bool | None) -> str:
+    return "not measured" if met is None else ("**met**" if met else "**not met**")
+
+
+def env_line(record: dict[str, Any]) -> str:
+    env = record.get("environment", {})
+    return (f"`{record.get('command', '?')}` · Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
+            f"{env.get('threads', '?')} threads, {env.get('cpu', '?')}, {env.get('date', '?')}"
+            + (" · **quick run**" if record.get("quick") else ""))
+
+
+def _get(mapping: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+# ------------------------------------------------------------------ plots
+def _figure(record: dict[str, Any], draw: Callable[[Any], None], path: Path, size=(6.4, 4.2)) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=size)
+    draw(figure)
+    env = record.get("environment", {})
+    footer = (f"{record.get('command', '?')} | Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
+              f"{env.get('threads', '?')} threads | {env.get('cpu', '?')} | {env.get('date', '?')}"
+              + (" | QUICK" if record.get("quick") else ""))
+    figure.text(0.01, 0.005, footer, fontsize=5.5, color="0.35", ha="left", va="bottom")
+    figure.tight_layout(rect=(0, 0.035, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _plot_runs(axes, runs: dict[str, Any], metric: str, label: str) -> None:
+    for name, run in runs.items():
+        history = [h for h in run["history"] if h.get(metric) is not None]
+        if not history:
+            continue
+        color, style = LINE_STYLES.get(name, (None, ":"))
+        axes.plot([h["n_edited"] for h in history], [h[metric] for h in history], style, color=color,
+                  marker=".", label=name)
+    axes.set_xlabel("edits applied")
+    axes.set_title(label, fontsize=9)
+    axes.grid(alpha=0.3)
+
+
+def quality_plots(record: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]]:
+    """Per world: one figure per metric when it is the main world, else one grid of all metrics."""
+    made: dict[str, list[Path]] = {}
+    for index, (world_name, block) in enumerate(record["data"]["worlds"].items()):
+        runs = block["runs"]
+        if index == 0:
+            paths = []
+            for metric, label, _ in QUALITY_METRICS:
+                def draw(figure, metric=metric, label=label, runs=runs, world_name=world_name):
+                    axes = figure.add_subplot(1, 1, 1)
+                    _plot_runs(axes, runs, metric, f"{label} — {world_name} world")
+                    axes.legend(fontsize=7)
+                paths.append(_figure(record, draw, plots_dir / f"quality_{world_name}_{metric}.png"))
+            made[world_name] = paths
+        else:
+            def draw_grid(figure, runs=runs):
+                for position, (metric, label, _) in enumerate(QUALITY_METRICS, 1):
+                    axes = figure.add_subplot(2, 3, position)
+                    _plot_runs(axes, runs, metric, label)
+                    if position == 1:
+                        axes.legend(fontsize=6)
+            made[world_name] = [_figure(record, draw_grid, plots_dir / f"quality_{world_name}_all.png",
+                                        size=(11, 6.5))]
+    return made
+
+
+def speed_plots(record: dict[str, Any], plots_dir: Path) -> list[Path]:
+    data = record["data"]
+    paths = []
+    per_edit = data.get("per_edit") or []
+    if per_edit:
+        def draw(figure):
+            axes = figure.add_subplot(1, 1, 1)
+            for method in dict.fromkeys(row["method"] for row in per_edit):
+                rows = sorted((r for r in per_edit if r["method"] == method), key=lambda r: r["batch_size"])
+                axes.plot([r["batch_size"] for r in rows], [r["seconds_per_edit"] for r in rows], marker="o",
+                          label=method, color=LINE_STYLES.get(method, (None,))[0])
+            axes.set_xscale("log")
+            axes.set_yscale("log")
+            axes.set_xlabel("requests per round")
+            axes.set_ylabel("seconds per edit")
+            axes.set_title("Seconds per edit by method and round size", fontsize=9)
+            axes.grid(alpha=0.3, which="both")
+            axes.legend(fontsize=7)
+        paths.append(_figure(record, draw, plots_dir / "speed_per_edit.png"))
+    reverts = _get(data, "lifecycle", "reverts") or []
+    if reverts:
+        def draw_reverts(figure):
+            axes = figure.add_subplot(1, 1, 1)
+            axes.bar([r["position"] for r in reverts], [r["seconds"] for r in reverts], color="C0")
+            axes.set_xlabel("position of the reverted round (1 = oldest)")
+            axes.set_ylabel("seconds")
+            axes.set_title("Revert cost by the reverted round's position", fontsize=9)
+            axes.grid(alpha=0.3, axis="y")
+        paths.append(_figure(record, draw_reverts, plots_dir / "speed_revert.png"))
+    return paths
+
+
+def storage_plot(record: dict[str, Any], plots_dir: Path) -> Path | None:
+    rows = record["data"].get("methods") or []
+    if not rows:
+        return None
+
+    def draw(figure):
+        axes = figure.add_subplot(1, 1, 1)
+        names = [r["method"] for r in rows]
+        positions = range(len(rows))
+        axes.bar([p - 0.2 for p in positions], [r["delta_bytes_per_edit"] / 1024 for r in rows], 0.4,
+                 label="stored delta")
+        axes.bar([p + 0.2 for p in positions], [r["floor_bytes_per_edit"] / 1024 for r in rows], 0.4,
+                 label="floor (touched columns x rows x dtype)")
+        axes.set_xticks(list(positions), names)
+        axes.set_ylabel("KiB per edit")
+        axes.set_title("Weight-change bytes per edit", fontsize=9)
+        axes.legend(fontsize=7)
+        axes.grid(alpha=0.3, axis="y")
+    return _figure(record, draw, plots_dir / "storage_per_edit.png")
+
+
+# ------------------------------------------------------------------ goals and findings
+def _final(record: dict[str, Any] | None, variant: str) -> dict[str, Any] | None:
+    worlds = _get(record, "data", "worlds") or {}
+    if not worlds:
+        return None
+    first = next(iter(worlds.values()))
+    return _get(first, "runs", variant, "final")
+
+
+def _ratio_goal(name: str, value: float | None, goal: float, at_most: bool, unit: str = "x") -> Goal:
+    if value is None:
+        return Goal(name, f"{'≤' if at_most else '≥'} {goal}{unit}", "–", None)
+    met = value <= goal if at_most else value >= goal
+    return Goal(name, f"{'≤' if at_most else '≥'} {goal}{unit}", f"{value:.2f}{unit}", met)
+
+
+def _numbers(node: Any, path: str = "") -> list[tuple[str, float]]:
+    """Every number in a nested dict/list, with its dotted path (lower case)."""
+    if isinstance(node, bool):
+        return []
+    if isinstance(node, int | float):
+        return [(path.lower(), float(node))]
+    if isinstance(node, dict):
+        return [pair for key, value in node.items() for pair in _numbers(value, f"{path}.{key}")]
+    if isinstance(node, list):
+        return [pair for index, value in enumerate(node) for pair in _numbers(value, f"{path}[{index}]")]
+    return []
+
+
+def engine_speedups(engine: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """(z* batched speedup, statistics one-pass speedup) from engine_speed.run's dict."""
+    numbers = _numbers(engine or {})
+
+    def first(*words: str) -> float | None:
+        return next((value for path, value in numbers if all(w in path for w in words)), None)
+
+    return first("zstar", "speedup") or first("z*", "speedup"), first("stat", "speedup")
+
+
+def query_rows(ledger_data: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Flatten ledger_queries.run's dict to rows {backend, metric, value} (ms or versions/s)."""
+    rows: list[dict[str, Any]] = []
+    if not ledger_data:
+        return rows
+    backends = ledger_data.get("backends", ledger_data)
+    for backend, values in backends.items():
+        if not isinstance(values, dict):
+            continue
+        for metric, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                rows.append({"backend": backend, "metric": metric, "value": float(value)})
+    return rows
+
+
+def goals(results: dict[str, dict[str, Any]]) -> list[Goal]:
+    speed = _get(results.get("speed"), "data") or {}
+    lifecycle = speed.get("lifecycle") or {}
+    zstar, stats = engine_speedups(speed.get("engine"))
+    out = [
+        _ratio_goal("checkout of a version vs `from_pretrained` of the base", lifecycle.get("checkout_ratio"),
+                    lifecycle.get("checkout_goal", 1.3), at_most=True),
+        _ratio_goal("replay with cached z* vs the original edits", lifecycle.get("replay_ratio"),
+                    lifecycle.get("replay_goal", 0.3), at_most=True),
+        _ratio_goal("z* batched vs one request at a time (32 requests)", zstar, 5, at_most=False),
+        _ratio_goal("statistics: all layers in one pass vs one pass per layer", stats, 3, at_most=False),
+    ]
+    queries = [r for r in query_rows(_get(results.get("ledger"), "data")) if r["metric"].endswith("_ms")]
+    if queries:
+        worst = max(queries, key=lambda r: r["value"])
+        out.append(Goal("each ledger query at the measured size", f"< {QUERY_GOAL_MS:.0f} ms",
+                        f"slowest {worst['value']:.1f} ms ({worst['backend']} {worst['metric']})",
+                        worst["value"] < QUERY_GOAL_MS))
+    else:
+        out.append(Goal("each ledger query at 100,000 versions", f"< {QUERY_GOAL_MS:.0f} ms", "–", None))
+    nse, memit = _final(results.get("quality"), "nse"), _final(results.get("quality"), "memit")
+    if nse and memit:
+        keeps = (nse.get("retention_first") or 0) >= (memit.get("retention_first") or 0) and \
+            (nse.get("specificity") or 0) >= (memit.get("specificity") or 0)
+        out.append(Goal("paper's claim: after the sequence NSE keeps earlier edits and specificity at least as "
+                        "well as MEMIT", "NSE ≥ MEMIT on retention and specificity",
+                        f"retention {fmt(nse.get('retention_first'))} vs {fmt(memit.get('retention_first'))}; "
+                        f"specificity {fmt(nse.get('specificity'))} vs {fmt(memit.get('specificity'))}", keeps))
+    return out
+
+
+def findings(results: dict[str, dict[str, Any]], goal_list: list[Goal]) -> list[str]:
+    """The three findings at the top, written from the numbers."""
+    lines = []
+    quality = results.get("quality")
+    worlds = _get(quality, "data", "worlds") or {}
+    if worlds:
+        world_name, block = next(iter(worlds.items()))
+        finals = {name: run["final"] for name, run in block["runs"].items()}
+        best_retention = max(finals, key=lambda n: finals[n].get("retention_first") or -1)
+        parts = [f"{name} {fmt(f.get('efficacy'))} / {fmt(f.get('retention_first'))} / {fmt(f.get('specificity'))}"
+                 for name, f in finals.items() if name in ("nse", "memit", "memit-cp", "alphaedit")]
+        lines.append(f"**Sequential quality ({block['n_edits']} edits in rounds of {block['round_size']}, "
+                     f"{world_name} world)** — efficacy / first-round retention / specificity at the end: "
+                     + "; ".join(parts) + f". Best retention: {best_retention}.")
+    rebuild = [g for g in goal_list if g.name.startswith(("checkout", "replay")) and g.met is not None]
+    if rebuild:
+        lines.append("**Rebuilds** — " + "; ".join(f"{g.name}: {g.measured} (goal {g.target}, {verdict(g.met)})"
+                                                   for g in rebuild) + ".")
+    storage_rows = _get(results.get("storage"), "data", "methods") or []
+    nse_storage = next((r for r in storage_rows if r["method"] == "nse"), None)
+    if nse_storage:
+        lines.append(f"**Storage** — an NSE edit stores {nse_storage['delta_bytes_per_edit'] / 1024:.1f} KiB of "
+                     f"weight change ({fmt(nse_storage['delta_over_floor'], 2)}x the floor of "
+                     f"{nse_storage['floor_bytes_per_edit'] / 1024:.1f} KiB: old and new values are both kept), "
+                     f"{nse_storage['blob_bytes_per_1000_edits'] / 2**20:.1f} MiB of blobs and "
+                     f"{nse_storage['sqlite_bytes_per_1000_edits'] / 2**20:.2f} MiB of SQLite per 1,000 edits.")
+    return lines[:3] or ["No section has been run yet."]
+
+
+# ------------------------------------------------------------------ sections
+def _rel(path: Path, out: Path) -> str:
+    return os.path.relpath(path, out.parent).replace(os.sep, "/")
+
+
+def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> list[str]:
+    lines = ["## 1. Sequential editing quality", ""]
+    if record is None:
+        return [*lines, "Not run (`python -m benchmarks --sections quality`).", ""]
+    lines += [env_line(record), "",
+              "Counterfactual edits applied in rounds with the engine (`EditState` + `run_round`); after every round "
+              "the model is scored on every request edited so far (efficacy, generalization, specificity: CounterFact "
+              "protocol by mean per-token NLL of the new vs the true target), on the first round's requests "
+              "(retention), on 40-token sampled generations of 20 generation prompts (fluency), and on the world's "
+              "held-out text (perplexity change against the unedited model).", "",
+              "Ablations of NSE: `nse-no-rewind` computes z* on the current model each round (the engine has no "
+              "switch for it: the benchmark sets `EditState.original_weights` to the current weights and clears the "
+              "z* cache before each round); `nse-p1` sets `neuron_threshold` = 1 (no neuron selection); "
+              "`nse-one-pass` sets `max_iterations` = 2 (one update pass, NSE.md's loop stops at the last "
+              "iteration).", ""]
+    plots = quality_plots(record, plots_dir)
+    for world_name, block in record["data"]["worlds"].items():
+        info = block["world"]
+        source = f"from `{Path(info['source']).name}`" if info.get("source") else f"preset `{info['preset']}`"
+        lines += [f"### World `{world_name}` ({source})", "",
+                  f"{info['n_facts']:,} facts known at {fmt(info['accuracy'])} (paraphrases "
+                  f"{fmt(info['paraphrase_accuracy'])}); {block['n_edits']:,} counterfactual edits "
+                  f"(the first {block['n_edits']:,} facts) in rounds of {block['round_size']}.", "",
+                  "Final scores (after the last round):", ""]
+        header = ["variant", *(label.split(" (")[0] for _, label, _ in QUALITY_METRICS), "edit s (total)", "note"]
+        rows = []
+        for name, run in block["runs"].items():
+            final = run["final"]
+            rows.append([name, *(final.get(metric) for metric, _, _ in QUALITY_METRICS),
+                         run.get("edit_seconds_total"), run.get("error") or ""])
+        base = next(iter(block["runs"].values()))["history"][0]
+        rows.append(["(unedited)", *(base.get(m) for m, _, _ in QUALITY_METRICS), None, ""])
+        lines += [table(header, rows), ""]
+        for path in plots.get(world_name, []):
+            lines += [f"![{path.stem}]({_rel(path, out)})", ""]
+    return lines
+
+
+def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> list[str]:
+    lines = ["## 2. Speed", ""]
+    if record is None:
+        return [*lines, "Not run (`python -m benchmarks --sections speed`).", ""]
+    data = record["data"]
+    lines += [env_line(record), ""]
+    plots = speed_plots(record, plots_dir)
+    if data.get("per_edit"):
+        world_name = _get(data, "world", "preset")
+        lines += [f"### Seconds per edit (engine only, `{world_name}` world, CPU)", "",
+                  table(["method", "requests per round", "rounds", "s per round", "s per edit"],
+                        [[r["method"], r["batch_size"], r["rounds"], r["seconds_per_round"], r["seconds_per_edit"]]
+                         for r in data["per_edit"]]), ""]
+    lifecycle = data.get("lifecycle")
+    if lifecycle:
+        checkout = lifecycle["checkout_seconds"]
+        lines += ["### Lifecycle on a real SQLite ledger", "",
+                  f"{lifecycle['n_rounds']} NSE rounds of {lifecycle['round_size']} recorded with "
+                  f"`Workspace.edit` ({fmt(lifecycle['edit_seconds_total'], 1)} s).", "",
+                  table(["measure", "seconds", "ratio", "goal", "verdict"], [
+                      ["load base model (`load_model` = `from_pretrained` + tokenizer), median",
+                       lifecycle["load_seconds"], None, "", ""],
+                      *[[f"checkout of version {depth} (median)", seconds, seconds / lifecycle["load_seconds"],
+                         f"≤ {lifecycle['checkout_goal']}x", verdict(seconds / lifecycle["load_seconds"]
+                                                                    <= lifecycle["checkout_goal"])]
+                        for depth, seconds in checkout.items()],
+                      ["replay of all rounds with cached z* (`replay_same_base`)", lifecycle["replay_seconds_total"],
+                       lifecycle["replay_ratio"], f"≤ {lifecycle['replay_goal']}x",
+                       verdict(lifecycle["replay_ratio"] <= lifecycle["replay_goal"])],
+                      ["replay, median round vs median original round", None, lifecycle.get("replay_round_ratio"),
+                       "", ""],
+                  ]), "",
+                  f"Replay reproduced every recorded state hash: {fmt(lifecycle.get('replay_same_hash'))}.", "",
+                  "Revert cost by the reverted round's position (a revert replays every later round):", "",
+                  table(["reverted round", "rounds replayed", "seconds"],
+                        [[r["position"], r["rounds_replayed"], r["seconds"]] for r in lifecycle["reverts"]]), ""]
+    engine = data.get("engine")
+    if engine:
+        lines += ["### Engine (`benchmarks.engine_speed.run`)", ""]
+        if isinstance(engine, dict) and isinstance(engine.get("markdown"), str):
+            lines += [engine["markdown"], ""]
+        else:
+            lines += [table(["measure", "value"], _flatten(engine)), ""]
+    for path in plots:
+        lines += [f"![{path.stem}]({_rel(path, out)})", ""]
+    return lines
+
+
+def _flatten(node: Any, prefix: str = "") -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            rows += _flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}")
+    elif isinstance(node, list) and node and all(isinstance(v, dict) for v in node):
+        for index, value in enumerate(node):
+            rows += _flatten(value, f"{prefix}[{index}]")
+    else:
+        rows.append([prefix, node if not isinstance(node, list) else ", ".join(fmt(v) for v in node)])
+    return rows
+
+
+def storage_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> list[str]:
+    lines = ["## 3. Storage", ""]
+    if record is None:
+        return [*lines, "Not run (`python -m benchmarks --sections storage`).", ""]
+    rows = record["data"]["methods"]
+    lines += [env_line(record), "",
+              "Bytes written per edit, from the ledger's artifact rows of each edit version. Floor = touched "
+              "columns x d_model x dtype bytes (the new values alone). The stored delta keeps the column indices, "
+              "the exact old values and the new values (safetensors), so ~2x the floor is expected. Keys (to rebuild "
+              "Cp) and z* (NSE, to replay without recomputing) are stored beside it. Per-base blobs (C0, templates) "
+              "are not counted. SQLite size after a WAL checkpoint.", "",
+              table(["method", "edits", "round size", "columns per edit", "delta B/edit", "floor B/edit",
+                     "delta / floor", "all blobs B/edit", "blobs MiB / 1,000 edits", "SQLite MiB / 1,000 edits"],
+                    [[r["method"], r["n_edits"], r["round_size"], r["columns_per_edit"], r["delta_bytes_per_edit"],
+                      r["floor_bytes_per_edit"], r["delta_over_floor"], r["blob_bytes_per_edit"],
+                      r["blob_bytes_per_1000_edits"] / 2**20, r["sqlite_bytes_per_1000_edits"] / 2**20]
+                     for r in rows]), "",
+              "Bytes per edit by artifact role:", "",
+              table(["method", *sorted({k for r in rows for k in r["bytes_per_edit_by_role"]})],
+                    [[r["method"], *(r["bytes_per_edit_by_role"].get(k) for k in
+                                     sorted({k for r in rows for k in r["bytes_per_edit_by_role"]}))]
+                     for r in rows]), ""]
+    path = storage_plot(record, plots_dir)
+    if path is not None:
+        lines += [f"![{path.stem}]({_rel(path, out)})", ""]
+    return lines
+
+
+def ledger_section(record: dict[str, Any] | None) -> list[str]:
+    lines = ["## 4. Ledger queries", ""]
+    if record is None:
+        return [*lines, "Not run (`python -m benchmarks --sections ledger`).", ""]
+    data = record["data"]
+    lines += [env_line(record), ""]
+    if isinstance(data, dict) and isinstance(data.get("markdown"), str):
+        lines += [data["markdown"], ""]
+    rows = query_rows(data)
+    if rows:
+        lines += [f"Medians of repeated runs; goal: each query < {QUERY_GOAL_MS:.0f} ms.", "",
+                  table(["backend", "measure", "value", "verdict"],
+                        [[r["backend"], r["metric"], r["value"],
+                          verdict(r["value"] < QUERY_GOAL_MS) if r["metric"].endswith("_ms") else ""]
+                         for r in rows]), ""]
+    else:
+        lines += [table(["measure", "value"], _flatten(data)), ""]
+    return lines
+
+
+def gpu_section() -> list[str]:
+    return ["## 5. GPU", "",
+            "No GPU figure exists yet: this run had no GPU machine. Every number above is CPU-only (2 threads).", ""]
+
+
+def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path) -> Path:
+    """Write BENCHMARKS.md (and the plots it shows) from saved section records."""
+    out, plots_dir = Path(out), Path(plots_dir)
+    goal_list = goals(results)
+    quick = [name for name, record in results.items() if record and record.get("quick")]
+    lines = ["# editledger benchmarks", "",
+             "Generated by `python -m benchmarks` (`make bench`; `--quick` for the short run, `--report-only` to "
+             "rewrite this file from `benchmarks/results/*.json`). Do not edit by hand.", ""]
+    if quick:
+        lines += [f"> **Quick run** for: {', '.join(quick)}. These numbers come from the short configuration "
+                  "(smaller world, fewer edits); the full run is `python -m benchmarks`.", ""]
+    lines += ["## Findings", "", *[f"{i}. {line}" for i, line in enumerate(findings(results, goal_list), 1)], "",
+              "## Goals", "", table(["goal", "target", "measured", "verdict"],
+                                    [[g.name, g.target, g.measured, verdict(g.met)] for g in goal_list]), ""]
+    lines += quality_section(results.get("quality"), out, plots_dir)
+    lines += speed_section(results.get("speed"), out, plots_dir)
+    lines += storage_section(results.get("storage"), out, plots_dir)
+    lines += ledger_section(results.get("ledger"))
+    lines += gpu_section()
+    runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in results.items() if record]
+    lines += ["## Runtimes", "", table(["section", "seconds", "quick"], runtimes), ""]
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out

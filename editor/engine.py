@@ -1,0 +1,314 @@
+"""The round machinery every method shares: state, z* (with rewinding), keys, the solve, writing columns, Cp.
+
+A method (editor/methods/) is a short function that strings these steps together the way its formula in
+NSE.md reads. `run_round` validates the input, runs the method, and turns what it did into a `RoundResult`;
+if anything fails the rewrite weights are restored exactly and the state is left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from editor.errors import HparamsError, RequestError, SolveError
+from editor.hparams import EditHparams
+from editor.model import LoadedModel, is_conv1d, read_columns, write_columns
+from editor.targets import (
+    compute_keys,
+    compute_keys_layers,
+    compute_zstar,
+    hidden_states,
+    validate_layers,
+    validate_requests,
+)
+from ledger.records import EditRequest, FootprintLayer, RequestOutcome
+
+METHODS: tuple[str, ...] = ("nse", "memit", "memit-cp", "alphaedit", "rome")
+
+
+@dataclass
+class ColumnChange:
+    """One edited tensor: exact old and new values of its touched columns, math layout [d_model, n_cols]."""
+
+    weight_name: str
+    columns: torch.LongTensor
+    old: torch.Tensor
+    new: torch.Tensor
+
+
+@dataclass
+class RoundResult:
+    method: str
+    hparams: dict
+    templates: list[str]
+    changes: dict[str, ColumnChange]
+    footprint: list[FootprintLayer]
+    outcomes: list[RequestOutcome]
+    zstar: dict[str, torch.Tensor]  # request_key -> [d_model] float32
+    keys: dict[int, torch.Tensor]  # layer -> [d_ff, n] keys of all round requests on the post-round model
+
+
+@dataclass
+class MethodOutput:
+    """What a method reports back: the targets it aimed at, each request's status, and what it changed."""
+
+    zstar: torch.Tensor  # [n, d_model] float32
+    statuses: list[str]
+    footprint: list[FootprintLayer]
+
+
+class EditState:
+    """Everything a sequence of rounds needs. c0/cp live on CPU; they move to the model's device per layer."""
+
+    def __init__(self, loaded: LoadedModel, hparams: EditHparams, templates: list[str],
+                 c0: dict[int, torch.Tensor], original_weights: dict[str, torch.Tensor] | None = None,
+                 cp: dict[int, torch.Tensor] | None = None, zstar_cache: dict[str, torch.Tensor] | None = None):
+        self.loaded = loaded
+        self.hparams = hparams
+        self.templates = list(templates)
+        self.c0 = c0
+        self.cp: dict[int, torch.Tensor] = cp if cp is not None else {}
+        self.original_weights = original_weights if original_weights is not None else rewrite_weights_copy(loaded)
+        self.zstar_cache: dict[str, torch.Tensor] = zstar_cache if zstar_cache is not None else {}
+        self.projectors: dict[int, torch.Tensor] = {}  # AlphaEdit null-space projectors, per layer
+
+    def c0_of(self, layer: int) -> torch.Tensor:
+        if layer not in self.c0:
+            raise HparamsError(f"layer {layer}: no C0 statistics in the edit state (compute them for this layer)")
+        return self.c0[layer].to(torch.float64)
+
+    def cp_of(self, layer: int) -> torch.Tensor:
+        d_ff = self.loaded.arch.d_ff
+        return self.cp[layer] if layer in self.cp else torch.zeros(d_ff, d_ff, dtype=torch.float64)
+
+
+def rewrite_weights_copy(loaded: LoadedModel) -> dict[str, torch.Tensor]:
+    """A CPU copy of every block's rewrite weight: the original weights NSE rewinds to."""
+    arch = loaded.arch
+    return {arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer).detach().to("cpu", copy=True)
+            for layer in range(arch.n_layers)}
+
+
+# ------------------------------------------------------------------------------------------------ weights
+def _owner_is_conv1d(model: nn.Module, weight_name: str) -> bool:
+    return is_conv1d(model.get_submodule(weight_name.rsplit(".", 1)[0]))
+
+
+@torch.no_grad()
+def apply_changes(model: nn.Module, changes: Iterable[ColumnChange]) -> None:
+    """Scatter each change's `new` values into its columns: exact values, no arithmetic."""
+    for change in changes:
+        weight = model.get_parameter(change.weight_name)
+        write_columns(weight, change.columns, change.new, _owner_is_conv1d(model, change.weight_name))
+
+
+@torch.no_grad()
+def diff_changes(model: nn.Module, before: Mapping[str, torch.Tensor]) -> dict[str, ColumnChange]:
+    """The columns of each weight in `before` whose values now differ, with exact old and new values (CPU)."""
+    changes = {}
+    for name in sorted(before):
+        conv1d = _owner_is_conv1d(model, name)
+        now = model.get_parameter(name).detach().to("cpu")
+        old = before[name].to("cpu")
+        differs = (now != old) if now.dtype.is_floating_point else now.ne(old)
+        columns = torch.nonzero(differs.any(dim=1) if conv1d else differs.any(dim=0)).squeeze(1)
+        if len(columns):
+            changes[name] = ColumnChange(name, columns, read_columns(old, columns, conv1d),
+                                         read_columns(now, columns, conv1d))
+    return changes
+
+
+@contextmanager
+def rewound(state: EditState) -> Iterator[None]:
+    """The original rewrite weights in place of the current ones; the current ones restored exactly after."""
+    model = state.loaded.model
+    saved = {}
+    with torch.no_grad():
+        for name, original in state.original_weights.items():
+            weight = model.get_parameter(name)
+            saved[name] = weight.detach().clone()
+            weight.copy_(original.to(weight.device))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, current in saved.items():
+                model.get_parameter(name).copy_(current)
+
+
+def add_to_columns(state: EditState, layer: int, columns: torch.Tensor, delta: torch.Tensor,
+                   pass_index: int) -> FootprintLayer:
+    """W[:, S] += ΔW (computed in float64, stored in the weight's dtype); the footprint of the write."""
+    arch = state.loaded.arch
+    if not torch.isfinite(delta).all():
+        raise SolveError(f"layer {layer}: the solve gave non-finite values (check C0/Cp and the hyperparameters)")
+    weight = arch.rewrite_weight(state.loaded.model, layer)
+    old = read_columns(weight.detach(), columns.to(weight.device), arch.rewrite_is_conv1d)
+    new = (old.to(torch.float64) + delta.to(old.device)).to(weight.dtype)
+    write_columns(weight, columns, new, arch.rewrite_is_conv1d)
+    change_norm = float((new.to(torch.float64) - old.to(torch.float64)).norm())
+    return FootprintLayer(layer=layer, pass_index=pass_index, neurons=tuple(columns.tolist()), delta_norm=change_norm)
+
+
+# ------------------------------------------------------------------------------------------------ shared steps
+def zstar_current(state: EditState, requests: Sequence[EditRequest]) -> torch.Tensor:
+    """z* on the current (possibly already edited) model: MEMIT, AlphaEdit, ROME."""
+    return compute_zstar(state.loaded, requests, state.templates, state.hparams)
+
+
+def zstar_rewound(state: EditState, requests: Sequence[EditRequest]) -> torch.Tensor:
+    """z* on the original weights (NSE's weights rewinding), from the cache where it has them."""
+    missing = [r for r in requests if r.request_key not in state.zstar_cache]
+    computed: dict[str, torch.Tensor] = {}
+    if missing:
+        unique = list({r.request_key: r for r in missing}.values())
+        with rewound(state):
+            values = compute_zstar(state.loaded, unique, state.templates, state.hparams)
+        computed = {r.request_key: values[i] for i, r in enumerate(unique)}
+    return torch.stack([state.zstar_cache.get(r.request_key, computed.get(r.request_key)) for r in requests])
+
+
+def layer_keys(state: EditState, requests: Sequence[EditRequest], layer: int) -> torch.Tensor:
+    """K_l of `requests` on the current model, float64 [d_ff, n]."""
+    return compute_keys(state.loaded, requests, layer, state.templates).to(torch.float64)
+
+
+def current_hidden(state: EditState, requests: Sequence[EditRequest]) -> torch.Tensor:
+    """h^{z_layer} at each bare prompt on the current model, float32 [n, d_model]."""
+    return hidden_states(state.loaded, requests, state.hparams.z_layer)
+
+
+def select_neurons(keys: torch.Tensor, threshold: float) -> torch.Tensor:
+    """NSE's neurons: the smallest set whose activation mass Σ_r |K[j, r]| reaches `threshold` of the total
+    (the paper's rule; the reference code keeps the largest set under it, one neuron fewer). p >= 1: all."""
+    d_ff = keys.shape[0]
+    if threshold >= 1.0:
+        return torch.arange(d_ff)
+    mass = keys.abs().sum(dim=1).to(torch.float64)
+    order = torch.sort(mass, descending=True, stable=True).indices
+    cumulative = torch.cumsum(mass[order], dim=0)
+    count = int(torch.searchsorted(cumulative, threshold * cumulative[-1]).item()) + 1
+    return torch.sort(order[: min(count, d_ff)]).values
+
+
+def _checked(layer: int, solve) -> torch.Tensor:
+    try:
+        result = solve()
+    except RuntimeError as error:  # torch.linalg errors on singular or non-finite input
+        raise SolveError(f"layer {layer}: the solve failed ({str(error).splitlines()[0]})") from None
+    if not torch.isfinite(result).all():
+        raise SolveError(f"layer {layer}: the solve gave non-finite values (check C0/Cp and the hyperparameters)")
+    return result
+
+
+def solve_columns(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor, columns: torch.Tensor,
+                  use_cp: bool) -> torch.Tensor:
+    """ΔW[:, S] = R (M⁻¹ K_S)ᵀ with M = λ C0[S,S] (+ Cp[S,S]) + K_S K_Sᵀ, in float64 on CPU.
+
+    keys [d_ff, n], residual [d_model, n]; returns [d_model, |S|].
+    """
+    lam = state.hparams.mom2_update_weight
+    keys_s = keys[columns]
+    index = torch.meshgrid(columns, columns, indexing="ij")
+    matrix = lam * state.c0_of(layer)[index] + keys_s @ keys_s.T
+    if use_cp:
+        matrix = matrix + state.cp_of(layer)[index]
+    return _checked(layer, lambda: residual.to(torch.float64) @ torch.linalg.solve(matrix, keys_s).T)
+
+
+def nullspace_projector(state: EditState, layer: int) -> torch.Tensor:
+    """AlphaEdit's P: projector on the eigenvectors of C0 with eigenvalue < nullspace_threshold (cached)."""
+    if layer not in state.projectors:
+        c0 = state.c0_of(layer)
+        if not torch.isfinite(c0).all():
+            raise SolveError(f"layer {layer}: C0 has non-finite values")
+        try:
+            eigenvalues, eigenvectors = torch.linalg.eigh(c0)
+        except RuntimeError as error:
+            raise SolveError(f"layer {layer}: eigendecomposition of C0 failed ({str(error).splitlines()[0]})") from None
+        basis = eigenvectors[:, eigenvalues < state.hparams.nullspace_threshold]
+        state.projectors[layer] = basis @ basis.T
+    return state.projectors[layer]
+
+
+def solve_projected(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """AlphaEdit: ΔW = R Kᵀ P (Cp P + K Kᵀ P + μI)⁻¹, solved as (P (Cp + K Kᵀ) + μI) X = P K Rᵀ, ΔW = Xᵀ."""
+    projector = nullspace_projector(state, layer)
+    identity = torch.eye(projector.shape[0], dtype=torch.float64)
+    matrix = projector @ (state.cp_of(layer) + keys @ keys.T) + state.hparams.L2 * identity
+    rhs = projector @ keys @ residual.to(torch.float64).T
+    return _checked(layer, lambda: torch.linalg.solve(matrix, rhs).T)
+
+
+def solve_rank_one(state: EditState, layer: int, key: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """ROME: ΔW = r uᵀ / (uᵀ k) with u = C0⁻¹ k, so that ΔW k = r exactly."""
+    def solve() -> torch.Tensor:
+        u = torch.linalg.solve(state.c0_of(layer), key)
+        return residual.to(torch.float64) @ u.T / (u.T @ key)
+    return _checked(layer, solve)
+
+
+def add_keys_to_cp(cp: dict[int, torch.Tensor], keys: Mapping[int, torch.Tensor]) -> None:
+    """Cp_l += K Kᵀ in float64, layers in ascending order: the one way Cp grows (recording and rebuilding)."""
+    for layer in sorted(keys):
+        k = keys[layer].to("cpu", torch.float64)
+        outer = k @ k.T
+        cp[layer] = cp[layer] + outer if layer in cp else outer
+
+
+def classify(residuals: torch.Tensor, hp: EditHparams) -> list[str]:
+    """Status of each request from its residual before editing: satisfied (≤ alpha), skipped (≥ upper_bound)."""
+    return ["satisfied" if e <= hp.alpha else "skipped" if e >= hp.upper_bound else "edited"
+            for e in residuals.tolist()]
+
+
+# ------------------------------------------------------------------------------------------------ the round
+def _method_function(method: str):
+    from editor.methods import alphaedit, memit, nse, rome
+
+    functions = {"nse": nse.nse_round, "memit": memit.memit_round, "memit-cp": memit.memit_cp_round,
+                 "alphaedit": alphaedit.alphaedit_round, "rome": rome.rome_round}
+    return functions[method]
+
+
+def run_round(state: EditState, requests: list[EditRequest], method: str) -> RoundResult:
+    """One round of `method` over `requests`: edits the model in place and grows state.cp / state.zstar_cache."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: unknown (choose from {', '.join(METHODS)})")
+    loaded, hp = state.loaded, state.hparams
+    validate_layers(loaded, hp)
+    validate_requests(loaded, requests)
+    if any("{}" not in t for t in state.templates):
+        raise HparamsError("templates: every context template needs {} for the prompt")
+    if method == "rome" and len(requests) != 1:
+        raise RequestError(f"rome edits one request per round, got {len(requests)}")
+    for layer in hp.layers:
+        state.c0_of(layer)
+    arch = loaded.arch
+    before = {arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer).detach().clone()
+              for layer in hp.layers}
+    try:
+        h_before = current_hidden(state, requests)
+        output = _method_function(method)(state, requests)
+        h_after = current_hidden(state, requests)
+        round_keys = compute_keys_layers(loaded, requests, hp.layers, state.templates)
+    except BaseException:
+        with torch.no_grad():
+            for name, weight in before.items():
+                loaded.model.get_parameter(name).copy_(weight)
+        raise
+    add_keys_to_cp(state.cp, round_keys)
+    zstar = {r.request_key: output.zstar[i].clone() for i, r in enumerate(requests)}
+    if method == "nse":
+        state.zstar_cache.update(zstar)
+    residual_before = (output.zstar - h_before).norm(dim=1).tolist()
+    residual_after = (output.zstar - h_after).norm(dim=1).tolist()
+    outcomes = [RequestOutcome(r.request_key, residual_before[i], residual_after[i], output.statuses[i])  # type: ignore[arg-type]
+                for i, r in enumerate(requests)]
+    return RoundResult(method=method, hparams=hp.to_dict(), templates=list(state.templates),
+                       changes=diff_changes(loaded.model, before), footprint=output.footprint, outcomes=outcomes,
+                       zstar=zstar, keys=round_keys)

@@ -1,0 +1,23 @@
+"""Errors of the editing engine: each names the request, layer or argument at fault in one line."""
+
+from __future__ import annotations
+
+
+class EditorError(ValueError):
+    """Base class: a bad input to the engine. Nothing was written when one is raised."""
+
+
+class UnsupportedModelError(EditorError):
+    """The loaded model's module layout is not one the engine knows how to edit."""
+
+
+class RequestError(EditorError):
+    """An edit request that cannot be edited (no `{}` in the prompt, empty target, subject not found)."""
+
+
+class HparamsError(EditorError):
+    """Hyperparameters that do not fit the model (layer out of range, unknown field, missing statistics)."""
+
+
+class SolveError(EditorError):
+    """A solve produced non-finite values; the weights were left untouched."""

@@ -1,0 +1,245 @@
+"""Evaluation of edit requests on a (model, tokenizer): the CounterFact and zsRE protocols, fluency, perplexity.
+
+Definitions (NSE.md "Evaluation"). A target is scored under teacher forcing after its prompt, tokenized as
+`prompt` (with the tokenizer's special tokens) followed by `" " + target` (without them):
+- CounterFact, by mean per-token NLL: efficacy = P(target_new) > P(target_true) on the rewrite prompt;
+  generalization = the same on paraphrase prompts; specificity = P(expected) > P(target_new) on neighbourhood
+  prompts, where expected is the prompt's own target or else target_true. Without a target_true (or when it equals
+  target_new) there is nothing to compare: efficacy and generalization then fall back to the `_argmax` value.
+- Beside each, `<metric>_argmax`: teacher-forced top-1 token accuracy, the share of the target's tokens that are
+  the argmax next token (for a one-token target: whether its first token is the argmax). This is the zsRE
+  protocol: efficacy on the question, generalization on the rephrase, specificity of loc_ans on the unrelated
+  question. `portability`: the same accuracy of the expected answer on portability prompts.
+- fluency: ROME's n-gram entropy of sampled generations, x100 (see `fluency_score`).
+A per-request row holds only the metrics that apply to it; an aggregate is the mean over the rows that have it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ledger.records import EditRequest, Score
+
+BATCH_SIZE = 64
+METRICS = ("efficacy", "generalization", "specificity", "efficacy_argmax", "generalization_argmax",
+           "specificity_argmax", "portability", "fluency")
+WORD = re.compile(r"\w+|[^\w\s]")
+
+
+class EvaluationError(ValueError):
+    """A prompt or target that cannot be scored."""
+
+
+@dataclass(frozen=True)
+class TargetScore:
+    nll: float  # mean per-token negative log-likelihood of the target after the prompt
+    token_accuracy: float  # share of the target's tokens that are the argmax next token (teacher forcing)
+    first_token_correct: bool
+
+
+@dataclass
+class EvalReport:
+    per_request: list[dict[str, Any]] = field(default_factory=list)
+    aggregate: dict[str, float] = field(default_factory=dict)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _pad_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def encode_pair(tokenizer, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt (with the tokenizer's special tokens) and of the target that follows it."""
+    prompt_ids = list(tokenizer(prompt)["input_ids"])
+    target_ids = list(tokenizer(target if target[:1].isspace() else " " + target,
+                                add_special_tokens=False)["input_ids"])
+    if not prompt_ids or not target_ids:
+        raise EvaluationError(f"cannot score target {target!r} after prompt {prompt!r}: empty tokenization")
+    return prompt_ids, target_ids
+
+
+@torch.no_grad()
+def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]],
+                  batch_size: int = BATCH_SIZE) -> list[TargetScore]:
+    """Teacher-forced score of each (prompt, target) pair, batched (right padding)."""
+    unique = list(dict.fromkeys(pairs))
+    encoded = [encode_pair(tokenizer, prompt, target) for prompt, target in unique]
+    pad_id, device = _pad_id(tokenizer), _device(model)
+    scores: dict[tuple[str, str], TargetScore] = {}
+    for start in range(0, len(unique), batch_size):
+        chunk = encoded[start : start + batch_size]
+        width = max(len(p) + len(t) for p, t in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (p, t) in enumerate(chunk):
+            ids[row, : len(p) + len(t)] = torch.tensor(p + t)
+            mask[row, : len(p) + len(t)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        for row, (p, t) in enumerate(chunk):
+            positions = torch.arange(len(p) - 1, len(p) + len(t) - 1)
+            target = torch.tensor(t)
+            nll = -log_probs[row, positions, target].mean().item()
+            hits = log_probs[row, positions].argmax(dim=-1) == target
+            scores[unique[start + row]] = TargetScore(nll=nll, token_accuracy=hits.float().mean().item(),
+                                                      first_token_correct=bool(hits[0]))
+    return [scores[pair] for pair in pairs]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def evaluate_requests(model, tokenizer, requests: Sequence[EditRequest], *, fluency: bool = False,
+                      seed: int = 0) -> EvalReport:
+    """Score every request (see the module docstring for the metrics); no side effects on the model."""
+    pairs: list[tuple[str, str]] = []
+    for request in requests:
+        targets = [request.target_new] + ([request.target_true] if request.target_true else [])
+        for text in [request.text] + [p.text for p in request.prompts("paraphrase")]:
+            pairs.extend((text, target) for target in targets)
+        for prompt in request.prompts("neighborhood"):
+            expected = prompt.target or request.target_true
+            if expected:
+                pairs.extend([(prompt.text, expected), (prompt.text, request.target_new)])
+        pairs.extend((p.text, p.target) for p in request.prompts("portability") if p.target)
+    scored = dict(zip(pairs, score_targets(model, tokenizer, pairs), strict=True))
+
+    rows = []
+    for request in requests:
+        new, true = request.target_new, request.target_true
+        comparable = bool(true) and true != new
+        row: dict[str, Any] = {"request_key": request.request_key, "case_id": request.case_id,
+                               "subject": request.subject, "target_new": new, "target_true": true}
+        for metric, texts in (("efficacy", [request.text]),
+                              ("generalization", [p.text for p in request.prompts("paraphrase")])):
+            if not texts:
+                continue
+            accuracy = _mean([scored[(t, new)].token_accuracy for t in texts])
+            row[f"{metric}_argmax"] = accuracy
+            row[metric] = (_mean([float(scored[(t, new)].nll < scored[(t, true)].nll) for t in texts])
+                           if comparable else _mean([float(scored[(t, new)].token_accuracy == 1.0) for t in texts]))
+        neighbours = [(p.text, p.target or true) for p in request.prompts("neighborhood") if p.target or true]
+        if neighbours:
+            row["specificity_argmax"] = _mean([scored[(t, e)].token_accuracy for t, e in neighbours])
+            compared = [float(scored[(t, e)].nll < scored[(t, new)].nll) for t, e in neighbours if e != new]
+            if compared:
+                row["specificity"] = _mean(compared)
+        portable = [(p.text, p.target) for p in request.prompts("portability") if p.target]
+        if portable:
+            row["portability"] = _mean([scored[pair].token_accuracy for pair in portable])
+        generation = [p.text for p in request.prompts("generation")]
+        if fluency and generation:
+            row["fluency"] = fluency_score(model, tokenizer, generation, seed=seed)
+        rows.append(row)
+    aggregate: dict[str, float] = {"n_requests": float(len(rows))}
+    for metric in METRICS:
+        value = _mean([row[metric] for row in rows if metric in row])
+        if value is not None:
+            aggregate[metric] = value
+    return EvalReport(per_request=rows, aggregate=aggregate)
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> float:
+    """exp(mean NLL over every predicted token of `texts`), each text scored on its own (no packing)."""
+    pad_id, device = _pad_id(tokenizer), _device(model)
+    encoded = [ids for ids in (list(tokenizer(text)["input_ids"]) for text in texts if text.strip()) if len(ids) > 1]
+    if not encoded:
+        raise EvaluationError("perplexity: no text of two or more tokens")
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start : start + batch_size]
+        width = max(len(ids) for ids in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, row_ids in enumerate(chunk):
+            ids[row, : len(row_ids)] = torch.tensor(row_ids)
+            mask[row, : len(row_ids)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+        total_nll += (losses * mask[:, 1:]).sum().item()
+        total_tokens += int(mask[:, 1:].sum())
+    return math.exp(total_nll / total_tokens)
+
+
+def perplexity_change(model, base_model, tokenizer, texts: Sequence[str]) -> float:
+    """Relative change of held-out perplexity against the base model: ppl(model) / ppl(base) - 1."""
+    return perplexity(model, tokenizer, texts) / perplexity(base_model, tokenizer, texts) - 1.0
+
+
+def ngram_entropy(tokens_or_text: str | Sequence[str], n: int) -> float:
+    """Shannon entropy (bits) of the frequency distribution of the n-grams of a token sequence.
+
+    A string is split into words and punctuation marks (as nltk.word_tokenize would, for plain text)."""
+    tokens = WORD.findall(tokens_or_text) if isinstance(tokens_or_text, str) else list(tokens_or_text)
+    counts = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    total = sum(counts.values())
+    return -sum(c / total * math.log2(c / total) for c in counts.values()) if total else 0.0
+
+
+def text_fluency(text: str) -> float:
+    """ROME's compute_n_gram_entropy: mean of (2/3 * bigram entropy, 4/3 * trigram entropy), in bits."""
+    return (2 / 3 * ngram_entropy(text, 2) + 4 / 3 * ngram_entropy(text, 3)) / 2
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompt: str, *, generator: torch.Generator, max_new_tokens: int,
+             top_k: int = 5) -> str:
+    """Top-k sampling (ROME's generate_fast uses k=5) with a seeded generator; returns prompt + continuation."""
+    device = _device(model)
+    ids = torch.tensor([list(tokenizer(prompt)["input_ids"])], device=device)
+    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    produced: list[int] = []
+    past, step_input = None, ids
+    for _ in range(max_new_tokens):
+        if limit is not None and ids.shape[1] + len(produced) >= limit:
+            break
+        out = model(input_ids=step_input, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        top = torch.topk(out.logits[0, -1].float().cpu(), k=min(top_k, out.logits.shape[-1]))
+        choice = top.indices[torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)].item()
+        if choice == tokenizer.eos_token_id:
+            break
+        produced.append(int(choice))
+        step_input = torch.tensor([[choice]], device=device)
+    return prompt + " " + tokenizer.decode(produced, skip_special_tokens=True) if produced else prompt
+
+
+def fluency_score(model, tokenizer, prompts: Sequence[str], *, seed: int, max_new_tokens: int = 50) -> float:
+    """Fluency as in ROME/MEMIT/NSE tables: 100 x the mean over prompts of `text_fluency(prompt + generation)`,
+    i.e. 100 * mean_i [(2/3 * H2_i + 4/3 * H3_i) / 2], Hn the n-gram entropy in bits of generation i
+    (sampled top-5, seeded: the same seed gives the same generations)."""
+    if not prompts:
+        raise EvaluationError("fluency: no prompts")
+    generator = torch.Generator().manual_seed(seed)
+    texts = [generate(model, tokenizer, p, generator=generator, max_new_tokens=max_new_tokens) for p in prompts]
+    return 100.0 * sum(text_fluency(t) for t in texts) / len(texts)
+
+
+def retention(model, tokenizer, rounds: Sequence[Sequence[EditRequest]]) -> list[float]:
+    """Efficacy of each round's requests on this (final) model: how well earlier edits survived later ones."""
+    return [evaluate_requests(model, tokenizer, list(r)).aggregate.get("efficacy", 0.0) if r else 0.0
+            for r in rounds]
+
+
+def report_scores(report: EvalReport, suite: str) -> list[Score]:
+    """Ledger rows: each request's metrics (request_key and suite set) and the suite's aggregates (suite only)."""
+    scores = [Score(metric=metric, value=float(row[metric]), request_key=row["request_key"], suite=suite)
+              for row in report.per_request for metric in METRICS if metric in row]
+    scores += [Score(metric=metric, value=float(value), suite=suite)
+               for metric, value in report.aggregate.items() if metric in METRICS]
+    return scores

@@ -1,0 +1,129 @@
+"""Hyperparameters of a round, the published presets, and defaults derived for any model.
+
+How `derive_hparams` chooses defaults for a model it has never seen (the published values only fit the
+models they were tuned on; NSE.md: "alpha and upper_bound are in units of the residual norm of that model"):
+
+- layers: models of up to 6 blocks edit every block but the last (the last one has nothing after it to carry
+  the change to the output). Deeper models edit a window of lower-middle blocks ending at 30% of the depth,
+  `max(2, min(5, n_layers // 6))` blocks wide (GPT-J 28 blocks -> 4..8, as published; GPT2-XL 48 -> 10..14).
+  ROME edits one block: the last of that window. z_layer is the last edited block.
+- residual norm `ρ`: the mean norm of block z_layer's output over the tokens (all but the first, whose norm is
+  atypical) of a few plain sentences, measured on the loaded model.
+- alpha = 0.05 ρ, upper_bound = 3 ρ: a request closer than 5% of a typical hidden state to its target is done;
+  one farther than three hidden states away is an outlier (z* itself is at most 0.75 ρ from h0).
+- v_lr = 0.1 ρ / sqrt(d_model): Adam moves each coordinate by about v_lr per step, so in 20 steps δ can reach
+  the clamp radius 0.75 ρ whatever the model's scale.
+- λ (mom2_update_weight) = 1.5 d_ff (GPT2-XL: 9600 vs the published 10000): C0 is a per-token mean, so λ counts
+  how many "virtual tokens" of preservation stand against each edit key, and pinning a d_ff-wide key space
+  takes a number of tokens proportional to d_ff.
+- neuron_threshold p = 0.8 for NSE (the published GPT-J value; 1.0 elsewhere), max_iterations 3, 20 gradient
+  steps, v_weight_decay 0.5, clamp_norm_factor 0.75, kl_factor 0.0625, AlphaEdit null-space threshold 2e-2
+  and L2 10, as published.
+Any field can be overridden: `derive_hparams(loaded, "nse", mom2_update_weight=500.0)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from editor.errors import HparamsError
+
+
+@dataclass
+class EditHparams:
+    layers: list[int]
+    v_num_grad_steps: int = 20
+    v_lr: float = 0.5
+    v_loss_layer: int | None = None  # None: the model's last block (the loss is on the model's output)
+    v_weight_decay: float = 0.5
+    clamp_norm_factor: float = 0.75
+    kl_factor: float = 0.0625
+    mom2_update_weight: float = 10000.0  # λ
+    mom2_n_samples: int = 100000
+    mom2_dtype: str = "float32"
+    alpha: float = 35.0
+    upper_bound: float = 150.0
+    neuron_threshold: float = 1.0  # p; >= 1 selects every neuron
+    max_iterations: int = 3
+    nullspace_threshold: float = 2e-2  # AlphaEdit
+    L2: float = 10.0  # AlphaEdit μ
+    template_seed: int = 0
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific values, recorded with the rest
+
+    @property
+    def z_layer(self) -> int:
+        return self.layers[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditHparams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HparamsError(f"hparams: unknown field(s) {', '.join(unknown)}")
+        if "layers" not in data:
+            raise HparamsError("hparams: missing field layers")
+        values = dict(data)
+        values["layers"] = [int(layer) for layer in values["layers"]]
+        values["extra"] = dict(values.get("extra") or {})
+        return cls(**values)
+
+
+_SHARED = dict(v_weight_decay=0.5, clamp_norm_factor=0.75, kl_factor=0.0625, max_iterations=3, mom2_n_samples=100000)
+PRESETS: dict[str, EditHparams] = {
+    "gpt2-xl": EditHparams(layers=[13, 14, 15, 16, 17], v_num_grad_steps=20, v_lr=0.5, mom2_update_weight=10000.0,
+                           alpha=35.0, upper_bound=150.0, neuron_threshold=1.0, **_SHARED),
+    "gpt-j-6b": EditHparams(layers=[3, 4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.5, mom2_update_weight=15000.0,
+                            alpha=15.0, upper_bound=100.0, neuron_threshold=0.8, **_SHARED),
+    "llama3-8b": EditHparams(layers=[4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.1, mom2_update_weight=15000.0,
+                             alpha=2.5, upper_bound=50.0, neuron_threshold=1.0, **_SHARED),
+}
+# Published per-method differences from the NSE values above.
+PRESET_METHOD_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    ("gpt2-xl", "memit"): {"mom2_update_weight": 20000.0},
+    ("gpt2-xl", "memit-cp"): {"mom2_update_weight": 20000.0},
+}
+
+
+def preset(name: str, method: str = "nse") -> EditHparams:
+    if name not in PRESETS:
+        raise HparamsError(f"preset {name!r}: unknown (choose from {', '.join(PRESETS)})")
+    values = {**PRESETS[name].to_dict(), **PRESET_METHOD_OVERRIDES.get((name, method), {})}
+    if method == "rome":
+        values["layers"] = values["layers"][-1:]
+    return EditHparams.from_dict(values)
+
+
+def default_layers(n_layers: int) -> list[int]:
+    if n_layers <= 6:
+        return list(range(max(1, n_layers - 1)))
+    width = max(2, min(5, n_layers // 6))
+    end = max(width - 1, round(0.3 * n_layers))
+    return list(range(end - width + 1, end + 1))
+
+
+def derive_hparams(loaded: Any, method: str, **overrides: Any) -> EditHparams:
+    """Defaults for any model (see the module docstring for the reasoning), then `overrides`."""
+    from editor.targets import typical_residual_norm
+
+    arch = loaded.arch
+    layers = [int(x) for x in overrides.get("layers", default_layers(arch.n_layers))]
+    if method == "rome" and "layers" not in overrides:
+        layers = layers[-1:]
+    rho = typical_residual_norm(loaded, layers[-1])
+    values: dict[str, Any] = {
+        "layers": layers,
+        "v_num_grad_steps": 20,
+        "v_lr": round(0.1 * rho / math.sqrt(arch.d_model), 6),
+        "mom2_update_weight": float(round(1.5 * arch.d_ff)),
+        "alpha": round(0.05 * rho, 6),
+        "upper_bound": round(3.0 * rho, 6),
+        "neuron_threshold": 0.8 if method == "nse" else 1.0,
+    }
+    values.update(overrides)
+    return EditHparams.from_dict(values)

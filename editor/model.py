@@ -1,0 +1,158 @@
+"""Loading a causal LM and finding its editable parts from the modules it actually has.
+
+The engine's math uses the out×in layout `W[d_model, d_ff]` of the MLP output projection ("rewrite module").
+GPT-2 stores it as a `Conv1D` whose weight is in×out, so a math column is a stored row: `read_columns` and
+`write_columns` hide this so every method works in the math layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from editor.errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class FamilyLayout:
+    family: str
+    rewrite_template: str
+    block_template: str
+    final_norm: str
+    unembed_candidates: tuple[str, ...]  # the unembedding's name moved between transformers releases
+
+
+LAYOUTS: tuple[FamilyLayout, ...] = (
+    FamilyLayout("gpt2", "transformer.h.{}.mlp.c_proj", "transformer.h.{}", "transformer.ln_f", ("lm_head",)),
+    FamilyLayout("gptj", "transformer.h.{}.mlp.fc_out", "transformer.h.{}", "transformer.ln_f", ("lm_head",)),
+    FamilyLayout("gpt-neox", "gpt_neox.layers.{}.mlp.dense_4h_to_h", "gpt_neox.layers.{}",
+                 "gpt_neox.final_layer_norm", ("embed_out", "lm_head")),
+    FamilyLayout("llama", "model.layers.{}.mlp.down_proj", "model.layers.{}", "model.norm", ("lm_head",)),
+)
+SUPPORTED_FAMILIES = "GPT-2, GPT-J, GPT-NeoX, Llama/Mistral/Qwen2"
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' Conv1D (GPT-2 style, weight in×out), recognised by type name so no import ties us to it."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+@dataclass(frozen=True)
+class ArchMap:
+    family: str
+    n_layers: int
+    d_model: int
+    d_ff: int
+    rewrite_template: str
+    block_template: str
+    final_norm: str
+    unembed: str
+    rewrite_is_conv1d: bool
+
+    def rewrite_module(self, model: nn.Module, layer: int) -> nn.Module:
+        return model.get_submodule(self.rewrite_template.format(layer))
+
+    def block_module(self, model: nn.Module, layer: int) -> nn.Module:
+        return model.get_submodule(self.block_template.format(layer))
+
+    def rewrite_weight_name(self, layer: int) -> str:
+        return self.rewrite_template.format(layer) + ".weight"
+
+    def rewrite_weight(self, model: nn.Module, layer: int) -> nn.Parameter:
+        return self.rewrite_module(model, layer).weight
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def find_architecture(model: nn.Module) -> ArchMap:
+    """The module map of `model`, found from which module paths exist and their types (never from a name)."""
+    for layout in LAYOUTS:
+        first_rewrite = _submodule(model, layout.rewrite_template.format(0))
+        if first_rewrite is None or _submodule(model, layout.final_norm) is None:
+            continue
+        unembed = next((n for n in layout.unembed_candidates if _submodule(model, n) is not None), None)
+        if unembed is None:
+            continue
+        conv1d = is_conv1d(first_rewrite)
+        if not (conv1d or isinstance(first_rewrite, nn.Linear)):
+            continue
+        n_layers = 0
+        while _submodule(model, layout.block_template.format(n_layers)) is not None:
+            n_layers += 1
+        weight = first_rewrite.weight
+        d_ff, d_model = weight.shape if conv1d else (weight.shape[1], weight.shape[0])
+        return ArchMap(layout.family, n_layers, int(d_model), int(d_ff), layout.rewrite_template,
+                       layout.block_template, layout.final_norm, unembed, conv1d)
+    raise UnsupportedModelError(
+        f"model {type(model).__name__}: unsupported module layout (supported families: {SUPPORTED_FAMILIES})"
+    )
+
+
+def read_columns(weight: torch.Tensor, cols: torch.Tensor, conv1d: bool) -> torch.Tensor:
+    """Columns `cols` of the math-layout weight, as [d_model, n] (a copy)."""
+    return weight[cols].T.clone() if conv1d else weight[:, cols].clone()
+
+
+@torch.no_grad()
+def write_columns(weight: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, conv1d: bool) -> None:
+    """Set columns `cols` of the math-layout weight to `values` [d_model, n], exactly (no arithmetic)."""
+    values = values.to(device=weight.device, dtype=weight.dtype)
+    cols = cols.to(weight.device)
+    if conv1d:
+        weight[cols] = values.T
+    else:
+        weight[:, cols] = values
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    arch: ArchMap
+    device: torch.device
+    dtype: torch.dtype
+    path: Path
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device {device!r}: expected auto, cpu or cuda")
+    return torch.device(device)
+
+
+def load_model(path: str | Path, device: str = "auto", dtype: str = "float32",
+               device_map: str | dict | None = None) -> LoadedModel:
+    """A local Hugging Face directory (safetensors only, never the hub), in eval mode with a pad token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model directory {path}: no config.json")
+    torch_dtype = DTYPES[dtype]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
+                                                 local_files_only=True, device_map=device_map)
+    if device_map is None:
+        target = resolve_device(device)
+        model.to(target)
+    else:
+        target = next(model.parameters()).device
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+    return LoadedModel(model, tokenizer, find_architecture(model), target, torch_dtype, path)

@@ -1,0 +1,375 @@
+"""Keys, hidden states and target values z*: the steps every editing method shares (NSE.md, Keys and z*).
+
+Every forward here runs the model's base (no LM head) with forward hooks: a pre-hook on a rewrite module reads
+its input (the key), a hook on a block reads (or, for z*, shifts) its output. Sequences are right-padded, so a
+token's position is the same as in its unpadded sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from editor.errors import HparamsError, RequestError
+from editor.hparams import EditHparams
+from editor.model import LoadedModel
+from ledger.records import EditRequest
+
+BARE_TEMPLATE = "{}"
+ESSENCE_TEMPLATE = "{} is a"
+SEQUENCES_PER_FORWARD = 128  # memory bound of one forward; results do not depend on it beyond rounding
+EARLY_STOP_LOSS = 5e-2
+NORM_PROBES = (
+    "The city is known for its old streets and its river.",
+    "She grew up speaking two languages at home.",
+    "Because of the rain, the game was played the next day.",
+    "I think that the answer is in the book.",
+)
+
+
+# ------------------------------------------------------------------------------------------------ tokens
+def subject_last_token_index(tokenizer, text_template: str, subject: str) -> int:
+    """Index of the last token of `subject` in `text_template` with `{}` replaced by it (special tokens counted)."""
+    return encode_with_subject(tokenizer, text_template, subject)[1]
+
+
+def encode_with_subject(tokenizer, text_template: str, subject: str) -> tuple[list[int], int]:
+    """Token ids of the filled template and the index of the subject's last token."""
+    if "{}" not in text_template:
+        raise RequestError(f"text {text_template!r}: no {{}} where the subject goes")
+    before, after = text_template.split("{}", 1)
+    text = before + subject + after
+    start, end = len(before), len(before) + len(subject)
+    if getattr(tokenizer, "is_fast", False):
+        encoded = tokenizer(text, return_offsets_mapping=True)
+        inside = [i for i, (s, e) in enumerate(encoded["offset_mapping"]) if e > s and s < end and e > start]
+        ids = list(encoded["input_ids"])
+    else:  # slow tokenizer: the subject ends where the tokens of the text up to it end
+        ids = list(tokenizer(text)["input_ids"])
+        upto = list(tokenizer(text[:end])["input_ids"])
+        inside = [len(upto) - 1] if subject.strip() and ids[: len(upto)] == upto else []
+    if not inside:
+        raise RequestError(f"subject {subject!r}: not found in the tokenized prompt {text!r}")
+    return ids, inside[-1]
+
+
+def target_token_ids(tokenizer, context: str, target: str) -> list[int]:
+    """The target's tokens as they continue `context`.
+
+    Tokenizers with space prefixes (GPT-2 BPE 'Ġ', SentencePiece '▁') code a word after a space differently
+    from the word alone: taking the tokens that `context + " " + target` adds to `context` gives the spaced
+    form for those and the plain word for word-level tokenizers, without naming any model.
+    """
+    plain = list(tokenizer(context, add_special_tokens=False)["input_ids"])
+    joined = list(tokenizer(context + " " + target.lstrip(), add_special_tokens=False)["input_ids"])
+    if joined[: len(plain)] == plain and len(joined) > len(plain):
+        return joined[len(plain):]
+    return list(tokenizer(" " + target.lstrip(), add_special_tokens=False)["input_ids"])
+
+
+def validate_requests(loaded: LoadedModel, requests: Sequence[EditRequest]) -> None:
+    """Refuse, before any work, a request that cannot be edited; the error names its index and subject."""
+    if not requests:
+        raise RequestError("requests: the round has no requests")
+    for index, request in enumerate(requests):
+        where = f"request {index} (subject {request.subject!r})"
+        if request.prompt.count("{}") != 1:
+            raise RequestError(f"{where}: prompt {request.prompt!r} must contain exactly one {{}}")
+        if not request.target_new.strip():
+            raise RequestError(f"{where}: empty target_new")
+        try:
+            encode_with_subject(loaded.tokenizer, request.prompt, request.subject)
+        except RequestError as error:
+            raise RequestError(f"{where}: {error}") from None
+        if not target_token_ids(loaded.tokenizer, request.text, request.target_new):
+            raise RequestError(f"{where}: target_new {request.target_new!r} has no tokens")
+
+
+def validate_layers(loaded: LoadedModel, hp: EditHparams) -> None:
+    n_layers = loaded.arch.n_layers
+    if not hp.layers:
+        raise HparamsError("hparams.layers: empty")
+    for layer in hp.layers:
+        if not 0 <= layer < n_layers:
+            raise HparamsError(f"hparams.layers: layer {layer} out of range (the model has {n_layers} blocks)")
+    if list(hp.layers) != sorted(set(hp.layers)):
+        raise HparamsError(f"hparams.layers: {hp.layers} must be ascending without repeats")
+    if hp.v_loss_layer not in (None, n_layers - 1):
+        raise HparamsError(f"hparams.v_loss_layer: layer {hp.v_loss_layer}: only the last block ({n_layers - 1})")
+
+
+def fill_template(template: str, prompt: str) -> str:
+    """A context template around a request prompt; the prompt's `{}` stays for the subject."""
+    return template.replace("{}", prompt, 1)
+
+
+# ------------------------------------------------------------------------------------------------ forwards
+def block_hidden(output: torch.Tensor | tuple) -> torch.Tensor:
+    """A block's hidden state: recent transformers return a bare tensor, older ones a tuple."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def with_block_hidden(output: torch.Tensor | tuple, hidden: torch.Tensor) -> torch.Tensor | tuple:
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+class _StopForward(Exception):
+    """Raised by a hook once everything a forward was run for has been read."""
+
+
+@contextmanager
+def hooked(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def run_base(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    """The base model's final hidden states, or None when a hook stopped the forward early."""
+    try:
+        return loaded.model.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    except _StopForward:
+        return None
+
+
+@torch.no_grad()
+def read_at_tokens(loaded: LoadedModel, sequences: Sequence[Sequence[int]], positions: Sequence[int],
+                   key_layers: Sequence[int] = (), block_layers: Sequence[int] = ()
+                   ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """Keys (rewrite inputs) and block outputs at one token per sequence, in float32 on CPU."""
+    arch, model = loaded.arch, loaded.model
+    keys: dict[int, list[torch.Tensor]] = {layer: [] for layer in key_layers}
+    blocks: dict[int, list[torch.Tensor]] = {layer: [] for layer in block_layers}
+    last = max([*key_layers, *block_layers])
+    for start in range(0, len(sequences), SEQUENCES_PER_FORWARD):
+        chunk = sequences[start:start + SEQUENCES_PER_FORWARD]
+        rows = torch.arange(len(chunk))
+        cols = torch.tensor(positions[start:start + SEQUENCES_PER_FORWARD])
+        handles = []
+
+        def read_key(layer: int):
+            def hook(module: nn.Module, args: tuple) -> None:
+                keys[layer].append(args[0][rows, cols].float().cpu())
+                if layer == last and layer not in blocks:
+                    raise _StopForward
+            return hook
+
+        def read_block(layer: int):
+            def hook(module: nn.Module, args: tuple, output) -> None:
+                blocks[layer].append(block_hidden(output)[rows, cols].float().cpu())
+                if layer == last:
+                    raise _StopForward
+            return hook
+
+        for layer in key_layers:
+            handles.append(arch.rewrite_module(model, layer).register_forward_pre_hook(read_key(layer)))
+        for layer in block_layers:
+            handles.append(arch.block_module(model, layer).register_forward_hook(read_block(layer)))
+        with hooked(handles):
+            ids, mask = pad(chunk, loaded.tokenizer.pad_token_id, loaded.device)
+            run_base(loaded, ids, mask)
+    return ({layer: torch.cat(parts) for layer, parts in keys.items()},
+            {layer: torch.cat(parts) for layer, parts in blocks.items()})
+
+
+# ------------------------------------------------------------------------------------------------ keys, hidden
+def compute_keys_layers(loaded: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int],
+                        templates: Sequence[str]) -> dict[int, torch.Tensor]:
+    """Keys of every request at every layer in one pass: layer -> [d_ff, n] float32.
+
+    k = ½ (k_bare + mean of the prefixed k): the bare prompt weighs as much as all context templates together.
+    """
+    sequences, positions = [], []
+    for request in requests:
+        for template in templates:
+            ids, position = encode_with_subject(loaded.tokenizer, fill_template(template, request.prompt),
+                                                request.subject)
+            sequences.append(ids)
+            positions.append(position)
+    keys, _ = read_at_tokens(loaded, sequences, positions, key_layers=layers)
+    bare = torch.tensor([t == BARE_TEMPLATE for t in templates])
+    averaged = {}
+    for layer, flat in keys.items():
+        per_template = flat.view(len(requests), len(templates), -1)
+        groups = [per_template[:, group].mean(dim=1) for group in (bare, ~bare) if group.any()]
+        averaged[layer] = torch.stack(groups).mean(dim=0).T.contiguous()
+    return averaged
+
+
+def compute_keys(loaded: LoadedModel, requests: Sequence[EditRequest], layer: int,
+                 templates: Sequence[str]) -> torch.Tensor:
+    """Keys of `requests` at `layer`: [d_ff, n] float32 (NSE.md, Keys)."""
+    return compute_keys_layers(loaded, requests, [layer], templates)[layer]
+
+
+def hidden_states(loaded: LoadedModel, requests: Sequence[EditRequest], layer: int) -> torch.Tensor:
+    """Block `layer`'s output at the subject's last token of each bare prompt: [n, d_model] float32."""
+    encoded = [encode_with_subject(loaded.tokenizer, r.prompt, r.subject) for r in requests]
+    _, blocks = read_at_tokens(loaded, [ids for ids, _ in encoded], [p for _, p in encoded], block_layers=[layer])
+    return blocks[layer]
+
+
+def typical_residual_norm(loaded: LoadedModel, layer: int) -> float:
+    """Mean norm of block `layer`'s output over the tokens of a few plain sentences (the first token excluded)."""
+    sequences = [list(loaded.tokenizer(text)["input_ids"]) for text in NORM_PROBES]
+    sequences = [s for s in sequences if len(s) > 1]
+    norms: list[torch.Tensor] = []
+    for position in range(1, max(len(s) for s in sequences)):
+        rows = [s for s in sequences if len(s) > position]
+        _, blocks = read_at_tokens(loaded, rows, [position] * len(rows), block_layers=[layer])
+        norms.append(blocks[layer].norm(dim=1))
+    return float(torch.cat(norms).mean())
+
+
+# ------------------------------------------------------------------------------------------------ z*
+@dataclass
+class _ZstarBatch:
+    """The rewriting prompts (one per template) and the essence prompt of every request, flattened."""
+
+    sequences: list[list[int]]
+    request_of: torch.Tensor  # [S] request index of each sequence
+    subject_at: torch.Tensor  # [S] position of the subject's last token
+    is_essence: torch.Tensor  # [S] bool
+    is_bare: torch.Tensor  # [S] bool: the bare rewriting prompt, where h0 is read
+    target_rows: torch.Tensor  # [T] sequence of each predicted target token
+    target_cols: torch.Tensor  # [T] position predicting it
+    target_ids: torch.Tensor  # [T]
+
+
+def _zstar_batch(loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str]) -> _ZstarBatch:
+    tokenizer = loaded.tokenizer
+    bare_index = templates.index(BARE_TEMPLATE) if BARE_TEMPLATE in templates else 0
+    sequences, request_of, subject_at, is_essence, is_bare = [], [], [], [], []
+    target_rows, target_cols, target_ids = [], [], []
+    for r, request in enumerate(requests):
+        target = target_token_ids(tokenizer, request.text, request.target_new)
+        for t, template in enumerate(templates):
+            ids, position = encode_with_subject(tokenizer, fill_template(template, request.prompt), request.subject)
+            row = len(sequences)
+            for j, token in enumerate(target):
+                target_rows.append(row)
+                target_cols.append(len(ids) - 1 + j)
+                target_ids.append(token)
+            sequences.append(ids + target[:-1])
+            request_of.append(r)
+            subject_at.append(position)
+            is_essence.append(False)
+            is_bare.append(t == bare_index)
+        ids, position = encode_with_subject(tokenizer, ESSENCE_TEMPLATE, request.subject)
+        sequences.append(ids)
+        request_of.append(r)
+        subject_at.append(position)
+        is_essence.append(True)
+        is_bare.append(False)
+    as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    return _ZstarBatch(sequences, as_long(request_of), as_long(subject_at), torch.tensor(is_essence),
+                       torch.tensor(is_bare), as_long(target_rows), as_long(target_cols), as_long(target_ids))
+
+
+def compute_zstar(loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
+                  hp: EditHparams) -> torch.Tensor:
+    """z* = h0 + δ for every request at once: [n, d_model] float32 (NSE.md, Target values).
+
+    One forward/backward per step for all requests; each has its own δ (a row of one tensor) and its own loss,
+    and the rows never interact (sequences do not see each other; Adam is elementwise), so each δ follows the
+    path it would follow alone. A request whose loss is under 0.05 stops: its row is frozen and its sequences
+    leave the batch.
+    """
+    model, arch, device = loaded.model, loaded.arch, loaded.device
+    batch = _zstar_batch(loaded, requests, templates)
+    n, n_seq = len(requests), len(batch.sequences)
+    target_count = torch.bincount(batch.request_of[batch.target_rows], minlength=n).float()
+    prompt_count = torch.bincount(batch.request_of[~batch.is_essence], minlength=n).float()
+    unembed = model.get_submodule(arch.unembed)
+    delta = torch.zeros(n, arch.d_model, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=hp.v_lr)
+    h0 = torch.zeros(n, arch.d_model)
+    kl_initial: torch.Tensor | None = None
+    active = torch.ones(n, dtype=torch.bool)
+    with frozen_parameters(model):
+        for step in range(hp.v_num_grad_steps):
+            rows = torch.nonzero(active[batch.request_of]).squeeze(1)  # sequences of requests still optimising
+            ids, mask = pad([batch.sequences[i] for i in rows.tolist()], loaded.tokenizer.pad_token_id, device)
+            local = torch.full((n_seq,), -1, dtype=torch.long)
+            local[rows] = torch.arange(len(rows))
+            at = (torch.arange(len(rows), device=device), batch.subject_at[rows].to(device))
+            seq_delta = batch.request_of[rows].to(device)
+            read: dict[str, torch.Tensor] = {}
+
+            def shift(module: nn.Module, args: tuple, output, at=at, seq_delta=seq_delta, read=read):
+                hidden = block_hidden(output)
+                read["h"] = hidden[at].detach()
+                return with_block_hidden(output, hidden.index_put(at, hidden[at] + delta[seq_delta].to(hidden.dtype)))
+
+            with hooked([arch.block_module(model, hp.z_layer).register_forward_hook(shift)]):
+                final = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            if step == 0:
+                h0[batch.request_of[batch.is_bare]] = read["h"][local[batch.is_bare]].float().cpu()
+            # NLL: mean over each prompt's target tokens, then over the request's prompts
+            in_batch = local[batch.target_rows] >= 0
+            t_request = batch.request_of[batch.target_rows[in_batch]]
+            t_at = (local[batch.target_rows[in_batch]].to(device), batch.target_cols[in_batch].to(device))
+            log_probs = torch.log_softmax(unembed(final[t_at]).float(), dim=-1)
+            one_hot_targets = nn.functional.one_hot(batch.target_ids[in_batch].to(device), log_probs.shape[-1])
+            per_token = -(log_probs * one_hot_targets).sum(-1) / (target_count / prompt_count)[t_request].to(device)
+            nll = per_request_sum(per_token, t_request, n, device) / prompt_count.to(device)
+            # KL(P_now ‖ P_initial) of the next token after the subject in the essence prompt
+            essence = batch.is_essence & (local >= 0)
+            e_request = batch.request_of[essence]
+            e_at = (local[essence].to(device), batch.subject_at[essence].to(device))
+            e_log = torch.log_softmax(unembed(final[e_at]).float(), dim=-1)
+            if kl_initial is None:
+                kl_initial = e_log.detach().clone()
+            kl = per_request_sum((e_log.exp() * (e_log - kl_initial[e_request.to(device)])).sum(-1), e_request, n,
+                                 device)
+            decay = hp.v_weight_decay * delta.norm(dim=1) / (h0.to(device).norm(dim=1) ** 2)
+            loss = nll + hp.kl_factor * kl + decay
+            active &= loss.detach().cpu() >= EARLY_STOP_LOSS
+            if not active.any() or step == hp.v_num_grad_steps - 1:
+                break
+            frozen = delta.detach().clone()
+            optimizer.zero_grad()
+            loss[active.to(device)].sum().backward()
+            optimizer.step()
+            with torch.no_grad():
+                limit = hp.clamp_norm_factor * h0.to(device).norm(dim=1, keepdim=True)
+                norms = delta.norm(dim=1, keepdim=True)
+                delta.copy_(torch.where(norms > limit, delta * limit / norms, delta))
+                stopped = ~active.to(device)
+                delta[stopped] = frozen[stopped]  # a request that reached its target no longer moves
+    return h0 + delta.detach().float().cpu()
+
+
+def per_request_sum(values: torch.Tensor, request_of: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """Σ of `values` per request, as a matrix product (deterministic on every device, unlike index_add)."""
+    membership = nn.functional.one_hot(request_of.to(device), n).to(values.dtype)
+    return membership.T @ values
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """No gradient for the model's weights while δ is optimised (and none left behind in .grad)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)

@@ -1,0 +1,488 @@
+"""The built-in fact world: a small GPT-2-style model that really knows a set of facts.
+
+No model can be downloaded here, so the demo, the tests and the benchmarks edit a model built locally and
+deterministically: invented people (two-word names) with facts over several relations, each relation phrased by
+several templates. A word-level tokenizer and a GPT-2 model are trained with the loss on the object tokens (plus a
+small weight on every other token, so perplexity and generations mean something), and saved as a normal Hugging
+Face directory beside `facts.json` (ROME CounterFact format, counterfactual `target_new`), `corpus.txt` (text for
+covariance statistics), `heldout.txt` (text for perplexity) and `world.json` (what was built, and how well it knows).
+
+`seed` chooses the facts; `train_seed` the initialisation and data order, so a second model of the same facts
+stands for a base model's next release. Same seeds and preset give the same weights, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ledger.records import EditRequest, canonical_json
+
+WORLD_FORMAT = 1  # bump when a change to this file changes what a build produces: it is part of the cache key
+BUILD_THREADS = 1  # one thread: the same weights on any machine, and no OpenMP spinning when the CPU is busy
+EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
+CONTEXT_LENGTH = 128
+OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
+
+
+class WorldError(ValueError):
+    """A world directory or build argument that cannot be used."""
+
+
+@dataclass(frozen=True)
+class WorldPreset:
+    n_subjects: int
+    relations_per_subject: int
+    n_relations: int
+    objects_per_relation: int
+    n_layer: int
+    n_embd: int
+    n_inner: int
+    n_head: int
+    epochs: int
+    batch_size: int
+    peak_lr: float
+    filler_per_fact: float  # filler sentences trained per fact, for fluency and corpus statistics
+
+
+PRESETS: dict[str, WorldPreset] = {
+    "tiny": WorldPreset(n_subjects=16, relations_per_subject=3, n_relations=6, objects_per_relation=4,
+                        n_layer=2, n_embd=128, n_inner=512, n_head=4, epochs=24, batch_size=32, peak_lr=1e-2,
+                        filler_per_fact=1.0),
+    "small": WorldPreset(n_subjects=100, relations_per_subject=3, n_relations=8, objects_per_relation=10,
+                         n_layer=4, n_embd=128, n_inner=512, n_head=4, epochs=40, batch_size=64, peak_lr=1e-2,
+                         filler_per_fact=0.5),
+    "default": WorldPreset(n_subjects=250, relations_per_subject=4, n_relations=8, objects_per_relation=25,
+                           n_layer=4, n_embd=128, n_inner=1024, n_head=4, epochs=40, batch_size=128, peak_lr=1e-2,
+                           filler_per_fact=0.5),
+}
+
+# relation id -> (templates, objects). Template 0 is the rewrite prompt, the others its paraphrases.
+RELATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "P551": (("{} lives in the city of", "The home city of {} is", "{} has a house in the city of",
+              "Every morning {} walks through the streets of"),
+             ("Paris", "Berlin", "Tokyo", "Lima", "Oslo", "Cairo", "Madrid", "Rome", "Dublin", "Lisbon", "Vienna",
+              "Prague", "Seoul", "Nairobi", "Quito", "Sydney", "Toronto", "Chicago", "Mumbai", "Istanbul", "Athens",
+              "Warsaw", "Helsinki", "Boston", "Delhi", "Bangkok", "Manila", "Havana", "Dakar", "Riga")),
+    "P103": (("The mother tongue of {} is", "{} grew up speaking", "The native language of {} is",
+              "At home as a child {} spoke"),
+             ("French", "German", "Japanese", "Spanish", "Italian", "Dutch", "Polish", "Greek", "Turkish", "Swedish",
+              "Finnish", "Korean", "Hindi", "Arabic", "Russian", "Portuguese", "Danish", "Czech", "Hungarian",
+              "Thai", "Swahili", "Welsh", "Basque", "Latvian", "Tamil", "Persian", "Hebrew", "Irish", "Malay",
+              "Norwegian")),
+    "P106": (("{} works as a", "The profession of {} is", "By trade {} is a", "{} earns a living as a"),
+             ("carpenter", "lawyer", "baker", "nurse", "pilot", "teacher", "farmer", "dentist", "painter",
+              "plumber", "surgeon", "banker", "chef", "sailor", "tailor", "journalist", "pharmacist", "librarian",
+              "butcher", "gardener", "mechanic", "potter", "jeweler", "translator", "fisherman", "bricklayer",
+              "locksmith", "veterinarian", "barber", "cartographer")),
+    "P1303": (("{} plays the", "The instrument of {} is the", "On stage {} performs on the",
+               "Every day {} practices on the"),
+              ("piano", "violin", "guitar", "cello", "flute", "trumpet", "drums", "harp", "banjo", "clarinet",
+               "saxophone", "oboe", "accordion", "trombone", "ukulele", "mandolin", "harmonica", "bagpipes", "tuba",
+               "bassoon", "sitar", "xylophone", "lute", "organ", "zither", "marimba", "bugle", "viola", "recorder",
+               "tambourine")),
+    "P641": (("{} plays the sport of", "The favourite sport of {} is", "{} competes in",
+              "On weekends {} trains for"),
+             ("tennis", "chess", "rugby", "golf", "hockey", "cricket", "football", "baseball", "volleyball",
+              "basketball", "fencing", "rowing", "cycling", "boxing", "sailing", "skiing", "surfing", "judo",
+              "karate", "archery", "badminton", "wrestling", "handball", "polo", "squash", "lacrosse", "curling",
+              "snooker", "darts", "bowling")),
+    "P27": (("{} is a citizen of", "The passport of {} was issued by", "{} holds the citizenship of",
+             "The home country of {} is"),
+            ("Canada", "Brazil", "Kenya", "Norway", "Chile", "Egypt", "India", "Japan", "Mexico", "Peru", "Ghana",
+             "Iceland", "Portugal", "Austria", "Belgium", "Vietnam", "Nepal", "Morocco", "Jamaica", "Estonia",
+             "Uruguay", "Senegal", "Mongolia", "Croatia", "Ireland", "Finland", "Tunisia", "Bolivia", "Cuba",
+             "Laos")),
+    "P108": (("{} is employed by", "The employer of {} is", "{} works for the company",
+              "Each month {} gets a salary from"),
+             ("Google", "Microsoft", "Toyota", "Nokia", "Intel", "Siemens", "Nestle", "Boeing", "Airbus", "Sony",
+              "Samsung", "Philips", "Ikea", "Lego", "Adidas", "Nike", "Honda", "Fiat", "Volvo", "Shell", "Pfizer",
+              "Oracle", "Cisco", "Nintendo", "Canon", "Bosch", "Heineken", "Ericsson", "Unilever", "Danone")),
+    "P1412": (("The favourite colour of {} is", "{} likes the colour", "The room of {} is painted",
+               "{} always wears clothes that are"),
+              ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "brown", "pink", "grey",
+               "violet", "crimson", "turquoise", "silver", "golden", "beige", "maroon", "teal", "olive", "navy",
+               "scarlet", "amber", "ivory", "indigo", "lavender", "magenta", "coral", "cyan", "emerald")),
+}
+
+FIRST_NAMES = ("Anna", "Boris", "Clara", "Dario", "Elena", "Felix", "Greta", "Hugo", "Ines", "Jonas", "Karla",
+               "Lukas", "Mira", "Nils", "Olga", "Pavel", "Rosa", "Stefan", "Tara", "Umberto", "Vera", "Walter",
+               "Yara", "Zeno", "Alma", "Bruno", "Cora", "Emil", "Frida", "Ivan")
+ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "tr", "sh")
+VOWELS = ("a", "e", "i", "o", "u", "ai", "ei", "ou")
+CODAS = ("", "", "n", "r", "l", "s", "k", "m")
+
+# Filler sentences: generic text around the facts, for fluency, perplexity and covariance statistics.
+FILLER_TEMPLATES = (
+    "The {adj} {noun} is near the {noun2} .", "{subject} bought a {adj} {noun} yesterday .",
+    "In the evening the {noun} and the {noun2} were {adj} .", "{subject} saw a {adj} {noun} in the garden .",
+    "A {noun} can be {adj} when the {noun2} is {adj2} .", "Nobody knew why the {noun} was so {adj} .",
+    "{subject} wrote a letter about the {adj} {noun} .", "The {noun2} of the village looked {adj} today .",
+)
+FILLER_NOUNS = ("river", "house", "garden", "bridge", "market", "letter", "window", "forest", "train", "book",
+                "table", "horse", "lamp", "road", "bottle", "mountain", "boat", "clock", "door", "tree")
+FILLER_ADJECTIVES = ("old", "quiet", "small", "bright", "heavy", "warm", "empty", "busy", "strange", "calm",
+                     "tall", "dark", "clean", "broken", "happy", "cold")
+
+
+@dataclass(frozen=True)
+class Fact:
+    subject: str
+    relation_id: str
+    target_true: str
+    target_new: str
+
+
+@dataclass(frozen=True)
+class WorldInfo:
+    out_dir: Path
+    model_dir: Path
+    facts_path: Path
+    corpus_path: Path
+    heldout_path: Path
+    preset: str
+    seed: int
+    train_seed: int
+    source: str | None
+    state_hash: str
+    n_facts: int
+    accuracy: float
+    paraphrase_accuracy: float
+    build_seconds: float
+
+    def requests(self) -> list[EditRequest]:
+        """The world's facts as edit requests, each with its counterfactual `target_new`."""
+        from editor.readers import read_requests
+
+        return read_requests(self.facts_path, fmt="counterfact")
+
+
+# ------------------------------------------------------------------------------------------------ the facts
+def _invented_word(rng: random.Random, syllables: int) -> str:
+    return "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(syllables)).title()
+
+
+def generate_facts(preset: WorldPreset, seed: int) -> list[Fact]:
+    """Subjects with invented unique surnames (the last subject token identifies it) with facts over some relations."""
+    rng = random.Random(seed)
+    relation_ids = sorted(RELATIONS)[: preset.n_relations]
+    objects = {r: list(RELATIONS[r][1][: preset.objects_per_relation]) for r in relation_ids}
+    reserved = {w for templates, objs in RELATIONS.values() for t in templates for w in t.split()}
+    reserved |= {o for _, objs in RELATIONS.values() for o in objs} | set(FIRST_NAMES)
+    surnames: list[str] = []
+    while len(surnames) < preset.n_subjects:
+        word = _invented_word(rng, rng.choice((2, 3)))
+        if word not in reserved and word not in surnames:
+            surnames.append(word)
+    facts = []
+    for surname in surnames:
+        subject = f"{rng.choice(FIRST_NAMES)} {surname}"
+        for relation_id in sorted(rng.sample(relation_ids, preset.relations_per_subject)):
+            target_true = rng.choice(objects[relation_id])
+            target_new = rng.choice([o for o in objects[relation_id] if o != target_true])
+            facts.append(Fact(subject, relation_id, target_true, target_new))
+    return facts
+
+
+def facts_to_counterfact(facts: list[Fact], seed: int, neighbours: int = 6) -> list[dict[str, Any]]:
+    """ROME CounterFact records: paraphrases, neighbourhood (same relation and true object) and attribute prompts."""
+    rng = random.Random(seed + 1)
+    by_object: dict[tuple[str, str], list[str]] = {}
+    for fact in facts:
+        by_object.setdefault((fact.relation_id, fact.target_true), []).append(fact.subject)
+    records = []
+    for case_id, fact in enumerate(facts):
+        templates = RELATIONS[fact.relation_id][0]
+        same = [s for s in by_object[(fact.relation_id, fact.target_true)] if s != fact.subject]
+        attribute = by_object.get((fact.relation_id, fact.target_new), [])
+        records.append({
+            "case_id": case_id,
+            "requested_rewrite": {"prompt": templates[0], "subject": fact.subject, "relation_id": fact.relation_id,
+                                  "target_new": {"str": fact.target_new}, "target_true": {"str": fact.target_true}},
+            "paraphrase_prompts": [t.format(fact.subject) for t in templates[1:]],
+            "neighborhood_prompts": [rng.choice(templates).format(s) for s in same[:neighbours]],
+            "attribute_prompts": [rng.choice(templates).format(s) for s in attribute[:neighbours]],
+            "generation_prompts": [f"{fact.subject} is", templates[0].format(fact.subject),
+                                   f"People say that {fact.subject}"],
+        })
+    return records
+
+
+def true_statements(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(prompt, true object) pairs to train on: rewrite, paraphrase and neighbourhood prompts of each record."""
+    pairs: dict[tuple[str, str], None] = {}  # ordered set: the same statement once
+    for record in records:
+        rewrite = record["requested_rewrite"]
+        truth = rewrite["target_true"]["str"]
+        pairs[(rewrite["prompt"].format(rewrite["subject"]), truth)] = None
+        for prompt in record.get("paraphrase_prompts", []):
+            pairs[(prompt, truth)] = None
+        for prompt in record.get("neighborhood_prompts", []):
+            pairs[(prompt, truth)] = None
+    return list(pairs)
+
+
+def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
+    sentences = []
+    for _ in range(count):
+        template = rng.choice(FILLER_TEMPLATES)
+        sentences.append(template.format(subject=rng.choice(subjects), noun=rng.choice(FILLER_NOUNS),
+                                         noun2=rng.choice(FILLER_NOUNS), adj=rng.choice(FILLER_ADJECTIVES),
+                                         adj2=rng.choice(FILLER_ADJECTIVES)))
+    return sentences
+
+
+def load_counterfact_true_facts(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    """The records of a CounterFact-format file (validated by the reader first: a bad file is refused whole)."""
+    from editor.readers import read_requests
+
+    read_requests(path, fmt="counterfact", limit=limit)
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return records[:limit] if limit is not None else records
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer, model
+def build_tokenizer(texts: list[str]):
+    """A word-level tokenizer over every word of `texts` (whitespace/punctuation pre-tokenizer), as a HF tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pre_tokenizer = pre_tokenizers.Whitespace()
+    words: dict[str, None] = {}
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(text):
+            words[word] = None
+    vocab = {EOS: 0, PAD: 1, UNK: 2}
+    for word in sorted(words):
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizer
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token=UNK, pad_token=PAD, eos_token=EOS,
+                                   bos_token=EOS, model_max_length=CONTEXT_LENGTH)
+
+
+def new_model(preset: WorldPreset, vocab_size: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=vocab_size, n_positions=CONTEXT_LENGTH, n_embd=preset.n_embd,
+                        n_layer=preset.n_layer, n_head=preset.n_head, n_inner=preset.n_inner,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+                        pad_token_id=1)
+    return GPT2LMHeadModel(config)
+
+
+@dataclass(frozen=True)
+class Example:
+    ids: tuple[int, ...]
+    weights: tuple[float, ...]  # loss weight of predicting ids[i] (index 0 is never predicted)
+
+
+def encode_examples(tokenizer, statements: list[tuple[str, str]], fillers: list[str]) -> list[Example]:
+    """Facts weigh their object tokens 1 and the rest OTHER_TOKEN_WEIGHT; filler sentences OTHER_TOKEN_WEIGHT."""
+    examples = []
+    for prompt, target in statements:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        target_ids = tokenizer(" " + target, add_special_tokens=False)["input_ids"]
+        weights = [OTHER_TOKEN_WEIGHT] * len(prompt_ids) + [1.0] * len(target_ids)
+        examples.append(Example(tuple(prompt_ids + target_ids), tuple(weights)))
+    for sentence in fillers:
+        ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        examples.append(Example(tuple(ids), tuple([OTHER_TOKEN_WEIGHT] * len(ids))))
+    return [e for e in examples if 1 < len(e.ids) <= CONTEXT_LENGTH]
+
+
+def collate(batch: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(e.ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    weights = torch.zeros((len(batch), width))
+    for row, example in enumerate(batch):
+        ids[row, : len(example.ids)] = torch.tensor(example.ids)
+        mask[row, : len(example.ids)] = 1
+        weights[row, : len(example.ids)] = torch.tensor(example.weights)
+    return ids, mask, weights
+
+
+@contextmanager
+def deterministic_build() -> Iterator[None]:
+    """Fixed threads and deterministic kernels for the build; the caller's settings come back afterwards."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(BUILD_THREADS)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def train(model, examples: list[Example], preset: WorldPreset, train_seed: int, pad_id: int,
+          progress: Progress | None) -> None:
+    """AdamW with a one-cycle schedule; loss = weighted mean next-token cross-entropy."""
+    generator = torch.Generator().manual_seed(train_seed)
+    steps_per_epoch = math.ceil(len(examples) / preset.batch_size)
+    total = steps_per_epoch * preset.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.peak_lr, weight_decay=0.01, betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=preset.peak_lr, total_steps=total,
+                                                   pct_start=0.15)
+    task = progress.add_task("training the fact world", total=total) if progress else None
+    model.train()
+    for _ in range(preset.epochs):
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        for start in range(0, len(order), preset.batch_size):
+            ids, mask, weights = collate([examples[i] for i in order[start : start + preset.batch_size]], pad_id)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                       reduction="none")
+            target_weights = weights[:, 1:].reshape(-1)
+            loss = (losses * target_weights).sum() / target_weights.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            if progress is not None and task is not None:
+                progress.advance(task)
+    model.eval()
+
+
+def knowledge(model, tokenizer, records: list[dict[str, Any]]) -> tuple[float, float]:
+    """Share of facts whose rewrite prompt's argmax next token is target_true's first token; same on paraphrases."""
+    from editor.evaluate import score_targets
+
+    rewrite, paraphrase = [], []
+    for record in records:
+        fact = record["requested_rewrite"]
+        truth = fact["target_true"]["str"]
+        rewrite.append((fact["prompt"].format(fact["subject"]), truth))
+        paraphrase.extend((p, truth) for p in record.get("paraphrase_prompts", []))
+    known = [s.first_token_correct for s in score_targets(model, tokenizer, rewrite)]
+    known_paraphrase = [s.first_token_correct for s in score_targets(model, tokenizer, paraphrase)]
+    return sum(known) / max(len(known), 1), sum(known_paraphrase) / max(len(known_paraphrase), 1)
+
+
+# ------------------------------------------------------------------------------------------------ build, load
+def _cache_key(preset: str, seed: int, train_seed: int, from_file: Path | None, limit: int | None) -> str:
+    source = hashlib.sha256(from_file.read_bytes()).hexdigest() if from_file is not None else None
+    return hashlib.sha256(canonical_json({"format": WORLD_FORMAT, "preset": preset, "seed": seed,
+                                          "train_seed": train_seed, "source_sha256": source,
+                                          "limit": limit}).encode()).hexdigest()
+
+
+def _info(out_dir: Path, meta: dict[str, Any]) -> WorldInfo:
+    return WorldInfo(out_dir=out_dir, model_dir=out_dir / "model", facts_path=out_dir / "facts.json",
+                     corpus_path=out_dir / "corpus.txt", heldout_path=out_dir / "heldout.txt",
+                     preset=meta["preset"], seed=meta["seed"], train_seed=meta["train_seed"], source=meta["source"],
+                     state_hash=meta["state_hash"], n_facts=meta["n_facts"], accuracy=meta["accuracy"],
+                     paraphrase_accuracy=meta["paraphrase_accuracy"], build_seconds=meta["build_seconds"])
+
+
+def load_world(out_dir: Path) -> WorldInfo:
+    """The world in `out_dir`, from its world.json; an error if it is not a complete world directory."""
+    out_dir = Path(out_dir)
+    meta_path = out_dir / "world.json"
+    if not meta_path.is_file():
+        raise WorldError(f"{out_dir}: not a fact world directory (no world.json)")
+    try:
+        info = _info(out_dir, json.loads(meta_path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise WorldError(f"{meta_path}: unreadable world description ({error})") from None
+    missing = [p.name for p in (info.facts_path, info.corpus_path, info.heldout_path, info.model_dir / "config.json")
+               if not p.is_file()]
+    if missing:
+        raise WorldError(f"{out_dir}: incomplete fact world, missing {', '.join(missing)}")
+    return info
+
+
+def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_seed: int = 0,
+                from_file: Path | None = None, limit: int | None = None, progress: bool = True,
+                force: bool = False) -> WorldInfo:
+    """Build the fact world into `out_dir` (or return the one already there with the same key)."""
+    if preset not in PRESETS:
+        raise WorldError(f"preset {preset!r}: unknown (choose from {', '.join(PRESETS)})")
+    if limit is not None and (from_file is None or limit < 1):
+        raise WorldError("limit: needs --from and a positive number")
+    out_dir = Path(out_dir)
+    from_file = Path(from_file) if from_file is not None else None
+    if from_file is not None and not from_file.is_file():
+        raise WorldError(f"from_file {from_file}: no such file")
+    key = _cache_key(preset, seed, train_seed, from_file, limit)
+    if not force and (out_dir / "world.json").is_file():
+        try:
+            cached = load_world(out_dir)
+            if json.loads((out_dir / "world.json").read_text(encoding="utf-8")).get("cache_key") == key:
+                return cached
+        except WorldError:
+            pass  # incomplete or foreign: rebuild
+    started = time.perf_counter()
+    config = PRESETS[preset]
+    rng = random.Random(seed + 2)
+    if from_file is None:
+        facts = generate_facts(config, seed)
+        records = facts_to_counterfact(facts, seed)
+        subjects = sorted({f.subject for f in facts})
+    else:
+        records = load_counterfact_true_facts(from_file, limit)
+        subjects = sorted({r["requested_rewrite"]["subject"] for r in records})
+    statements = true_statements(records)
+    fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)
+    heldout = [line for line in _heldout_text(records, subjects, rng) if line not in set(fillers)]
+    corpus = [f"{prompt} {target} ." for prompt, target in statements] + fillers
+    vocabulary_texts = corpus + heldout + [t for r in records for t in _record_texts(r)]
+    with deterministic_build():
+        tokenizer = build_tokenizer(vocabulary_texts)
+        torch.manual_seed(train_seed)
+        model = new_model(config, len(tokenizer))
+        examples = encode_examples(tokenizer, statements, fillers)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), disable=not progress, transient=True) as bar:
+            train(model, examples, config, train_seed, tokenizer.pad_token_id, bar)
+        accuracy, paraphrase_accuracy = knowledge(model, tokenizer, records)
+    from editor.hashing import state_hash
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "world.json").unlink(missing_ok=True)  # written last: its presence marks a complete world
+    model.save_pretrained(out_dir / "model", safe_serialization=True)
+    tokenizer.save_pretrained(out_dir / "model")
+    (out_dir / "facts.json").write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "corpus.txt").write_text("\n".join(corpus) + "\n", encoding="utf-8")
+    (out_dir / "heldout.txt").write_text("\n".join(heldout) + "\n", encoding="utf-8")
+    meta = {"preset": preset, "seed": seed, "train_seed": train_seed,
+            "source": str(from_file) if from_file is not None else None, "limit": limit,
+            "state_hash": state_hash(model), "n_facts": len(records), "accuracy": accuracy,
+            "paraphrase_accuracy": paraphrase_accuracy, "build_seconds": time.perf_counter() - started,
+            "cache_key": key, "format": WORLD_FORMAT, "vocab_size": len(tokenizer), "n_examples": len(examples),
+            "preset_config": asdict(config)}
+    (out_dir / "world.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return _info(out_dir, meta)
+
+
+def _record_texts(record: dict[str, Any]) -> list[str]:
+    """Every text of a CounterFact record, so that the tokenizer knows the words of its prompts and targets."""
+    rewrite = record["requested_rewrite"]
+    texts = [rewrite["prompt"], rewrite["subject"], rewrite["target_true"]["str"], rewrite["target_new"]["str"]]
+    for field in ("paraphrase_prompts", "neighborhood_prompts", "attribute_prompts", "generation_prompts"):
+        texts.extend(record.get(field, []))
+    return texts
+
+
+def _heldout_text(records: list[dict[str, Any]], subjects: list[str], rng: random.Random) -> list[str]:
+    """Sentences not trained on in that exact form: fresh filler, and two true facts joined into one sentence."""
+    lines = filler_sentences(subjects, max(8, len(records) // 4), random.Random(rng.random()))
+    for _ in range(max(8, len(records) // 4)):
+        first, second = rng.sample(records, 2) if len(records) > 1 else (records[0], records[0])
+        a, b = first["requested_rewrite"], second["requested_rewrite"]
+        lines.append(f"{a['prompt'].format(a['subject'])} {a['target_true']['str']} and "
+                     f"{b['prompt'].format(b['subject'])} {b['target_true']['str']} .")
+    return lines

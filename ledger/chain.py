@@ -1,0 +1,127 @@
+"""The hash chain. A version's commit hash covers its parent's commit hash and everything it records, so
+changing any recorded row breaks verification from that version on.
+
+    commit_hash = sha256(parent_commit_hash_or_empty || canonical_json(payload))
+
+The payload is built by ONE function from a `ChainRecord`; the append path builds that record from the draft
+and the verify path builds it from the rows, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.errors import LedgerError
+from ledger.records import FootprintLayer, RequestOutcome, VersionDraft, canonical_json
+
+
+@dataclass(frozen=True)
+class ChainRecord:
+    """What a version records, normalised: JSON values, finite floats, request keys from content."""
+
+    kind: str
+    base_state_hash: str
+    author: str
+    reason: str
+    created_at: str
+    method: str | None
+    hparams: dict[str, Any]
+    environment: dict[str, Any]
+    state_hash: str
+    extra: dict[str, Any]
+    requests: tuple[tuple[str, str], ...]  # (request_key, role) in order
+    footprint: tuple[FootprintLayer, ...]
+    outcomes: tuple[RequestOutcome, ...]
+    artifacts: tuple[tuple[str, str], ...]  # (role, sha256) in order
+
+
+def json_value(value: Any, what: str) -> Any:
+    """`value` as JSON gives it back (tuples become lists); LedgerError naming `what` if not JSON-able."""
+    try:
+        return json.loads(canonical_json(value))
+    except (TypeError, ValueError) as error:
+        raise LedgerError(
+            f"{what} is not JSON-able (finite numbers, strings, lists, dicts only): {error}"
+        ) from None
+
+
+def finite(value: float, what: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise LedgerError(f"{what} is {number}: only finite numbers can be recorded")
+    return number
+
+
+def exact_float(value: float) -> str:
+    """A float's exact, platform-independent spelling (no rounding in the hash)."""
+    return float(value).hex()
+
+
+def payload(record: ChainRecord) -> dict[str, Any]:
+    return {
+        "kind": record.kind,
+        "base_state_hash": record.base_state_hash,
+        "author": record.author,
+        "reason": record.reason,
+        "created_at": record.created_at,
+        "method": record.method,
+        "hparams": record.hparams,
+        "environment": record.environment,
+        "state_hash": record.state_hash,
+        "extra": record.extra,
+        "requests": [[key, role] for key, role in record.requests],
+        "footprint": [
+            [f.layer, f.pass_index, list(f.neurons), exact_float(f.delta_norm)] for f in record.footprint
+        ],
+        "outcomes": [
+            [o.request_key, exact_float(o.residual_before), exact_float(o.residual_after), o.status]
+            for o in record.outcomes
+        ],
+        "artifacts": [[role, sha] for role, sha in record.artifacts],
+    }
+
+
+def commit_hash(parent_hash: str | None, record: ChainRecord) -> str:
+    digest = hashlib.sha256((parent_hash or "").encode())
+    digest.update(canonical_json(payload(record)).encode())
+    return digest.hexdigest()
+
+
+def record_from_draft(draft: VersionDraft, base_state_hash: str, created_at: str) -> ChainRecord:
+    """The append path: normalise what the caller drafted exactly as the rows will give it back."""
+    return ChainRecord(
+        kind=draft.kind,
+        base_state_hash=base_state_hash,
+        author=draft.author,
+        reason=draft.reason,
+        created_at=created_at,
+        method=draft.method,
+        hparams=json_value(draft.hparams, "draft hparams"),
+        environment=json_value(draft.environment, "draft environment"),
+        state_hash=draft.state_hash,
+        extra=json_value(draft.extra, "draft extra"),
+        requests=tuple((entry.request.request_key, entry.role) for entry in draft.requests),
+        footprint=tuple(
+            FootprintLayer(
+                int(f.layer),
+                int(f.pass_index),
+                tuple(int(n) for n in f.neurons),
+                finite(f.delta_norm, f"footprint layer {f.layer} pass {f.pass_index} delta_norm"),
+            )
+            for f in draft.footprint
+        ),
+        outcomes=tuple(
+            RequestOutcome(
+                o.request_key,
+                finite(o.residual_before, f"outcome {o.request_key[:12]} residual_before"),
+                finite(o.residual_after, f"outcome {o.request_key[:12]} residual_after"),
+                o.status,
+            )
+            for o in draft.outcomes
+        ),
+        artifacts=tuple((a.role, a.sha256) for a in draft.artifacts),
+    )

@@ -1,0 +1,151 @@
+"""What the ledger's API returns: plain frozen dataclasses (never ORM objects), JSON-able through `asdict`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestOutcome, Score
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: int
+    commit_hash: str
+    parent_hash: str | None
+    kind: str
+    base_model: str
+    base_state_hash: str
+    author: str
+    reason: str
+    created_at: str
+    method: str | None
+    hparams: dict[str, Any]
+    environment: dict[str, Any]
+    state_hash: str
+    extra: dict[str, Any]
+    depth: int
+    n_requests: int
+
+
+@dataclass(frozen=True)
+class VersionRequest:
+    """A request's place in a version; unpacks as `(request, role, position)`."""
+
+    request: EditRequest
+    role: str
+    position: int
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.request, self.role, self.position))
+
+
+@dataclass(frozen=True)
+class VersionDetail:
+    version: VersionInfo
+    requests: list[VersionRequest]
+    footprint: list[FootprintLayer]
+    outcomes: list[RequestOutcome]
+    artifacts: list[ArtifactRef]
+    scores: list[Score]
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BranchInfo:
+    name: str
+    head_hash: str
+    base_model: str
+    created_at: str
+    depth: int  # of the head: the branch holds depth + 1 versions
+
+
+@dataclass(frozen=True)
+class BaseModelInfo:
+    name: str
+    state_hash: str
+    architecture: str
+    config: dict[str, Any]
+    source_path: str | None
+    hub_id: str | None
+    revision: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    request_key: str
+    request: EditRequest
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    commit_hash: str
+    event: str  # edited | reverted | replayed | evaluated
+    kind: str  # the version's kind
+    request_key: str
+    subject: str
+    author: str
+    created_at: str
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class BlameEntry:
+    commit_hash: str
+    layer: int
+    neuron: int
+    pass_index: int
+    delta_norm: float
+    kind: str
+    author: str
+    reason: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class DiffLayer:
+    layer: int
+    neurons: tuple[int, ...]
+    n_versions: int
+    delta_norm_sum: float
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    a: str
+    b: str
+    merge_base: str | None
+    added: list[RequestInfo]
+    removed: list[RequestInfo]
+    versions: list[str]  # commit hashes between a and b (both sides of the merge base)
+    layers: list[DiffLayer]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    versions_checked: int
+    blobs_checked: int
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class RefLogEntry:
+    branch: str
+    old_hash: str | None
+    new_hash: str
+    actor: str
+    message: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    kind: str
+    actor: str
+    created_at: str
+    commit_hash: str | None
+    detail: dict[str, Any]

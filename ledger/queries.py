@@ -1,0 +1,332 @@
+"""Audit queries: SQL over the ledger's tables, each taking an open session and returning plain records."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Row, Select, select
+from sqlalchemy.orm import Session, aliased
+
+from ledger.chain import ChainRecord
+from ledger.infos import BlameEntry, HistoryEvent, VersionInfo
+from ledger.models import (
+    ArtifactRow,
+    BaseModelRow,
+    EditRequestRow,
+    FootprintLayerRow,
+    FootprintNeuronRow,
+    RequestOutcomeRow,
+    RequestPromptRow,
+    ScoreRow,
+    VersionArtifactRow,
+    VersionRequestRow,
+    VersionRow,
+)
+from ledger.records import EditRequest, EvalPrompt, FootprintLayer, RequestOutcome
+
+CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
+
+Parent = aliased(VersionRow, name="parent")
+
+
+def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+# ---------------------------------------------------------------------------------------- versions
+def version_select() -> Select:
+    return (
+        select(VersionRow, Parent.commit_hash, BaseModelRow.name, BaseModelRow.state_hash)
+        .join(BaseModelRow, BaseModelRow.id == VersionRow.base_model_id)
+        .outerjoin(Parent, Parent.id == VersionRow.parent_id)
+    )
+
+
+def version_info(row: Row) -> VersionInfo:
+    v, parent_hash, base_name, base_state_hash = row
+    return VersionInfo(
+        id=v.id,
+        commit_hash=v.commit_hash,
+        parent_hash=parent_hash,
+        kind=v.kind,
+        base_model=base_name,
+        base_state_hash=base_state_hash,
+        author=v.author,
+        reason=v.reason,
+        created_at=v.created_at,
+        method=v.method,
+        hparams=json.loads(v.hparams_json),
+        environment=json.loads(v.environment_json),
+        state_hash=v.state_hash,
+        extra=json.loads(v.extra_json),
+        depth=v.depth,
+        n_requests=v.n_requests,
+    )
+
+
+def versions_by_id(session: Session, ids: Sequence[int]) -> dict[int, VersionInfo]:
+    found: dict[int, VersionInfo] = {}
+    for part in chunks(list(ids)):
+        for row in session.execute(version_select().where(VersionRow.id.in_(part))):
+            found[row[0].id] = version_info(row)
+    return found
+
+
+def ancestry_cte(head_id: int, min_depth: int = 0):  # type: ignore[no-untyped-def]
+    """Ids of `head_id` and its ancestors down to `min_depth` (a recursive walk up `parent_id`)."""
+    chain = (
+        select(VersionRow.id, VersionRow.parent_id)
+        .where(VersionRow.id == head_id)
+        .cte("chain", recursive=True)
+    )
+    step = aliased(VersionRow, name="step")
+    return chain.union_all(
+        select(step.id, step.parent_id)
+        .join(chain, step.id == chain.c.parent_id)
+        .where(step.depth >= min_depth)
+    )
+
+
+def ancestry(session: Session, head_id: int, limit: int | None = None, offset: int = 0) -> list[VersionInfo]:
+    """Newest first. With a limit the walk stops at the depth it needs: a page costs a page, not the chain."""
+    min_depth = 0
+    if limit is not None:
+        head_depth = session.scalar(select(VersionRow.depth).where(VersionRow.id == head_id)) or 0
+        min_depth = max(0, head_depth - offset - limit + 1)
+    chain = ancestry_cte(head_id, min_depth)
+    query = version_select().join(chain, chain.c.id == VersionRow.id).order_by(VersionRow.depth.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return [version_info(row) for row in session.execute(query.offset(offset))]
+
+
+def ancestry_ids(session: Session, head_id: int) -> list[int]:
+    """Root first."""
+    chain = ancestry_cte(head_id)
+    query = select(VersionRow.id).join(chain, chain.c.id == VersionRow.id).order_by(VersionRow.depth)
+    return list(session.scalars(query))
+
+
+# ---------------------------------------------------------------------------------------- requests
+def requests_by_id(session: Session, ids: Iterable[int]) -> dict[int, EditRequest]:
+    wanted = sorted(set(ids))
+    prompts: dict[int, list[EvalPrompt]] = defaultdict(list)
+    rows: dict[int, EditRequestRow] = {}
+    for part in chunks(wanted):
+        rows.update(
+            {r.id: r for r in session.scalars(select(EditRequestRow).where(EditRequestRow.id.in_(part)))}
+        )
+        query = (
+            select(RequestPromptRow)
+            .where(RequestPromptRow.request_id.in_(part))
+            .order_by(RequestPromptRow.request_id, RequestPromptRow.position)
+        )
+        for p in session.scalars(query):
+            prompts[p.request_id].append(EvalPrompt(kind=p.kind, text=p.text, target=p.target))
+    return {
+        rid: EditRequest(
+            subject=r.subject,
+            prompt=r.prompt,
+            target_new=r.target_new,
+            target_true=r.target_true,
+            relation_id=r.relation_id,
+            case_id=r.case_id,
+            eval_prompts=tuple(prompts[rid]),
+        )
+        for rid, r in rows.items()
+    }
+
+
+# ----------------------------------------------------------------------------------- chain records
+def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord]:
+    """The verify path: each version's ChainRecord rebuilt from its rows. Request keys are recomputed from the
+    request rows' content (not read from the `request_key` column), so editing a request's text is caught
+    too."""
+    memberships: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    footprint: dict[int, list[FootprintLayer]] = defaultdict(list)
+    outcomes: dict[int, list[tuple[int, float, float, str]]] = defaultdict(list)
+    artifacts: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    versions: dict[int, tuple[VersionRow, str]] = {}
+    for part in chunks(list(ids)):
+        query = (
+            select(VersionRow, BaseModelRow.state_hash)
+            .join(BaseModelRow, BaseModelRow.id == VersionRow.base_model_id)
+            .where(VersionRow.id.in_(part))
+        )
+        versions.update({v.id: (v, base_hash) for v, base_hash in session.execute(query)})
+        for m in session.scalars(
+            select(VersionRequestRow)
+            .where(VersionRequestRow.version_id.in_(part))
+            .order_by(VersionRequestRow.version_id, VersionRequestRow.position)
+        ):
+            memberships[m.version_id].append((m.request_id, m.role))
+        for o in session.scalars(
+            select(RequestOutcomeRow)
+            .where(RequestOutcomeRow.version_id.in_(part))
+            .order_by(RequestOutcomeRow.version_id, RequestOutcomeRow.position)
+        ):
+            outcomes[o.version_id].append((o.request_id, o.residual_before, o.residual_after, o.status))
+        neurons: dict[int, list[int]] = defaultdict(list)
+        for layer_id, neuron in session.execute(
+            select(FootprintNeuronRow.footprint_layer_id, FootprintNeuronRow.neuron)
+            .where(FootprintNeuronRow.version_id.in_(part))
+            .order_by(FootprintNeuronRow.footprint_layer_id, FootprintNeuronRow.position)
+        ):
+            neurons[layer_id].append(neuron)
+        for f in session.scalars(
+            select(FootprintLayerRow)
+            .where(FootprintLayerRow.version_id.in_(part))
+            .order_by(FootprintLayerRow.version_id, FootprintLayerRow.position)
+        ):
+            footprint[f.version_id].append(
+                FootprintLayer(f.layer, f.pass_index, tuple(neurons[f.id]), f.delta_norm)
+            )
+        for version_id, role, sha in session.execute(
+            select(VersionArtifactRow.version_id, VersionArtifactRow.role, ArtifactRow.sha256)
+            .join(ArtifactRow, ArtifactRow.id == VersionArtifactRow.artifact_id)
+            .where(VersionArtifactRow.version_id.in_(part))
+            .order_by(VersionArtifactRow.version_id, VersionArtifactRow.position)
+        ):
+            artifacts[version_id].append((role, sha))
+    request_ids = {rid for rows in memberships.values() for rid, _ in rows}
+    request_ids |= {o[0] for rows in outcomes.values() for o in rows}
+    keys = {rid: request.request_key for rid, request in requests_by_id(session, request_ids).items()}
+    records: dict[int, ChainRecord] = {}
+    for vid, (v, base_hash) in versions.items():
+        records[vid] = ChainRecord(
+            kind=v.kind,
+            base_state_hash=base_hash,
+            author=v.author,
+            reason=v.reason,
+            created_at=v.created_at,
+            method=v.method,
+            hparams=json.loads(v.hparams_json),
+            environment=json.loads(v.environment_json),
+            state_hash=v.state_hash,
+            extra=json.loads(v.extra_json),
+            requests=tuple((keys[rid], role) for rid, role in memberships[vid]),
+            footprint=tuple(footprint[vid]),
+            outcomes=tuple(
+                RequestOutcome(keys[rid], before, after, status)
+                for rid, before, after, status in outcomes[vid]
+            ),
+            artifacts=tuple(artifacts[vid]),
+        )
+    return records
+
+
+# ----------------------------------------------------------------------------------- audit queries
+def blame(session: Session, layer: int, neuron: int) -> list[BlameEntry]:
+    query = (
+        select(
+            VersionRow.commit_hash,
+            FootprintLayerRow.pass_index,
+            FootprintLayerRow.delta_norm,
+            VersionRow.kind,
+            VersionRow.author,
+            VersionRow.reason,
+            VersionRow.created_at,
+        )
+        .select_from(FootprintNeuronRow)
+        .join(FootprintLayerRow, FootprintLayerRow.id == FootprintNeuronRow.footprint_layer_id)
+        .join(VersionRow, VersionRow.id == FootprintNeuronRow.version_id)
+        .where(FootprintNeuronRow.layer == layer, FootprintNeuronRow.neuron == neuron)
+        .order_by(FootprintNeuronRow.version_id, FootprintLayerRow.position)
+    )
+    return [
+        BlameEntry(
+            commit_hash=c,
+            layer=layer,
+            neuron=neuron,
+            pass_index=p,
+            delta_norm=d,
+            kind=k,
+            author=a,
+            reason=r,
+            created_at=t,
+        )
+        for c, p, d, k, a, r, t in session.execute(query)
+    ]
+
+
+def history(session: Session, request_ids: Sequence[int]) -> list[HistoryEvent]:
+    """Every version that edited, reverted, replayed or evaluated one of the requests, oldest first."""
+    if not request_ids:
+        return []
+    keyed = {
+        r.id: r for r in session.scalars(select(EditRequestRow).where(EditRequestRow.id.in_(request_ids)))
+    }
+    outcome_of: dict[tuple[int, int], dict[str, Any]] = {}
+    for o in session.scalars(select(RequestOutcomeRow).where(RequestOutcomeRow.request_id.in_(request_ids))):
+        outcome_of.setdefault(
+            (o.version_id, o.request_id),
+            {"status": o.status, "residual_before": o.residual_before, "residual_after": o.residual_after},
+        )
+    ordered: list[tuple[tuple[int, int, int], HistoryEvent]] = []
+    memberships = (
+        select(
+            VersionRequestRow.version_id,
+            VersionRequestRow.position,
+            VersionRequestRow.request_id,
+            VersionRequestRow.role,
+            VersionRow.commit_hash,
+            VersionRow.kind,
+            VersionRow.author,
+            VersionRow.created_at,
+        )
+        .join(VersionRow, VersionRow.id == VersionRequestRow.version_id)
+        .where(VersionRequestRow.request_id.in_(request_ids))
+    )
+    for vid, position, rid, role, commit, kind, author, created_at in session.execute(memberships):
+        request = keyed[rid]
+        ordered.append(
+            (
+                (vid, 0, position),
+                HistoryEvent(
+                    commit,
+                    role,
+                    kind,
+                    request.request_key,
+                    request.subject,
+                    author,
+                    created_at,
+                    outcome_of.get((vid, rid)),
+                ),
+            )
+        )
+    evaluations: dict[tuple[int, int], dict[str, Any]] = defaultdict(dict)
+    seen: dict[tuple[int, int], tuple[str, str, str, str]] = {}
+    scored = (
+        select(ScoreRow, VersionRow.commit_hash, VersionRow.kind, VersionRow.author)
+        .join(VersionRow, VersionRow.id == ScoreRow.version_id)
+        .where(ScoreRow.request_id.in_(request_ids))
+        .order_by(ScoreRow.id)
+    )
+    for score, commit, kind, author in session.execute(scored):
+        key = (score.version_id, score.request_id or 0)
+        name = f"{score.suite}/{score.metric}" if score.suite else score.metric
+        evaluations[key][name] = score.value
+        seen.setdefault(key, (commit, kind, author, score.created_at))
+    for (vid, rid), detail in evaluations.items():
+        commit, kind, author, created_at = seen[(vid, rid)]
+        request = keyed[rid]
+        ordered.append(
+            (
+                (vid, 1, rid),
+                HistoryEvent(
+                    commit,
+                    "evaluated",
+                    kind,
+                    request.request_key,
+                    request.subject,
+                    author,
+                    created_at,
+                    detail,
+                ),
+            )
+        )
+    return [event for _, event in sorted(ordered, key=lambda item: item[0])]

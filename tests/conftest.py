@@ -1,0 +1,39 @@
+"""Shared test setup: offline Hugging Face, fixed torch threads, the data directory and the tiny fact worlds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The project's read-only benchmark data, beside the repository (`../shared/data`)."""
+    return REPO_ROOT / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny fact world (seed 0, train_seed 0), built once per test session."""
+    from editor.world import build_world
+
+    return build_world(tmp_path_factory.mktemp("tiny_world"), preset="tiny", seed=0, train_seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_world_release2(tmp_path_factory: pytest.TempPathFactory):
+    """The same facts learned by a second model (another train_seed): a base model's next release."""
+    from editor.world import build_world
+
+    return build_world(tmp_path_factory.mktemp("tiny_world_release2"), preset="tiny", seed=0, train_seed=1,
+                       progress=False)

@@ -1,0 +1,174 @@
+"""Every method on tiny random models of every family: what changes, by how much, exactly, and on bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editor.engine import METHODS, EditState, apply_changes, run_round
+from editor.errors import HparamsError, RequestError, SolveError
+from editor.hashing import state_hash
+from editor.hparams import EditHparams
+from editor.targets import compute_zstar
+from ledger.records import EditRequest
+from tests.editor.conftest import FAMILIES, TEMPLATES, make_requests
+
+# Small λ: on a random tiny model C0 is not a meaningful prior, so the update follows the keys closely.
+# AlphaEdit: P projects on the directions of C0 below its median eigenvalue (half of the key space).
+EDITED_LAYERS = [0, 1, 2]
+
+
+def small_hparams(method: str, c0: dict[int, torch.Tensor], **changes) -> EditHparams:
+    median = max(float(torch.linalg.eigvalsh(c0[layer].double()).median()) for layer in EDITED_LAYERS)
+    values = dict(layers=EDITED_LAYERS if method != "rome" else [2], v_lr=0.5, mom2_update_weight=0.1, alpha=0.0,
+                  upper_bound=1e9, neuron_threshold=0.9 if method == "nse" else 1.0, nullspace_threshold=median,
+                  L2=1e-3, max_iterations=3)
+    values.update(changes)
+    return EditHparams(**values)
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", METHODS)
+def test_round_moves_hidden_states_halfway_and_touches_only_edited_layers(tiny_models, family, method):
+    tiny = tiny_models[family]
+    loaded = tiny.load()
+    hp = small_hparams(method, tiny.c0)
+    requests = make_requests(1 if method == "rome" else 6)
+    before = snapshot(loaded.model)
+    result = run_round(EditState(loaded, hp, TEMPLATES, tiny.c0), requests, method)
+
+    after = loaded.model.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    allowed = {loaded.arch.rewrite_weight_name(layer) for layer in hp.layers}
+    assert changed and changed <= allowed
+    assert set(result.changes) == changed
+    for outcome in result.outcomes:
+        assert outcome.status == "edited"
+        assert outcome.residual_after <= 0.5 * outcome.residual_before, outcome
+    assert set(result.keys) == set(hp.layers)
+    assert all(k.shape == (loaded.arch.d_ff, len(requests)) for k in result.keys.values())
+
+
+def test_nse_changes_only_selected_columns(tiny_models):
+    tiny = tiny_models["gpt2"]
+    loaded = tiny.load()
+    hp = small_hparams("nse", tiny.c0, neuron_threshold=0.5)
+    before = snapshot(loaded.model)
+    result = run_round(EditState(loaded, hp, TEMPLATES, tiny.c0), make_requests(4), "nse")
+    arch = loaded.arch
+    for layer in hp.layers:
+        selected = sorted({n for f in result.footprint if f.layer == layer for n in f.neurons})
+        assert 0 < len(selected) < arch.d_ff
+        name = arch.rewrite_weight_name(layer)
+        untouched = torch.ones(arch.d_ff, dtype=torch.bool)
+        untouched[selected] = False
+        # Conv1D: a math column is a stored row
+        now, old = loaded.model.state_dict()[name], before[name]
+        assert torch.equal(now[untouched], old[untouched])
+        assert not torch.equal(now[~untouched], old[~untouched])
+        assert set(result.changes[name].columns.tolist()) <= set(selected)
+
+
+def test_one_pass_nse_with_every_neuron_is_memit(tiny_models):
+    tiny = tiny_models["llama"]
+    requests = make_requests(5)
+    weights = {}
+    for method in ("nse", "memit"):
+        loaded = tiny.load()
+        hp = small_hparams(method, tiny.c0, max_iterations=2, neuron_threshold=1.0)
+        run_round(EditState(loaded, hp, TEMPLATES, tiny.c0), requests, method)
+        weights[method] = {layer: loaded.arch.rewrite_weight(loaded.model, layer).detach().clone()
+                           for layer in EDITED_LAYERS}
+    for layer in EDITED_LAYERS:
+        torch.testing.assert_close(weights["nse"][layer], weights["memit"][layer], rtol=1e-5, atol=1e-5)
+
+
+def test_same_round_twice_is_bit_identical_and_changes_replay_exactly(tiny_models):
+    tiny = tiny_models["gptj"]
+    hashes, results = [], []
+    for _ in range(2):
+        loaded = tiny.load()
+        state = EditState(loaded, small_hparams("nse", tiny.c0), TEMPLATES, tiny.c0)
+        results.append(run_round(state, make_requests(4), "nse"))
+        results.append(run_round(state, make_requests(4, offset=4), "nse"))
+        hashes.append(state_hash(loaded.model))
+        cp = state.cp
+    assert hashes[0] == hashes[1]
+    for first, second in zip(results[:2], results[2:], strict=True):
+        assert first.outcomes == second.outcomes and first.footprint == second.footprint
+        for name, change in first.changes.items():
+            assert torch.equal(change.new, second.changes[name].new)
+    # The recorded changes alone rebuild the edited model (checkout), bit for bit.
+    fresh = tiny.load()
+    for result in results[:2]:
+        apply_changes(fresh.model, result.changes.values())
+    assert state_hash(fresh.model) == hashes[0]
+    # Cp is the sum of the recorded keys' outer products.
+    for layer in EDITED_LAYERS:
+        expected = sum(r.keys[layer].double() @ r.keys[layer].double().T for r in results[:2])
+        torch.testing.assert_close(cp[layer], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_batched_zstar_equals_one_request_at_a_time(tiny_models):
+    tiny = tiny_models["gpt2"]
+    loaded = tiny.load()
+    hp = small_hparams("nse", tiny.c0)
+    requests = make_requests(6)
+    batched = compute_zstar(loaded, requests, TEMPLATES, hp)
+    for i, request in enumerate(requests):
+        alone = compute_zstar(loaded, [request], TEMPLATES, hp)[0]
+        assert float((batched[i] - alone).norm() / alone.norm()) < 1e-4
+
+
+BAD_REQUESTS = [
+    (EditRequest(subject="Eve Lee", prompt="Eve Lee lives in", target_new="Paris"), "exactly one {}"),
+    (EditRequest(subject="   ", prompt="{} lives in", target_new="Paris"), "not found"),
+    (EditRequest(subject="Eve Lee", prompt="{} lives in", target_new="  "), "empty target_new"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_REQUESTS)
+def test_bad_request_is_named_and_nothing_changes(tiny_models, bad, message):
+    tiny = tiny_models["gpt2"]
+    loaded = tiny.load()
+    state = EditState(loaded, small_hparams("nse", tiny.c0), TEMPLATES, tiny.c0)
+    before = state_hash(loaded.model)
+    with pytest.raises(RequestError, match=rf"request 2 \(subject {bad.subject!r}\).*{message}"):
+        run_round(state, [*make_requests(2), bad], "nse")
+    assert state_hash(loaded.model) == before and not state.cp and not state.zstar_cache
+
+
+def test_layer_out_of_range_is_named(tiny_models):
+    tiny = tiny_models["gpt2"]
+    loaded = tiny.load()
+    state = EditState(loaded, small_hparams("memit", tiny.c0, layers=[1, 7]), TEMPLATES, tiny.c0)
+    before = state_hash(loaded.model)
+    with pytest.raises(HparamsError, match="layer 7 out of range"):
+        run_round(state, make_requests(2), "memit")
+    assert state_hash(loaded.model) == before
+
+
+@pytest.mark.parametrize("method", ["nse", "alphaedit"])
+def test_non_finite_solve_restores_the_weights(tiny_models, method):
+    tiny = tiny_models["gpt2"]
+    loaded = tiny.load()
+    c0 = dict(tiny.c0)
+    c0[1] = torch.full_like(c0[1], float("nan"))  # layer 0 is written first, then layer 1 fails
+    state = EditState(loaded, small_hparams(method, tiny.c0), TEMPLATES, c0)
+    before = state_hash(loaded.model)
+    with pytest.raises(SolveError, match="layer 1"):
+        run_round(state, make_requests(3), method)
+    assert state_hash(loaded.model) == before and not state.cp
+
+
+def test_unknown_method_and_rome_batch_are_refused(tiny_models):
+    tiny = tiny_models["gpt2"]
+    state = EditState(tiny.load(), small_hparams("rome", tiny.c0), TEMPLATES, tiny.c0)
+    with pytest.raises(ValueError, match="nse, memit, memit-cp, alphaedit, rome"):
+        run_round(state, make_requests(1), "mend")
+    with pytest.raises(RequestError, match="one request per round"):
+        run_round(state, make_requests(2), "rome")

@@ -1,0 +1,92 @@
+"""The benchmark report writer on tiny hand-made results: tables, goals, findings and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.common import load_results, save_results
+from benchmarks.report import goals, write_report
+
+
+def _history(efficacies: list[float]) -> list[dict]:
+    return [{"round": i, "n_edited": 10 * i, "edit_seconds": 1.0 * bool(i), "efficacy": e, "generalization": e / 2,
+             "specificity": 0.9 - 0.1 * i, "fluency": 500.0 - i, "perplexity_change": 0.01 * i,
+             "retention_first": e if i else None} for i, e in enumerate(efficacies)]
+
+
+def _record(data: dict, quick: bool = False) -> dict:
+    return {"quick": quick, "seconds": 12.5, "command": "python -m benchmarks", "data": data,
+            "environment": {"python": "3.11", "torch": "2.13.0", "threads": 2, "cpu": "test cpu",
+                            "date": "2025-01-01 00:00 UTC"}}
+
+
+def _results(checkout_seconds: float, slow_query_ms: float) -> dict[str, dict]:
+    runs = {name: {"history": (h := _history(e)), "final": h[-1], "edit_seconds_total": 2.0, "error": None}
+            for name, e in (("nse", [0.0, 1.0, 0.95]), ("memit", [0.0, 1.0, 0.40]),
+                            ("nse-no-rewind", [0.0, 1.0, 0.7]))}
+    runs["nse"]["final"] = {**runs["nse"]["final"], "specificity": 0.8}
+    runs["memit"]["final"] = {**runs["memit"]["final"], "specificity": 0.5}
+    world = {"preset": "small", "source": None, "n_facts": 300, "accuracy": 1.0, "paraphrase_accuracy": 0.97,
+             "build_seconds": 30.0, "state_hash": "ab" * 32}
+    quality = {"worlds": {"small": {"world": world, "n_edits": 20, "round_size": 10, "runs": runs},
+                          "counterfact": {"world": {**world, "source": "x/counterfact.json"}, "n_edits": 20,
+                                          "round_size": 10, "runs": runs}}}
+    speed = {"world": {"preset": "small"},
+             "per_edit": [{"method": m, "batch_size": b, "rounds": 2, "seconds_per_round": 0.1 * b,
+                           "seconds_per_edit": 0.1} for m in ("nse", "memit") for b in (1, 10)],
+             "lifecycle": {"n_rounds": 2, "round_size": 10, "edit_seconds_total": 10.0, "load_seconds": 1.0,
+                           "checkout_seconds": {"1": checkout_seconds, "2": checkout_seconds},
+                           "checkout_ratio": checkout_seconds, "checkout_goal": 1.3, "replay_seconds_total": 2.0,
+                           "replay_ratio": 0.2, "replay_goal": 0.3, "replay_round_ratio": 0.2,
+                           "replay_same_hash": True,
+                           "reverts": [{"position": 1, "rounds_replayed": 1, "seconds": 3.0},
+                                       {"position": 2, "rounds_replayed": 0, "seconds": 1.0}]},
+             "engine": {"zstar": {"batched_speedup": 7.5}, "stats": {"one_pass_speedup": 2.0}}}
+    storage = {"world": {"preset": "small"}, "methods": [
+        {"method": "nse", "n_edits": 20, "round_size": 10, "rounds": 2, "delta_bytes_per_edit": 2048.0,
+         "floor_bytes_per_edit": 1024.0, "delta_over_floor": 2.0, "columns_per_edit": 2.0,
+         "bytes_per_edit_by_role": {"delta": 2048.0, "keys": 4096.0}, "blob_bytes_per_edit": 6144.0,
+         "sqlite_bytes_per_1000_edits": 2.0**20, "blob_bytes_per_1000_edits": 6.0 * 2**20}]}
+    ledger = {"sqlite": {"append_per_s": 900.0, "log_ms": 3.0, "blame_ms": slow_query_ms},
+              "postgres": {"append_per_s": 400.0, "log_ms": 4.0, "blame_ms": 5.0}}
+    return {"quality": _record(quality), "speed": _record(speed), "storage": _record(storage),
+            "ledger": _record(ledger, quick=True)}
+
+
+def test_report_marks_goals_and_draws_plots(tmp_path: Path) -> None:
+    out = write_report(_results(checkout_seconds=1.2, slow_query_ms=80.0), tmp_path / "BENCH.md",
+                       tmp_path / "plots")
+    text = out.read_text()
+    verdicts = {g.name.split(" ")[0]: g.met for g in goals(_results(1.2, 80.0))}
+    assert verdicts["checkout"] is True and verdicts["replay"] is True
+    assert verdicts["z*"] is True and verdicts["statistics:"] is False  # 7.5x >= 5x; 2.0x < 3x
+    assert verdicts["each"] is False  # the 80 ms blame query misses the 50 ms goal
+    assert verdicts["paper's"] is True  # NSE retention 0.95 / specificity 0.8 vs MEMIT 0.40 / 0.5
+    assert "| checkout of a version vs `from_pretrained` of the base | ≤ 1.3x | 1.20x | **met** |" in text
+    assert "slowest 80.0 ms (sqlite blame_ms)" in text and "**Quick run** for: ledger" in text
+    assert text.count("\n1. ") == 1 and "\n3. **Storage**" in text
+    assert "No GPU figure exists yet" in text
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert "quality_small_efficacy.png" in pngs and "quality_counterfact_all.png" in pngs
+    assert {"speed_per_edit.png", "speed_revert.png", "storage_per_edit.png"} <= set(pngs)
+    for name in pngs:  # every plot referenced from the report, relative to it
+        assert f"(plots/{name})" in text
+    assert (tmp_path / "plots" / "speed_revert.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_slow_checkout_is_not_met_and_missing_sections_say_so(tmp_path: Path) -> None:
+    results = _results(checkout_seconds=2.0, slow_query_ms=10.0)
+    del results["quality"], results["storage"]
+    text = write_report(results, tmp_path / "B.md", tmp_path / "plots").read_text()
+    assert "| 2.00x | **not met** |" in text
+    assert "slowest 10.0 ms" in text and "Not run (`python -m benchmarks --sections quality`)" in text
+    assert "paper's claim" not in text
+
+
+def test_results_round_trip_through_json(tmp_path: Path) -> None:
+    path = save_results("storage", {"methods": [], "x": 1.5}, quick=True, seconds=3.0, results_dir=tmp_path)
+    record = load_results("storage", tmp_path)
+    assert record is not None and record["data"] == {"methods": [], "x": 1.5} and record["quick"] is True
+    assert json.loads(path.read_text())["environment"]["threads"] >= 1
+    assert load_results("quality", tmp_path) is None

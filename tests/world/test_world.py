@@ -1,0 +1,92 @@
+"""The tiny fact world: determinism, the exported directory, what the model knows, the facts file, the cache."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from editor.evaluate import evaluate_requests, fluency_score, perplexity, score_targets
+from editor.hashing import state_hash
+from editor.world import PRESETS, WorldError, build_world, load_world
+
+
+def test_tiny_world_knows_its_facts(tiny_world):
+    assert 40 <= tiny_world.n_facts <= 60
+    assert tiny_world.accuracy >= 0.95 and tiny_world.paraphrase_accuracy >= 0.9
+    assert (tiny_world.preset, tiny_world.seed, tiny_world.train_seed, tiny_world.source) == ("tiny", 0, 0, None)
+
+
+def test_the_exported_directory_loads_with_from_pretrained_and_still_knows(tiny_world):
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_world.model_dir)
+    assert (tiny_world.model_dir / "model.safetensors").is_file()
+    assert state_hash(model) == tiny_world.state_hash
+    assert tokenizer.pad_token == "<pad>" and tokenizer.eos_token == "<|endoftext|>"
+    requests = tiny_world.requests()
+    known = score_targets(model, tokenizer, [(r.text, r.target_true) for r in requests])
+    assert sum(s.first_token_correct for s in known) / len(known) == pytest.approx(tiny_world.accuracy)
+    # The unedited model prefers the true object everywhere: no efficacy yet, full specificity.
+    report = evaluate_requests(model, tokenizer, requests)
+    assert report.aggregate["efficacy"] <= 0.05 and report.aggregate["generalization"] <= 0.1
+    assert report.aggregate["specificity"] >= 0.95
+    # Held-out text (random filler words included) is far better predicted than by a uniform guess.
+    heldout = tiny_world.heldout_path.read_text().splitlines()
+    assert perplexity(model, tokenizer, heldout) < len(tokenizer) / 2
+    prompts = [p.text for p in requests[0].prompts("generation")]
+    assert fluency_score(model, tokenizer, prompts, seed=1) == fluency_score(model, tokenizer, prompts, seed=1)
+
+
+def test_facts_file_is_counterfact_with_consistent_prompts(tiny_world):
+    records = json.loads(tiny_world.facts_path.read_text())
+    requests = tiny_world.requests()
+    assert len(records) == len(requests) == tiny_world.n_facts
+    truth = {(r.subject, r.relation_id): r.target_true for r in requests}
+    holders: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for (subject, relation), obj in truth.items():
+        holders[(relation, obj)].add(subject)
+    for record, request in zip(records, requests, strict=True):
+        rewrite = record["requested_rewrite"]
+        assert set(rewrite) >= {"prompt", "subject", "target_new", "target_true", "relation_id"}
+        assert request.target_new != request.target_true and "{}" in request.prompt
+        assert request.prompts("paraphrase") and request.prompts("generation")
+        same_object = holders[(request.relation_id, request.target_true)] - {request.subject}
+        for prompt in request.prompts("neighborhood"):  # other subjects with the same relation and true object
+            assert prompt.target == request.target_true
+            assert any(s in prompt.text for s in same_object) and request.subject not in prompt.text
+        for prompt in request.prompts("attribute"):  # subjects whose true object is the new target
+            assert any(s in prompt.text for s in holders[(request.relation_id, request.target_new)])
+    corpus = set(tiny_world.corpus_path.read_text().splitlines())
+    assert not corpus & set(tiny_world.heldout_path.read_text().splitlines())
+
+
+def test_same_seeds_same_weights_other_seeds_other(tiny_world, tiny_world_release2, tmp_path):
+    again = build_world(tmp_path / "again", preset="tiny", seed=0, train_seed=0, progress=False)
+    assert again.state_hash == tiny_world.state_hash
+    assert again.facts_path.read_text() == tiny_world.facts_path.read_text()
+    # A next release: the same facts, other weights, and it knows them too.
+    assert tiny_world_release2.state_hash != tiny_world.state_hash
+    assert tiny_world_release2.facts_path.read_text() == tiny_world.facts_path.read_text()
+    assert tiny_world_release2.accuracy >= 0.95
+    other = build_world(tmp_path / "other", preset="tiny", seed=1, train_seed=0, progress=False)
+    assert other.state_hash != tiny_world.state_hash
+    assert {r.subject for r in other.requests()} != {r.subject for r in tiny_world.requests()}
+
+
+def test_a_built_world_is_reused_and_loaded(tiny_world):
+    stamp = (tiny_world.out_dir / "world.json").stat().st_mtime_ns
+    again = build_world(tiny_world.out_dir, preset="tiny", seed=0, train_seed=0, progress=False)
+    assert again == tiny_world and (tiny_world.out_dir / "world.json").stat().st_mtime_ns == stamp
+    assert load_world(tiny_world.out_dir) == tiny_world
+
+
+def test_bad_world_arguments_and_directories(tmp_path):
+    with pytest.raises(WorldError, match="preset 'huge'"):
+        build_world(tmp_path, preset="huge")
+    with pytest.raises(WorldError, match="from_file"):
+        build_world(tmp_path, preset="tiny", from_file=tmp_path / "absent.json")
+    with pytest.raises(WorldError, match="not a fact world"):
+        load_world(tmp_path)
+    assert set(PRESETS) >= {"tiny", "small", "default"} and PRESETS["default"].n_layer >= 4
