@@ -63,7 +63,11 @@ def open_ledger() -> Ledger:
 
 
 def workspace(device: str = "cpu", dtype: str = "float32"):
+    from transformers.utils import logging as hf_logging
+
     from editor.lifecycle import Workspace
+
+    hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs would clutter one-line errors
 
     return Workspace(open_ledger(), device=device, dtype=dtype, progress=lambda line: err.print(f"[dim]{line}[/dim]"))
 

@@ -7,6 +7,7 @@ are reported as not run. Every figure carries the command and environment that p
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -204,27 +205,9 @@ def _ratio_goal(name: str, value: float | None, goal: float, at_most: bool, unit
     return Goal(name, f"{'≤' if at_most else '≥'} {goal}{unit}", f"{value:.2f}{unit}", met)
 
 
-def _numbers(node: Any, path: str = "") -> list[tuple[str, float]]:
-    """Every number in a nested dict/list, with its dotted path (lower case)."""
-    if isinstance(node, bool):
-        return []
-    if isinstance(node, int | float):
-        return [(path.lower(), float(node))]
-    if isinstance(node, dict):
-        return [pair for key, value in node.items() for pair in _numbers(value, f"{path}.{key}")]
-    if isinstance(node, list):
-        return [pair for index, value in enumerate(node) for pair in _numbers(value, f"{path}[{index}]")]
-    return []
-
-
 def engine_speedups(engine: dict[str, Any] | None) -> tuple[float | None, float | None]:
-    """(z* batched speedup, statistics one-pass speedup) from engine_speed.run's dict."""
-    numbers = _numbers(engine or {})
-
-    def first(*words: str) -> float | None:
-        return next((value for path, value in numbers if all(w in path for w in words)), None)
-
-    return first("zstar", "speedup") or first("z*", "speedup"), first("stat", "speedup")
+    """(z* batched speedup, statistics one-pass speedup) from `benchmarks.engine_speed.run`'s dict."""
+    return _get(engine, "zstar", "speedup"), _get(engine, "stats", "speedup")
 
 
 def query_rows(ledger_data: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -383,10 +366,12 @@ def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> 
                         [[r["position"], r["rounds_replayed"], r["seconds"]] for r in lifecycle["reverts"]]), ""]
     engine = data.get("engine")
     if engine:
+        from benchmarks.engine_speed import markdown
+
         lines += ["### Engine (`benchmarks.engine_speed.run`)", ""]
-        if isinstance(engine, dict) and isinstance(engine.get("markdown"), str):
-            lines += [engine["markdown"], ""]
-        else:
+        try:
+            lines += [markdown(engine), ""]
+        except (KeyError, TypeError):  # results saved by an older engine_speed: show them as they are
             lines += [table(["measure", "value"], _flatten(engine)), ""]
     for path in plots:
         lines += [f"![{path.stem}]({_rel(path, out)})", ""]
@@ -440,8 +425,10 @@ def ledger_section(record: dict[str, Any] | None) -> list[str]:
         return [*lines, "Not run (`python -m benchmarks --sections ledger`).", ""]
     data = record["data"]
     lines += [env_line(record), ""]
-    if isinstance(data, dict) and isinstance(data.get("markdown"), str):
-        lines += [data["markdown"], ""]
+    from benchmarks.ledger_queries import table as queries_table
+
+    with contextlib.suppress(KeyError, TypeError):  # an odd record: the verdict table below still shows it all
+        lines += [queries_table(data), ""]
     rows = query_rows(data)
     if rows:
         lines += [f"Medians of repeated runs; goal: each query < {QUERY_GOAL_MS:.0f} ms.", "",

@@ -64,21 +64,32 @@ class MethodOutput:
 class EditState:
     """Everything a sequence of rounds needs. c0/cp live on CPU; they move to the model's device per layer."""
 
-    def __init__(self, loaded: LoadedModel, hparams: EditHparams, templates: list[str],
-                 c0: dict[int, torch.Tensor], original_weights: dict[str, torch.Tensor] | None = None,
-                 cp: dict[int, torch.Tensor] | None = None, zstar_cache: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        hparams: EditHparams,
+        templates: list[str],
+        c0: dict[int, torch.Tensor],
+        original_weights: dict[str, torch.Tensor] | None = None,
+        cp: dict[int, torch.Tensor] | None = None,
+        zstar_cache: dict[str, torch.Tensor] | None = None,
+    ):
         self.loaded = loaded
         self.hparams = hparams
         self.templates = list(templates)
         self.c0 = c0
         self.cp: dict[int, torch.Tensor] = cp if cp is not None else {}
-        self.original_weights = original_weights if original_weights is not None else rewrite_weights_copy(loaded)
+        self.original_weights = (
+            original_weights if original_weights is not None else rewrite_weights_copy(loaded)
+        )
         self.zstar_cache: dict[str, torch.Tensor] = zstar_cache if zstar_cache is not None else {}
         self.projectors: dict[int, torch.Tensor] = {}  # AlphaEdit null-space projectors, per layer
 
     def c0_of(self, layer: int) -> torch.Tensor:
         if layer not in self.c0:
-            raise HparamsError(f"layer {layer}: no C0 statistics in the edit state (compute them for this layer)")
+            raise HparamsError(
+                f"layer {layer}: no C0 statistics in the edit state (compute them for this layer)"
+            )
         return self.c0[layer].to(torch.float64)
 
     def cp_of(self, layer: int) -> torch.Tensor:
@@ -89,8 +100,12 @@ class EditState:
 def rewrite_weights_copy(loaded: LoadedModel) -> dict[str, torch.Tensor]:
     """A CPU copy of every block's rewrite weight: the original weights NSE rewinds to."""
     arch = loaded.arch
-    return {arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer).detach().to("cpu", copy=True)
-            for layer in range(arch.n_layers)}
+    return {
+        arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer)
+        .detach()
+        .to("cpu", copy=True)
+        for layer in range(arch.n_layers)
+    }
 
 
 # ------------------------------------------------------------------------------------------------ weights
@@ -117,8 +132,9 @@ def diff_changes(model: nn.Module, before: Mapping[str, torch.Tensor]) -> dict[s
         differs = (now != old) if now.dtype.is_floating_point else now.ne(old)
         columns = torch.nonzero(differs.any(dim=1) if conv1d else differs.any(dim=0)).squeeze(1)
         if len(columns):
-            changes[name] = ColumnChange(name, columns, read_columns(old, columns, conv1d),
-                                         read_columns(now, columns, conv1d))
+            changes[name] = ColumnChange(
+                name, columns, read_columns(old, columns, conv1d), read_columns(now, columns, conv1d)
+            )
     return changes
 
 
@@ -140,21 +156,26 @@ def rewound(state: EditState) -> Iterator[None]:
                 model.get_parameter(name).copy_(current)
 
 
-def add_to_columns(state: EditState, layer: int, columns: torch.Tensor, delta: torch.Tensor,
-                   pass_index: int) -> FootprintLayer:
+def add_to_columns(
+    state: EditState, layer: int, columns: torch.Tensor, delta: torch.Tensor, pass_index: int
+) -> FootprintLayer:
     """W[:, S] += ΔW (computed in float64, stored in the weight's dtype); the footprint of the write."""
     arch = state.loaded.arch
     if not torch.isfinite(delta).all():
-        raise SolveError(f"layer {layer}: the solve gave non-finite values (check C0/Cp and the hyperparameters)")
+        raise SolveError(
+            f"layer {layer}: the solve gave non-finite values (check C0/Cp and the hyperparameters)"
+        )
     weight = arch.rewrite_weight(state.loaded.model, layer)
     old = read_columns(weight.detach(), columns.to(weight.device), arch.rewrite_is_conv1d)
     new = (old.to(torch.float64) + delta.to(old.device)).to(weight.dtype)
     write_columns(weight, columns, new, arch.rewrite_is_conv1d)
     change_norm = float((new.to(torch.float64) - old.to(torch.float64)).norm())
-    return FootprintLayer(layer=layer, pass_index=pass_index, neurons=tuple(columns.tolist()), delta_norm=change_norm)
+    return FootprintLayer(
+        layer=layer, pass_index=pass_index, neurons=tuple(columns.tolist()), delta_norm=change_norm
+    )
 
 
-# ------------------------------------------------------------------------------------------------ shared steps
+# ------------------------------------------------------------------------------------------- shared steps
 def zstar_current(state: EditState, requests: Sequence[EditRequest]) -> torch.Tensor:
     """z* on the current (possibly already edited) model: MEMIT, AlphaEdit, ROME."""
     return compute_zstar(state.loaded, requests, state.templates, state.hparams)
@@ -201,12 +222,20 @@ def _checked(layer: int, solve) -> torch.Tensor:
     except RuntimeError as error:  # torch.linalg errors on singular or non-finite input
         raise SolveError(f"layer {layer}: the solve failed ({str(error).splitlines()[0]})") from None
     if not torch.isfinite(result).all():
-        raise SolveError(f"layer {layer}: the solve gave non-finite values (check C0/Cp and the hyperparameters)")
+        raise SolveError(
+            f"layer {layer}: the solve gave non-finite values (check C0/Cp and the hyperparameters)"
+        )
     return result
 
 
-def solve_columns(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor, columns: torch.Tensor,
-                  use_cp: bool) -> torch.Tensor:
+def solve_columns(
+    state: EditState,
+    layer: int,
+    keys: torch.Tensor,
+    residual: torch.Tensor,
+    columns: torch.Tensor,
+    use_cp: bool,
+) -> torch.Tensor:
     """ΔW[:, S] = R (M⁻¹ K_S)ᵀ with M = λ C0[S,S] (+ Cp[S,S]) + K_S K_Sᵀ, in float64 on CPU.
 
     keys [d_ff, n], residual [d_model, n]; returns [d_model, |S|].
@@ -229,7 +258,9 @@ def nullspace_projector(state: EditState, layer: int) -> torch.Tensor:
         try:
             eigenvalues, eigenvectors = torch.linalg.eigh(c0)
         except RuntimeError as error:
-            raise SolveError(f"layer {layer}: eigendecomposition of C0 failed ({str(error).splitlines()[0]})") from None
+            raise SolveError(
+                f"layer {layer}: eigendecomposition of C0 failed ({str(error).splitlines()[0]})"
+            ) from None
         basis = eigenvectors[:, eigenvalues < state.hparams.nullspace_threshold]
         state.projectors[layer] = basis @ basis.T
     return state.projectors[layer]
@@ -246,9 +277,11 @@ def solve_projected(state: EditState, layer: int, keys: torch.Tensor, residual: 
 
 def solve_rank_one(state: EditState, layer: int, key: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """ROME: ΔW = r uᵀ / (uᵀ k) with u = C0⁻¹ k, so that ΔW k = r exactly."""
+
     def solve() -> torch.Tensor:
         u = torch.linalg.solve(state.c0_of(layer), key)
         return residual.to(torch.float64) @ u.T / (u.T @ key)
+
     return _checked(layer, solve)
 
 
@@ -261,22 +294,29 @@ def add_keys_to_cp(cp: dict[int, torch.Tensor], keys: Mapping[int, torch.Tensor]
 
 
 def classify(residuals: torch.Tensor, hp: EditHparams) -> list[str]:
-    """Status of each request from its residual before editing: satisfied (≤ alpha), skipped (≥ upper_bound)."""
-    return ["satisfied" if e <= hp.alpha else "skipped" if e >= hp.upper_bound else "edited"
-            for e in residuals.tolist()]
+    """Status of each request from its first residual: satisfied (≤ alpha), skipped (≥ upper_bound)."""
+    return [
+        "satisfied" if e <= hp.alpha else "skipped" if e >= hp.upper_bound else "edited"
+        for e in residuals.tolist()
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ the round
 def _method_function(method: str):
     from editor.methods import alphaedit, memit, nse, rome
 
-    functions = {"nse": nse.nse_round, "memit": memit.memit_round, "memit-cp": memit.memit_cp_round,
-                 "alphaedit": alphaedit.alphaedit_round, "rome": rome.rome_round}
+    functions = {
+        "nse": nse.nse_round,
+        "memit": memit.memit_round,
+        "memit-cp": memit.memit_cp_round,
+        "alphaedit": alphaedit.alphaedit_round,
+        "rome": rome.rome_round,
+    }
     return functions[method]
 
 
 def run_round(state: EditState, requests: list[EditRequest], method: str) -> RoundResult:
-    """One round of `method` over `requests`: edits the model in place and grows state.cp / state.zstar_cache."""
+    """One round of `method` over `requests`: edits the model in place; grows state.cp, state.zstar_cache."""
     if method not in METHODS:
         raise ValueError(f"method {method!r}: unknown (choose from {', '.join(METHODS)})")
     loaded, hp = state.loaded, state.hparams
@@ -289,8 +329,10 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
     for layer in hp.layers:
         state.c0_of(layer)
     arch = loaded.arch
-    before = {arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer).detach().clone()
-              for layer in hp.layers}
+    before = {
+        arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer).detach().clone()
+        for layer in hp.layers
+    }
     try:
         h_before = current_hidden(state, requests)
         output = _method_function(method)(state, requests)
@@ -307,8 +349,17 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
         state.zstar_cache.update(zstar)
     residual_before = (output.zstar - h_before).norm(dim=1).tolist()
     residual_after = (output.zstar - h_after).norm(dim=1).tolist()
-    outcomes = [RequestOutcome(r.request_key, residual_before[i], residual_after[i], output.statuses[i])  # type: ignore[arg-type]
-                for i, r in enumerate(requests)]
-    return RoundResult(method=method, hparams=hp.to_dict(), templates=list(state.templates),
-                       changes=diff_changes(loaded.model, before), footprint=output.footprint, outcomes=outcomes,
-                       zstar=zstar, keys=round_keys)
+    outcomes = [
+        RequestOutcome(r.request_key, residual_before[i], residual_after[i], output.statuses[i])  # type: ignore[arg-type]
+        for i, r in enumerate(requests)
+    ]
+    return RoundResult(
+        method=method,
+        hparams=hp.to_dict(),
+        templates=list(state.templates),
+        changes=diff_changes(loaded.model, before),
+        footprint=output.footprint,
+        outcomes=outcomes,
+        zstar=zstar,
+        keys=round_keys,
+    )

@@ -13,9 +13,9 @@ models they were tuned on; NSE.md: "alpha and upper_bound are in units of the re
   one farther than three hidden states away is an outlier (z* itself is at most 0.75 ρ from h0).
 - v_lr = 0.1 ρ / sqrt(d_model): Adam moves each coordinate by about v_lr per step, so in 20 steps δ can reach
   the clamp radius 0.75 ρ whatever the model's scale.
-- λ (mom2_update_weight) = 1.5 d_ff (GPT2-XL: 9600 vs the published 10000): C0 is a per-token mean, so λ counts
-  how many "virtual tokens" of preservation stand against each edit key, and pinning a d_ff-wide key space
-  takes a number of tokens proportional to d_ff.
+- λ (mom2_update_weight) = 1.5 d_ff (GPT2-XL: 9600 vs the published 10000): C0 is a per-token mean, so λ
+  counts how many "virtual tokens" of preservation stand against each edit key, and pinning a d_ff-wide
+  key space takes a number of tokens proportional to d_ff.
 - neuron_threshold p = 0.8 for NSE (the published GPT-J value; 1.0 elsewhere), max_iterations 3, 20 gradient
   steps, v_weight_decay 0.5, clamp_norm_factor 0.75, kl_factor 0.0625, AlphaEdit null-space threshold 2e-2
   and L2 10, as published.
@@ -74,14 +74,40 @@ class EditHparams:
         return cls(**values)
 
 
-_SHARED = dict(v_weight_decay=0.5, clamp_norm_factor=0.75, kl_factor=0.0625, max_iterations=3, mom2_n_samples=100000)
+_SHARED = dict(
+    v_weight_decay=0.5, clamp_norm_factor=0.75, kl_factor=0.0625, max_iterations=3, mom2_n_samples=100000
+)
 PRESETS: dict[str, EditHparams] = {
-    "gpt2-xl": EditHparams(layers=[13, 14, 15, 16, 17], v_num_grad_steps=20, v_lr=0.5, mom2_update_weight=10000.0,
-                           alpha=35.0, upper_bound=150.0, neuron_threshold=1.0, **_SHARED),
-    "gpt-j-6b": EditHparams(layers=[3, 4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.5, mom2_update_weight=15000.0,
-                            alpha=15.0, upper_bound=100.0, neuron_threshold=0.8, **_SHARED),
-    "llama3-8b": EditHparams(layers=[4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.1, mom2_update_weight=15000.0,
-                             alpha=2.5, upper_bound=50.0, neuron_threshold=1.0, **_SHARED),
+    "gpt2-xl": EditHparams(
+        layers=[13, 14, 15, 16, 17],
+        v_num_grad_steps=20,
+        v_lr=0.5,
+        mom2_update_weight=10000.0,
+        alpha=35.0,
+        upper_bound=150.0,
+        neuron_threshold=1.0,
+        **_SHARED,
+    ),
+    "gpt-j-6b": EditHparams(
+        layers=[3, 4, 5, 6, 7, 8],
+        v_num_grad_steps=25,
+        v_lr=0.5,
+        mom2_update_weight=15000.0,
+        alpha=15.0,
+        upper_bound=100.0,
+        neuron_threshold=0.8,
+        **_SHARED,
+    ),
+    "llama3-8b": EditHparams(
+        layers=[4, 5, 6, 7, 8],
+        v_num_grad_steps=25,
+        v_lr=0.1,
+        mom2_update_weight=15000.0,
+        alpha=2.5,
+        upper_bound=50.0,
+        neuron_threshold=1.0,
+        **_SHARED,
+    ),
 }
 # Published per-method differences from the NSE values above.
 PRESET_METHOD_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {

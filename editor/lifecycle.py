@@ -342,6 +342,12 @@ class Workspace:
         batches = [list(requests[i:i + batch_size]) for i in range(0, len(requests), batch_size)]
         head = self.ledger.resolve(branch).commit_hash
         state, loaded, context_refs = self._state_at(head, method, None, corpus, overrides)
+        needed, free = estimate_round_bytes(loaded, state.hparams, len(batches[0])), available_memory_bytes()
+        if needed > free:
+            raise LifecycleError(
+                f"--batch-size {len(batches[0])}: a round needs about {_gib(needed)}, only {_gib(free)} "
+                f"is available; use a smaller batch"
+            )
         for number, batch in enumerate(batches, 1):
             self.say(f"round {number}/{len(batches)}: {len(batch)} requests with {method}")
             attempts = 0
@@ -579,6 +585,36 @@ def _renumbered_passes(results: Sequence) -> list[FootprintLayer]:
             footprint.append(replace(f, pass_index=offset + passes.index(f.pass_index)))
         offset += len(passes)
     return footprint
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.3g} GiB"
+
+
+def available_memory_bytes() -> int:
+    """Memory this process may still use: `EDITLEDGER_MAX_MEMORY` (bytes) if set, else MemAvailable."""
+    if os.environ.get("EDITLEDGER_MAX_MEMORY"):
+        return int(os.environ["EDITLEDGER_MAX_MEMORY"])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def estimate_round_bytes(loaded: LoadedModel, hp: EditHparams, n_requests: int, seq_len: int = 32) -> int:
+    """A generous upper estimate of the extra memory one round of `n_requests` needs.
+
+    Per edited layer: C0, Cp and the float64 solve matrix (d_ff² each) and the keys (d_ff x n, several copies);
+    z*: the activations of the optimisation's forward/backward over 7 sequences per request."""
+    arch = loaded.arch
+    per_layer = 3 * arch.d_ff * arch.d_ff * 8 + 4 * arch.d_ff * n_requests * 8 + 2 * arch.d_model * n_requests * 8
+    sequences = 7 * n_requests
+    activations = sequences * seq_len * arch.d_model * arch.n_layers * 4 * 24
+    return len(hp.layers) * per_layer + activations
 
 
 class ConflictRetry(Exception):

@@ -28,15 +28,20 @@ class FamilyLayout:
 LAYOUTS: tuple[FamilyLayout, ...] = (
     FamilyLayout("gpt2", "transformer.h.{}.mlp.c_proj", "transformer.h.{}", "transformer.ln_f", ("lm_head",)),
     FamilyLayout("gptj", "transformer.h.{}.mlp.fc_out", "transformer.h.{}", "transformer.ln_f", ("lm_head",)),
-    FamilyLayout("gpt-neox", "gpt_neox.layers.{}.mlp.dense_4h_to_h", "gpt_neox.layers.{}",
-                 "gpt_neox.final_layer_norm", ("embed_out", "lm_head")),
+    FamilyLayout(
+        "gpt-neox",
+        "gpt_neox.layers.{}.mlp.dense_4h_to_h",
+        "gpt_neox.layers.{}",
+        "gpt_neox.final_layer_norm",
+        ("embed_out", "lm_head"),
+    ),
     FamilyLayout("llama", "model.layers.{}.mlp.down_proj", "model.layers.{}", "model.norm", ("lm_head",)),
 )
 SUPPORTED_FAMILIES = "GPT-2, GPT-J, GPT-NeoX, Llama/Mistral/Qwen2"
 
 
 def is_conv1d(module: nn.Module) -> bool:
-    """transformers' Conv1D (GPT-2 style, weight in×out), recognised by type name so no import ties us to it."""
+    """transformers' Conv1D (GPT-2 style, weight in×out), recognised by type name: no import ties us to it."""
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 
 
@@ -89,8 +94,17 @@ def find_architecture(model: nn.Module) -> ArchMap:
             n_layers += 1
         weight = first_rewrite.weight
         d_ff, d_model = weight.shape if conv1d else (weight.shape[1], weight.shape[0])
-        return ArchMap(layout.family, n_layers, int(d_model), int(d_ff), layout.rewrite_template,
-                       layout.block_template, layout.final_norm, unembed, conv1d)
+        return ArchMap(
+            layout.family,
+            n_layers,
+            int(d_model),
+            int(d_ff),
+            layout.rewrite_template,
+            layout.block_template,
+            layout.final_norm,
+            unembed,
+            conv1d,
+        )
     raise UnsupportedModelError(
         f"model {type(model).__name__}: unsupported module layout (supported families: {SUPPORTED_FAMILIES})"
     )
@@ -133,8 +147,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_model(path: str | Path, device: str = "auto", dtype: str = "float32",
-               device_map: str | dict | None = None) -> LoadedModel:
+def load_model(
+    path: str | Path, device: str = "auto", dtype: str = "float32", device_map: str | dict | None = None
+) -> LoadedModel:
     """A local Hugging Face directory (safetensors only, never the hub), in eval mode with a pad token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -144,8 +159,9 @@ def load_model(path: str | Path, device: str = "auto", dtype: str = "float32",
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"model directory {path}: no config.json")
     torch_dtype = DTYPES[dtype]
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
-                                                 local_files_only=True, device_map=device_map)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch_dtype, use_safetensors=True, local_files_only=True, device_map=device_map
+    )
     if device_map is None:
         target = resolve_device(device)
         model.to(target)

@@ -1,7 +1,7 @@
 """Second moments C0_l = Σ k kᵀ / token count of the rewrite modules' inputs over a text corpus.
 
-All requested layers are read in one forward pass per batch (forward pre-hooks on the rewrite modules), and the
-forward stops after the deepest one. Sums accumulate in float64; the result is stored in `dtype` on CPU.
+All requested layers are read in one forward pass per batch (forward pre-hooks on the rewrite modules), and
+the forward stops after the deepest one. Sums accumulate in float64; the result is stored in `dtype` on CPU.
 The cache is content-addressed: each layer's C0 is a safetensors blob in the ledger's BlobStore, found through
 `<store root>/stats-index/<key>.json`, where key = sha256 of canonical JSON of (model state hash, layer,
 corpus sha256, sample count, dtype, rewrite module name).
@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 import torch
@@ -42,9 +43,16 @@ def read_texts(texts: Iterable[str], sample_count: int) -> list[str]:
     return chosen
 
 
-def second_moments(loaded: LoadedModel, layers: Sequence[int], texts: Iterable[str], sample_count: int,
-                   batch_size: int = 16, max_length: int = 256, dtype: str = "float32",
-                   progress: bool = True) -> dict[int, torch.Tensor]:
+def second_moments(
+    loaded: LoadedModel,
+    layers: Sequence[int],
+    texts: Iterable[str],
+    sample_count: int,
+    batch_size: int = 16,
+    max_length: int = 256,
+    dtype: str = "float32",
+    progress: bool = True,
+) -> dict[int, torch.Tensor]:
     """C0 of every layer in `layers` over the first `sample_count` non-empty texts: layer -> [d_ff, d_ff]."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
@@ -52,8 +60,14 @@ def second_moments(loaded: LoadedModel, layers: Sequence[int], texts: Iterable[s
     if not chosen:
         raise ValueError("texts: the corpus has no non-empty text")
     arch, model, tokenizer = loaded.arch, loaded.model, loaded.tokenizer
+    config = model.config
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    max_length = min(max_length, positions) if positions else max_length
     layers = sorted(set(layers))
-    sums = {layer: torch.zeros(arch.d_ff, arch.d_ff, dtype=torch.float64, device=loaded.device) for layer in layers}
+    sums = {
+        layer: torch.zeros(arch.d_ff, arch.d_ff, dtype=torch.float64, device=loaded.device)
+        for layer in layers
+    }
     tokens = 0
     token_mask: list[torch.Tensor] = []
 
@@ -63,31 +77,35 @@ def second_moments(loaded: LoadedModel, layers: Sequence[int], texts: Iterable[s
             sums[layer] += (keys.T @ keys).to(torch.float64)
             if layer == layers[-1]:
                 raise _StopForward
+
         return hook
 
-    handles = [arch.rewrite_module(model, layer).register_forward_pre_hook(accumulate(layer)) for layer in layers]
+    handles = [
+        arch.rewrite_module(model, layer).register_forward_pre_hook(accumulate(layer)) for layer in layers
+    ]
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with hooked(handles), torch.no_grad(), Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task(f"statistics, layers {layers}", total=len(chosen))
         for start in range(0, len(chosen), batch_size):
-            batch = chosen[start:start + batch_size]
+            batch = chosen[start : start + batch_size]
             sequences = [list(tokenizer(t)["input_ids"])[:max_length] for t in batch]
             ids, mask = pad(sequences, tokenizer.pad_token_id, loaded.device)
             token_mask[:] = [mask.bool()]
             tokens += int(mask.sum())
-            try:
+            with suppress(_StopForward):
                 model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
-            except _StopForward:
-                pass
             bar.advance(task, len(batch))
     return {layer: (sums[layer] / tokens).to("cpu", DTYPES[dtype]) for layer in layers}
 
 
-def second_moments_one_layer_per_pass(loaded: LoadedModel, layers: Sequence[int], texts: Iterable[str],
-                                      sample_count: int, **options) -> dict[int, torch.Tensor]:
+def second_moments_one_layer_per_pass(
+    loaded: LoadedModel, layers: Sequence[int], texts: Iterable[str], sample_count: int, **options
+) -> dict[int, torch.Tensor]:
     """The reference's way (one corpus pass per layer); kept only to measure what one pass saves."""
     chosen = read_texts(texts, sample_count)
-    return {layer: second_moments(loaded, [layer], chosen, sample_count, **options)[layer] for layer in layers}
+    return {
+        layer: second_moments(loaded, [layer], chosen, sample_count, **options)[layer] for layer in layers
+    }
 
 
 def file_sha256(path: Path) -> str:
@@ -98,12 +116,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def stats_key(model_state_hash: str, layer: int, corpus_sha256: str, sample_count: int, dtype: str,
-              module_name: str) -> str:
-    return hashlib.sha256(canonical_json({
-        "format": STATS_FORMAT, "model": model_state_hash, "layer": layer, "corpus": corpus_sha256,
-        "samples": sample_count, "dtype": dtype, "module": module_name,
-    }).encode()).hexdigest()
+def stats_key(
+    model_state_hash: str, layer: int, corpus_sha256: str, sample_count: int, dtype: str, module_name: str
+) -> str:
+    return hashlib.sha256(
+        canonical_json(
+            {
+                "format": STATS_FORMAT,
+                "model": model_state_hash,
+                "layer": layer,
+                "corpus": corpus_sha256,
+                "samples": sample_count,
+                "dtype": dtype,
+                "module": module_name,
+            }
+        ).encode()
+    ).hexdigest()
 
 
 def _write_index(path: Path, entry: dict) -> None:
@@ -125,15 +153,31 @@ def _cached(store: BlobStore, key: str) -> tuple[torch.Tensor, str] | None:
         return None
 
 
-def cached_second_moments(loaded: LoadedModel, layers: Sequence[int], corpus_path: Path, sample_count: int,
-                          dtype: str, store: BlobStore | None, model_state_hash: str,
-                          progress: bool = True) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
+def cached_second_moments(
+    loaded: LoadedModel,
+    layers: Sequence[int],
+    corpus_path: Path,
+    sample_count: int,
+    dtype: str,
+    store: BlobStore | None,
+    model_state_hash: str,
+    progress: bool = True,
+) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
     """C0 per layer from the cache where present, the missing layers computed in one pass and stored.
     Returns the tensors and the sha256 of each layer's safetensors blob."""
     corpus_path = Path(corpus_path)
     corpus_sha = file_sha256(corpus_path)
-    keys = {layer: stats_key(model_state_hash, layer, corpus_sha, sample_count, dtype,
-                             loaded.arch.rewrite_template.format(layer)) for layer in layers}
+    keys = {
+        layer: stats_key(
+            model_state_hash,
+            layer,
+            corpus_sha,
+            sample_count,
+            dtype,
+            loaded.arch.rewrite_template.format(layer),
+        )
+        for layer in layers
+    }
     c0: dict[int, torch.Tensor] = {}
     shas: dict[int, str] = {}
     if store is not None:
@@ -149,7 +193,9 @@ def cached_second_moments(loaded: LoadedModel, layers: Sequence[int], corpus_pat
             data = save_safetensors({"c0": moment.contiguous()})
             sha = store.put(data) if store is not None else hashlib.sha256(data).hexdigest()
             if store is not None:
-                _write_index(Path(store.root) / INDEX_DIR / f"{keys[layer]}.json",
-                             {"blob": sha, "key": keys[layer], "layer": layer})
+                _write_index(
+                    Path(store.root) / INDEX_DIR / f"{keys[layer]}.json",
+                    {"blob": sha, "key": keys[layer], "layer": layer},
+                )
             c0[layer], shas[layer] = moment, sha
     return c0, shas

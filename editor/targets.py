@@ -33,7 +33,7 @@ NORM_PROBES = (
 
 # ------------------------------------------------------------------------------------------------ tokens
 def subject_last_token_index(tokenizer, text_template: str, subject: str) -> int:
-    """Index of the last token of `subject` in `text_template` with `{}` replaced by it (special tokens counted)."""
+    """Index of the last token of `subject` in `text_template` with `{}` replaced by it (specials count)."""
     return encode_with_subject(tokenizer, text_template, subject)[1]
 
 
@@ -67,7 +67,7 @@ def target_token_ids(tokenizer, context: str, target: str) -> list[int]:
     plain = list(tokenizer(context, add_special_tokens=False)["input_ids"])
     joined = list(tokenizer(context + " " + target.lstrip(), add_special_tokens=False)["input_ids"])
     if joined[: len(plain)] == plain and len(joined) > len(plain):
-        return joined[len(plain):]
+        return joined[len(plain) :]
     return list(tokenizer(" " + target.lstrip(), add_special_tokens=False)["input_ids"])
 
 
@@ -95,11 +95,15 @@ def validate_layers(loaded: LoadedModel, hp: EditHparams) -> None:
         raise HparamsError("hparams.layers: empty")
     for layer in hp.layers:
         if not 0 <= layer < n_layers:
-            raise HparamsError(f"hparams.layers: layer {layer} out of range (the model has {n_layers} blocks)")
+            raise HparamsError(
+                f"hparams.layers: layer {layer} out of range (the model has {n_layers} blocks)"
+            )
     if list(hp.layers) != sorted(set(hp.layers)):
         raise HparamsError(f"hparams.layers: {hp.layers} must be ascending without repeats")
     if hp.v_loss_layer not in (None, n_layers - 1):
-        raise HparamsError(f"hparams.v_loss_layer: layer {hp.v_loss_layer}: only the last block ({n_layers - 1})")
+        raise HparamsError(
+            f"hparams.v_loss_layer: layer {hp.v_loss_layer}: only the last block ({n_layers - 1})"
+        )
 
 
 def fill_template(template: str, prompt: str) -> str:
@@ -130,7 +134,9 @@ def hooked(handles: list) -> Iterator[None]:
             handle.remove()
 
 
-def pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -149,48 +155,61 @@ def run_base(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def read_at_tokens(loaded: LoadedModel, sequences: Sequence[Sequence[int]], positions: Sequence[int],
-                   key_layers: Sequence[int] = (), block_layers: Sequence[int] = ()
-                   ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+def read_at_tokens(
+    loaded: LoadedModel,
+    sequences: Sequence[Sequence[int]],
+    positions: Sequence[int],
+    key_layers: Sequence[int] = (),
+    block_layers: Sequence[int] = (),
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """Keys (rewrite inputs) and block outputs at one token per sequence, in float32 on CPU."""
     arch, model = loaded.arch, loaded.model
     keys: dict[int, list[torch.Tensor]] = {layer: [] for layer in key_layers}
     blocks: dict[int, list[torch.Tensor]] = {layer: [] for layer in block_layers}
     last = max([*key_layers, *block_layers])
     for start in range(0, len(sequences), SEQUENCES_PER_FORWARD):
-        chunk = sequences[start:start + SEQUENCES_PER_FORWARD]
+        chunk = sequences[start : start + SEQUENCES_PER_FORWARD]
         rows = torch.arange(len(chunk))
-        cols = torch.tensor(positions[start:start + SEQUENCES_PER_FORWARD])
+        cols = torch.tensor(positions[start : start + SEQUENCES_PER_FORWARD])
         handles = []
 
-        def read_key(layer: int):
+        def read_key(layer: int, rows: torch.Tensor, cols: torch.Tensor):
             def hook(module: nn.Module, args: tuple) -> None:
                 keys[layer].append(args[0][rows, cols].float().cpu())
                 if layer == last and layer not in blocks:
                     raise _StopForward
+
             return hook
 
-        def read_block(layer: int):
+        def read_block(layer: int, rows: torch.Tensor, cols: torch.Tensor):
             def hook(module: nn.Module, args: tuple, output) -> None:
                 blocks[layer].append(block_hidden(output)[rows, cols].float().cpu())
                 if layer == last:
                     raise _StopForward
+
             return hook
 
         for layer in key_layers:
-            handles.append(arch.rewrite_module(model, layer).register_forward_pre_hook(read_key(layer)))
+            handles.append(
+                arch.rewrite_module(model, layer).register_forward_pre_hook(read_key(layer, rows, cols))
+            )
         for layer in block_layers:
-            handles.append(arch.block_module(model, layer).register_forward_hook(read_block(layer)))
+            handles.append(
+                arch.block_module(model, layer).register_forward_hook(read_block(layer, rows, cols))
+            )
         with hooked(handles):
             ids, mask = pad(chunk, loaded.tokenizer.pad_token_id, loaded.device)
             run_base(loaded, ids, mask)
-    return ({layer: torch.cat(parts) for layer, parts in keys.items()},
-            {layer: torch.cat(parts) for layer, parts in blocks.items()})
+    return (
+        {layer: torch.cat(parts) for layer, parts in keys.items()},
+        {layer: torch.cat(parts) for layer, parts in blocks.items()},
+    )
 
 
-# ------------------------------------------------------------------------------------------------ keys, hidden
-def compute_keys_layers(loaded: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int],
-                        templates: Sequence[str]) -> dict[int, torch.Tensor]:
+# ------------------------------------------------------------------------------------------- keys, hidden
+def compute_keys_layers(
+    loaded: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int], templates: Sequence[str]
+) -> dict[int, torch.Tensor]:
     """Keys of every request at every layer in one pass: layer -> [d_ff, n] float32.
 
     k = ½ (k_bare + mean of the prefixed k): the bare prompt weighs as much as all context templates together.
@@ -198,8 +217,9 @@ def compute_keys_layers(loaded: LoadedModel, requests: Sequence[EditRequest], la
     sequences, positions = [], []
     for request in requests:
         for template in templates:
-            ids, position = encode_with_subject(loaded.tokenizer, fill_template(template, request.prompt),
-                                                request.subject)
+            ids, position = encode_with_subject(
+                loaded.tokenizer, fill_template(template, request.prompt), request.subject
+            )
             sequences.append(ids)
             positions.append(position)
     keys, _ = read_at_tokens(loaded, sequences, positions, key_layers=layers)
@@ -212,8 +232,9 @@ def compute_keys_layers(loaded: LoadedModel, requests: Sequence[EditRequest], la
     return averaged
 
 
-def compute_keys(loaded: LoadedModel, requests: Sequence[EditRequest], layer: int,
-                 templates: Sequence[str]) -> torch.Tensor:
+def compute_keys(
+    loaded: LoadedModel, requests: Sequence[EditRequest], layer: int, templates: Sequence[str]
+) -> torch.Tensor:
     """Keys of `requests` at `layer`: [d_ff, n] float32 (NSE.md, Keys)."""
     return compute_keys_layers(loaded, requests, [layer], templates)[layer]
 
@@ -221,12 +242,14 @@ def compute_keys(loaded: LoadedModel, requests: Sequence[EditRequest], layer: in
 def hidden_states(loaded: LoadedModel, requests: Sequence[EditRequest], layer: int) -> torch.Tensor:
     """Block `layer`'s output at the subject's last token of each bare prompt: [n, d_model] float32."""
     encoded = [encode_with_subject(loaded.tokenizer, r.prompt, r.subject) for r in requests]
-    _, blocks = read_at_tokens(loaded, [ids for ids, _ in encoded], [p for _, p in encoded], block_layers=[layer])
+    _, blocks = read_at_tokens(
+        loaded, [ids for ids, _ in encoded], [p for _, p in encoded], block_layers=[layer]
+    )
     return blocks[layer]
 
 
 def typical_residual_norm(loaded: LoadedModel, layer: int) -> float:
-    """Mean norm of block `layer`'s output over the tokens of a few plain sentences (the first token excluded)."""
+    """Mean norm of block `layer`'s output over the tokens of a few plain sentences (first token excluded)."""
     sequences = [list(loaded.tokenizer(text)["input_ids"]) for text in NORM_PROBES]
     sequences = [s for s in sequences if len(s) > 1]
     norms: list[torch.Tensor] = []
@@ -252,7 +275,9 @@ class _ZstarBatch:
     target_ids: torch.Tensor  # [T]
 
 
-def _zstar_batch(loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str]) -> _ZstarBatch:
+def _zstar_batch(
+    loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str]
+) -> _ZstarBatch:
     tokenizer = loaded.tokenizer
     bare_index = templates.index(BARE_TEMPLATE) if BARE_TEMPLATE in templates else 0
     sequences, request_of, subject_at, is_essence, is_bare = [], [], [], [], []
@@ -260,7 +285,9 @@ def _zstar_batch(loaded: LoadedModel, requests: Sequence[EditRequest], templates
     for r, request in enumerate(requests):
         target = target_token_ids(tokenizer, request.text, request.target_new)
         for t, template in enumerate(templates):
-            ids, position = encode_with_subject(tokenizer, fill_template(template, request.prompt), request.subject)
+            ids, position = encode_with_subject(
+                tokenizer, fill_template(template, request.prompt), request.subject
+            )
             row = len(sequences)
             for j, token in enumerate(target):
                 target_rows.append(row)
@@ -278,12 +305,21 @@ def _zstar_batch(loaded: LoadedModel, requests: Sequence[EditRequest], templates
         is_essence.append(True)
         is_bare.append(False)
     as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
-    return _ZstarBatch(sequences, as_long(request_of), as_long(subject_at), torch.tensor(is_essence),
-                       torch.tensor(is_bare), as_long(target_rows), as_long(target_cols), as_long(target_ids))
+    return _ZstarBatch(
+        sequences,
+        as_long(request_of),
+        as_long(subject_at),
+        torch.tensor(is_essence),
+        torch.tensor(is_bare),
+        as_long(target_rows),
+        as_long(target_cols),
+        as_long(target_ids),
+    )
 
 
-def compute_zstar(loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
-                  hp: EditHparams) -> torch.Tensor:
+def compute_zstar(
+    loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], hp: EditHparams
+) -> torch.Tensor:
     """z* = h0 + δ for every request at once: [n, d_model] float32 (NSE.md, Target values).
 
     One forward/backward per step for all requests; each has its own δ (a row of one tensor) and its own loss,
@@ -304,8 +340,11 @@ def compute_zstar(loaded: LoadedModel, requests: Sequence[EditRequest], template
     active = torch.ones(n, dtype=torch.bool)
     with frozen_parameters(model):
         for step in range(hp.v_num_grad_steps):
-            rows = torch.nonzero(active[batch.request_of]).squeeze(1)  # sequences of requests still optimising
-            ids, mask = pad([batch.sequences[i] for i in rows.tolist()], loaded.tokenizer.pad_token_id, device)
+            # the sequences of requests still optimising
+            rows = torch.nonzero(active[batch.request_of]).squeeze(1)
+            ids, mask = pad(
+                [batch.sequences[i] for i in rows.tolist()], loaded.tokenizer.pad_token_id, device
+            )
             local = torch.full((n_seq,), -1, dtype=torch.long)
             local[rows] = torch.arange(len(rows))
             at = (torch.arange(len(rows), device=device), batch.subject_at[rows].to(device))
@@ -315,10 +354,14 @@ def compute_zstar(loaded: LoadedModel, requests: Sequence[EditRequest], template
             def shift(module: nn.Module, args: tuple, output, at=at, seq_delta=seq_delta, read=read):
                 hidden = block_hidden(output)
                 read["h"] = hidden[at].detach()
-                return with_block_hidden(output, hidden.index_put(at, hidden[at] + delta[seq_delta].to(hidden.dtype)))
+                return with_block_hidden(
+                    output, hidden.index_put(at, hidden[at] + delta[seq_delta].to(hidden.dtype))
+                )
 
             with hooked([arch.block_module(model, hp.z_layer).register_forward_hook(shift)]):
-                final = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                final = model.base_model(
+                    input_ids=ids, attention_mask=mask, use_cache=False
+                ).last_hidden_state
             if step == 0:
                 h0[batch.request_of[batch.is_bare]] = read["h"][local[batch.is_bare]].float().cpu()
             # NLL: mean over each prompt's target tokens, then over the request's prompts
@@ -326,8 +369,11 @@ def compute_zstar(loaded: LoadedModel, requests: Sequence[EditRequest], template
             t_request = batch.request_of[batch.target_rows[in_batch]]
             t_at = (local[batch.target_rows[in_batch]].to(device), batch.target_cols[in_batch].to(device))
             log_probs = torch.log_softmax(unembed(final[t_at]).float(), dim=-1)
-            one_hot_targets = nn.functional.one_hot(batch.target_ids[in_batch].to(device), log_probs.shape[-1])
-            per_token = -(log_probs * one_hot_targets).sum(-1) / (target_count / prompt_count)[t_request].to(device)
+            one_hot_targets = nn.functional.one_hot(
+                batch.target_ids[in_batch].to(device), log_probs.shape[-1]
+            )
+            tokens_per_prompt = (target_count / prompt_count)[t_request].to(device)
+            per_token = -(log_probs * one_hot_targets).sum(-1) / tokens_per_prompt
             nll = per_request_sum(per_token, t_request, n, device) / prompt_count.to(device)
             # KL(P_now ‖ P_initial) of the next token after the subject in the essence prompt
             essence = batch.is_essence & (local >= 0)
@@ -336,8 +382,9 @@ def compute_zstar(loaded: LoadedModel, requests: Sequence[EditRequest], template
             e_log = torch.log_softmax(unembed(final[e_at]).float(), dim=-1)
             if kl_initial is None:
                 kl_initial = e_log.detach().clone()
-            kl = per_request_sum((e_log.exp() * (e_log - kl_initial[e_request.to(device)])).sum(-1), e_request, n,
-                                 device)
+            kl = per_request_sum(
+                (e_log.exp() * (e_log - kl_initial[e_request.to(device)])).sum(-1), e_request, n, device
+            )
             decay = hp.v_weight_decay * delta.norm(dim=1) / (h0.to(device).norm(dim=1) ** 2)
             loss = nll + hp.kl_factor * kl + decay
             active &= loss.detach().cpu() >= EARLY_STOP_LOSS
@@ -356,7 +403,9 @@ def compute_zstar(loaded: LoadedModel, requests: Sequence[EditRequest], template
     return h0 + delta.detach().float().cpu()
 
 
-def per_request_sum(values: torch.Tensor, request_of: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+def per_request_sum(
+    values: torch.Tensor, request_of: torch.Tensor, n: int, device: torch.device
+) -> torch.Tensor:
     """Σ of `values` per request, as a matrix product (deterministic on every device, unlike index_add)."""
     membership = nn.functional.one_hot(request_of.to(device), n).to(values.dtype)
     return membership.T @ values

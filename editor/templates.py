@@ -1,4 +1,4 @@
-"""Context templates: "{}" and five short texts the unedited model writes, each followed by ". {}" (NSE.md)."""
+"""Context templates: "{}" and five short texts the unedited model writes, each followed by ". {}"."""
 
 from __future__ import annotations
 
@@ -19,13 +19,12 @@ def generate_context_templates(loaded: LoadedModel, seed: int) -> list[str]:
     templates = ["{}"]
     for word in SEED_WORDS:
         ids = list(tokenizer(word)["input_ids"])
-        prompt_length = len(ids)
         for _ in range(NEW_TOKENS):
             logits = model(input_ids=torch.tensor([ids], device=loaded.device), use_cache=False).logits[0, -1]
             top = torch.topk(logits.float().cpu(), min(TOP_K, logits.shape[-1]))
             choice = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)
             ids.append(int(top.indices[choice]))
-        text = tokenizer.decode(ids[:prompt_length] + ids[prompt_length:], skip_special_tokens=True)
+        text = tokenizer.decode(ids, skip_special_tokens=True)
         # braces would break str.format on the template; newlines would make it a different prompt
         text = " ".join(text.replace("{", " ").replace("}", " ").split())
         templates.append(f"{text}. {{}}")

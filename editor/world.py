@@ -64,7 +64,7 @@ PRESETS: dict[str, WorldPreset] = {
                          n_layer=4, n_embd=128, n_inner=512, n_head=4, epochs=40, batch_size=64, peak_lr=1e-2,
                          filler_per_fact=0.5),
     "default": WorldPreset(n_subjects=250, relations_per_subject=4, n_relations=8, objects_per_relation=25,
-                           n_layer=4, n_embd=128, n_inner=1024, n_head=4, epochs=40, batch_size=128, peak_lr=1e-2,
+                           n_layer=4, n_embd=128, n_inner=1024, n_head=4, epochs=24, batch_size=128, peak_lr=1e-2,
                            filler_per_fact=0.5),
 }
 

@@ -42,7 +42,7 @@ def _results(checkout_seconds: float, slow_query_ms: float) -> dict[str, dict]:
                            "replay_same_hash": True,
                            "reverts": [{"position": 1, "rounds_replayed": 1, "seconds": 3.0},
                                        {"position": 2, "rounds_replayed": 0, "seconds": 1.0}]},
-             "engine": {"zstar": {"batched_speedup": 7.5}, "stats": {"one_pass_speedup": 2.0}}}
+             "engine": {"zstar": {"speedup": 7.5}, "stats": {"speedup": 2.0}}}
     storage = {"world": {"preset": "small"}, "methods": [
         {"method": "nse", "n_edits": 20, "round_size": 10, "rounds": 2, "delta_bytes_per_edit": 2048.0,
          "floor_bytes_per_edit": 1024.0, "delta_over_floor": 2.0, "columns_per_edit": 2.0,

@@ -19,8 +19,8 @@ from ledger.records import EditRequest
 def rome_round(state: EditState, requests: list[EditRequest]) -> MethodOutput:
     layer = state.hparams.z_layer
     zstar = zstar_current(state, requests)
-    key = layer_keys(state, requests, layer)                        # k: d_ff × 1
-    residual = (zstar - current_hidden(state, requests)).T          # r = z* − h: d_model × 1
+    key = layer_keys(state, requests, layer)  # k: d_ff × 1
+    residual = (zstar - current_hidden(state, requests)).T  # r = z* − h: d_model × 1
     delta = solve_rank_one(state, layer, key, residual)
     footprint = [add_to_columns(state, layer, torch.arange(key.shape[0]), delta, pass_index=0)]
     return MethodOutput(zstar, ["edited"], footprint)

@@ -14,21 +14,96 @@ from editor.stats import second_moments
 from ledger.records import EditRequest
 
 FAMILIES = ("gpt2", "gptj", "gpt-neox", "llama")
-WORDS = ("the a of in is was lives works city river born speaks language capital home near old new and "
-         "Paris Berlin Tokyo Lima Oslo Cairo Rome Madrid French German Dutch Greek doctor pilot farmer "
-         "Alice Bob Carol Dan Eve Frank Grace Heidi Ivan Judy Smith Jones Brown Kim Lee Park Moss Reed "
-         "Therefore Because I You think so day . ,").split()
-SUBJECTS = ("Alice Smith", "Bob Jones", "Carol Brown", "Dan Kim", "Eve Lee", "Frank Park", "Grace Moss",
-            "Heidi Reed", "Ivan Smith", "Judy Jones")
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "in",
+    "is",
+    "was",
+    "lives",
+    "works",
+    "city",
+    "river",
+    "born",
+    "speaks",
+    "language",
+    "capital",
+    "home",
+    "near",
+    "old",
+    "new",
+    "and",
+    "Paris",
+    "Berlin",
+    "Tokyo",
+    "Lima",
+    "Oslo",
+    "Cairo",
+    "Rome",
+    "Madrid",
+    "French",
+    "German",
+    "Dutch",
+    "Greek",
+    "doctor",
+    "pilot",
+    "farmer",
+    "Alice",
+    "Bob",
+    "Carol",
+    "Dan",
+    "Eve",
+    "Frank",
+    "Grace",
+    "Heidi",
+    "Ivan",
+    "Judy",
+    "Smith",
+    "Jones",
+    "Brown",
+    "Kim",
+    "Lee",
+    "Park",
+    "Moss",
+    "Reed",
+    "Therefore",
+    "Because",
+    "I",
+    "You",
+    "think",
+    "so",
+    "day",
+    ".",
+    ",",
+]
+SUBJECTS = (
+    "Alice Smith",
+    "Bob Jones",
+    "Carol Brown",
+    "Dan Kim",
+    "Eve Lee",
+    "Frank Park",
+    "Grace Moss",
+    "Heidi Reed",
+    "Ivan Smith",
+    "Judy Jones",
+)
 PROMPTS = ("{} lives in the city of", "{} was born in", "The home of {} is", "{} speaks")
 TARGETS = ("Paris", "Berlin", "Tokyo", "Lima", "Oslo", "Cairo", "Rome", "Madrid", "French", "German")
 TEMPLATES = ["{}", "The old city . {}", "I think so , and the river . {}"]
 
 
 def make_requests(count: int, offset: int = 0) -> list[EditRequest]:
-    return [EditRequest(subject=SUBJECTS[(i + offset) % len(SUBJECTS)], prompt=PROMPTS[(i + offset) % len(PROMPTS)],
-                        target_new=TARGETS[(3 * i + offset) % len(TARGETS)], case_id=str(i + offset))
-            for i in range(count)]
+    return [
+        EditRequest(
+            subject=SUBJECTS[(i + offset) % len(SUBJECTS)],
+            prompt=PROMPTS[(i + offset) % len(PROMPTS)],
+            target_new=TARGETS[(3 * i + offset) % len(TARGETS)],
+            case_id=str(i + offset),
+        )
+        for i in range(count)
+    ]
 
 
 def corpus_texts(count: int, seed: int = 0) -> list[str]:
@@ -45,8 +120,13 @@ def build_tokenizer():
         vocab.setdefault(word, len(vocab))
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
-                                   eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+    )
 
 
 def build_model(family: str, vocab_size: int):
@@ -63,16 +143,35 @@ def build_model(family: str, vocab_size: int):
 
     special = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=1)
     if family == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(n_layer=4, n_embd=32, n_head=4, n_inner=128, n_positions=64, **special))
+        return GPT2LMHeadModel(
+            GPT2Config(n_layer=4, n_embd=32, n_head=4, n_inner=128, n_positions=64, **special)
+        )
     if family == "gptj":
-        return GPTJForCausalLM(GPTJConfig(n_layer=4, n_embd=32, n_head=4, rotary_dim=4, n_inner=128,
-                                          n_positions=64, **special))
+        return GPTJForCausalLM(
+            GPTJConfig(n_layer=4, n_embd=32, n_head=4, rotary_dim=4, n_inner=128, n_positions=64, **special)
+        )
     if family == "gpt-neox":
-        return GPTNeoXForCausalLM(GPTNeoXConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4,
-                                                intermediate_size=128, max_position_embeddings=64, **special))
-    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4,
-                                        num_key_value_heads=2, intermediate_size=96, max_position_embeddings=64,
-                                        **special))
+        return GPTNeoXForCausalLM(
+            GPTNeoXConfig(
+                num_hidden_layers=4,
+                hidden_size=32,
+                num_attention_heads=4,
+                intermediate_size=128,
+                max_position_embeddings=64,
+                **special,
+            )
+        )
+    return LlamaForCausalLM(
+        LlamaConfig(
+            num_hidden_layers=4,
+            hidden_size=32,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=96,
+            max_position_embeddings=64,
+            **special,
+        )
+    )
 
 
 @dataclass

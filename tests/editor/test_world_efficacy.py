@@ -1,0 +1,71 @@
+"""Editing a trained model: the fact world's facts take, and NSE keeps earlier rounds over five rounds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editor.engine import EditState, run_round
+from editor.hparams import derive_hparams
+from editor.model import LoadedModel, load_model
+from editor.stats import second_moments
+from editor.targets import target_token_ids
+from editor.templates import generate_context_templates
+from ledger.records import EditRequest
+
+ROUND = 8
+# The fact world's model recalls a fact at the prompt's last token (layer-0 attention reads the surname's
+# embedding), not through the subject's last token, where every locate-and-edit method writes. Measured on the
+# 2-layer tiny world: changing block outputs at the subject position changes the final logits by exactly 0
+# (layer-1 attention from the last token sits on position 0); on a 4-layer variant even a δ of 4x the residual
+# norm only lowers the target NLL from ~9 to ~7. Remove the mark once editor/world.py trains models that route
+# facts through the subject.
+WORLD_NOT_EDITABLE = pytest.mark.xfail(
+    reason="the fact world does not store facts at the subject position", strict=False
+)
+
+
+@torch.no_grad()
+def efficacy(loaded: LoadedModel, requests: list[EditRequest]) -> float:
+    """Share of requests whose new target's first token is the argmax next token after the rewrite prompt."""
+    hits = 0
+    for request in requests:
+        ids = torch.tensor([loaded.tokenizer(request.text)["input_ids"]])
+        logits = loaded.model(input_ids=ids).logits[0, -1]
+        hits += (
+            int(logits.argmax()) == target_token_ids(loaded.tokenizer, request.text, request.target_new)[0]
+        )
+    return hits / len(requests)
+
+
+def world_state(world, method: str) -> EditState:
+    loaded = load_model(world.model_dir, device="cpu")
+    hp = derive_hparams(loaded, method)
+    texts = world.corpus_path.read_text(encoding="utf-8").splitlines()
+    c0 = second_moments(loaded, hp.layers, texts, hp.mom2_n_samples, progress=False)
+    return EditState(loaded, hp, generate_context_templates(loaded, hp.template_seed), c0)
+
+
+@pytest.mark.slow
+@WORLD_NOT_EDITABLE
+@pytest.mark.parametrize("method", ["nse", "memit", "alphaedit", "rome"])
+def test_one_round_of_eight_takes(tiny_world, method):
+    requests = tiny_world.requests()[:ROUND]
+    state = world_state(tiny_world, method)
+    assert efficacy(state.loaded, requests) == 0.0  # counterfactual: the model believes the true facts
+    rounds = [[r] for r in requests] if method == "rome" else [requests]
+    for batch in rounds:
+        run_round(state, batch, method)
+    assert efficacy(state.loaded, requests) >= 0.95
+
+
+@pytest.mark.slow
+@WORLD_NOT_EDITABLE
+def test_five_nse_rounds_keep_the_first_and_cp_sums_the_keys(tiny_world):
+    requests = tiny_world.requests()[: 5 * ROUND]
+    state = world_state(tiny_world, "nse")
+    results = [run_round(state, requests[i : i + ROUND], "nse") for i in range(0, len(requests), ROUND)]
+    assert efficacy(state.loaded, requests[:ROUND]) >= 0.9
+    for layer in state.hparams.layers:
+        expected = sum(r.keys[layer].double() @ r.keys[layer].double().T for r in results)
+        torch.testing.assert_close(state.cp[layer], expected, rtol=1e-10, atol=1e-10)
