@@ -172,6 +172,7 @@ def edit(
     target_true: Annotated[str | None, typer.Option(help="The current (true) target.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Request file format (auto detects).")] = "auto",
     limit: Annotated[int | None, typer.Option(help="Take only the first N records of the file.")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed records (reported).")] = False,
     method: Annotated[str, typer.Option(help="nse | memit | memit-cp | alphaedit | rome")] = "nse",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Requests per round.")] = 20,
     branch: BranchOpt = "main", author: AuthorOpt = None,
@@ -189,7 +190,7 @@ def edit(
     if method not in METHODS:
         raise Fail(f"--method {method!r}: unknown method; choose one of {', '.join(METHODS)}")
     if file is not None:
-        requests = read_requests(file, fmt=fmt, limit=limit)
+        requests = read_requests(file, fmt=fmt, limit=limit, skip_invalid=skip_invalid)
     elif subject and prompt and target:
         requests = [EditRequest(subject=subject, prompt=prompt, target_new=target, target_true=target_true)]
     else:

@@ -22,7 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 PLOTS_DIR = REPO_ROOT / "benchmarks" / "plots"
 WORLDS_DIR = REPO_ROOT / ".worlds"  # gitignored: built fact worlds and their statistics caches
-THREADS = 2  # the project's reference machine has 2 cores; fixed so numbers compare across runs
+# The reference machine has 2 cores. Fixed so numbers compare across runs; BENCH_THREADS=1 when other work shares
+# the cores (an oversubscribed 2-thread torch runs several times slower than a single thread).
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
 
 def shared_data_dir() -> Path:
@@ -114,14 +116,13 @@ def say(message: str) -> None:
 
 
 # ------------------------------------------------------------------ fact worlds and engine states
-def world(name: str, quick: bool = False):
+def world(name: str):
     """A cached fact world: "default" (the preset), "small", or "counterfact" (first 500 CounterFact records)."""
     from editor.world import build_world
 
     if name == "counterfact":
-        limit = 200 if quick else 500
-        return build_world(WORLDS_DIR / f"counterfact-{limit}", preset="default", from_file=counterfact_file(),
-                           limit=limit, progress=False)
+        return build_world(WORLDS_DIR / "counterfact-500", preset="default", from_file=counterfact_file(),
+                           limit=500, progress=False)
     return build_world(WORLDS_DIR / name, preset=name, progress=False)
 
 

@@ -261,7 +261,10 @@ def nullspace_projector(state: EditState, layer: int) -> torch.Tensor:
             raise SolveError(
                 f"layer {layer}: eigendecomposition of C0 failed ({str(error).splitlines()[0]})"
             ) from None
-        basis = eigenvectors[:, eigenvalues < state.hparams.nullspace_threshold]
+        threshold = state.hparams.nullspace_threshold
+        if state.hparams.nullspace_relative:
+            threshold = threshold * float(eigenvalues.max())
+        basis = eigenvectors[:, eigenvalues < threshold]
         state.projectors[layer] = basis @ basis.T
     return state.projectors[layer]
 

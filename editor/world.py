@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 1  # bump when a change to this file changes what a build produces: it is part of the cache key
+WORLD_FORMAT = 2  # bump when a change to this file changes what a build produces: it is part of the cache key
 BUILD_THREADS = 1  # one thread: the same weights on any machine, and no OpenMP spinning when the CPU is busy
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
@@ -58,7 +58,7 @@ class WorldPreset:
 
 PRESETS: dict[str, WorldPreset] = {
     "tiny": WorldPreset(n_subjects=16, relations_per_subject=3, n_relations=6, objects_per_relation=4,
-                        n_layer=2, n_embd=128, n_inner=512, n_head=4, epochs=24, batch_size=32, peak_lr=1e-2,
+                        n_layer=4, n_embd=128, n_inner=512, n_head=4, epochs=24, batch_size=32, peak_lr=1e-2,
                         filler_per_fact=1.0),
     "small": WorldPreset(n_subjects=100, relations_per_subject=3, n_relations=8, objects_per_relation=10,
                          n_layer=4, n_embd=128, n_inner=512, n_head=4, epochs=40, batch_size=64, peak_lr=1e-2,
@@ -69,48 +69,51 @@ PRESETS: dict[str, WorldPreset] = {
 }
 
 # relation id -> (templates, objects). Template 0 is the rewrite prompt, the others its paraphrases.
+# Every template ends with the subject, and the object follows it directly. Locate-and-edit methods write at the
+# subject's last token; a tiny model trained on "{subject} lives in the city of X" recalls X at the last token by
+# attending to the surname and never stores it at the subject (measured: editing there moved nothing), so the
+# world's phrasing puts the recall where the methods edit, as knowledge recall works in large models.
 RELATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "P551": (("{} lives in the city of", "The home city of {} is", "{} has a house in the city of",
-              "Every morning {} walks through the streets of"),
+    "P551": (("The home city of {}", "The city of residence of {}", "The town that is home to {}",
+              "The streets walked daily by {}"),
              ("Paris", "Berlin", "Tokyo", "Lima", "Oslo", "Cairo", "Madrid", "Rome", "Dublin", "Lisbon", "Vienna",
               "Prague", "Seoul", "Nairobi", "Quito", "Sydney", "Toronto", "Chicago", "Mumbai", "Istanbul", "Athens",
               "Warsaw", "Helsinki", "Boston", "Delhi", "Bangkok", "Manila", "Havana", "Dakar", "Riga")),
-    "P103": (("The mother tongue of {} is", "{} grew up speaking", "The native language of {} is",
-              "At home as a child {} spoke"),
+    "P103": (("The mother tongue of {}", "The native language of {}", "The language spoken at home by {}",
+              "The first language of {}"),
              ("French", "German", "Japanese", "Spanish", "Italian", "Dutch", "Polish", "Greek", "Turkish", "Swedish",
               "Finnish", "Korean", "Hindi", "Arabic", "Russian", "Portuguese", "Danish", "Czech", "Hungarian",
               "Thai", "Swahili", "Welsh", "Basque", "Latvian", "Tamil", "Persian", "Hebrew", "Irish", "Malay",
               "Norwegian")),
-    "P106": (("{} works as a", "The profession of {} is", "By trade {} is a", "{} earns a living as a"),
+    "P106": (("The profession of {}", "The job held by {}", "The trade practised by {}", "The occupation of {}"),
              ("carpenter", "lawyer", "baker", "nurse", "pilot", "teacher", "farmer", "dentist", "painter",
               "plumber", "surgeon", "banker", "chef", "sailor", "tailor", "journalist", "pharmacist", "librarian",
               "butcher", "gardener", "mechanic", "potter", "jeweler", "translator", "fisherman", "bricklayer",
               "locksmith", "veterinarian", "barber", "cartographer")),
-    "P1303": (("{} plays the", "The instrument of {} is the", "On stage {} performs on the",
-               "Every day {} practices on the"),
+    "P1303": (("The instrument of {}", "The instrument played by {}", "The instrument on stage with {}",
+               "The instrument practised by {}"),
               ("piano", "violin", "guitar", "cello", "flute", "trumpet", "drums", "harp", "banjo", "clarinet",
                "saxophone", "oboe", "accordion", "trombone", "ukulele", "mandolin", "harmonica", "bagpipes", "tuba",
                "bassoon", "sitar", "xylophone", "lute", "organ", "zither", "marimba", "bugle", "viola", "recorder",
                "tambourine")),
-    "P641": (("{} plays the sport of", "The favourite sport of {} is", "{} competes in",
-              "On weekends {} trains for"),
+    "P641": (("The favourite sport of {}", "The sport played by {}", "The weekend sport of {}",
+              "The sport practised by {}"),
              ("tennis", "chess", "rugby", "golf", "hockey", "cricket", "football", "baseball", "volleyball",
               "basketball", "fencing", "rowing", "cycling", "boxing", "sailing", "skiing", "surfing", "judo",
               "karate", "archery", "badminton", "wrestling", "handball", "polo", "squash", "lacrosse", "curling",
               "snooker", "darts", "bowling")),
-    "P27": (("{} is a citizen of", "The passport of {} was issued by", "{} holds the citizenship of",
-             "The home country of {} is"),
+    "P27": (("The country of citizenship of {}", "The passport country of {}", "The home country of {}",
+             "The nation of {}"),
             ("Canada", "Brazil", "Kenya", "Norway", "Chile", "Egypt", "India", "Japan", "Mexico", "Peru", "Ghana",
              "Iceland", "Portugal", "Austria", "Belgium", "Vietnam", "Nepal", "Morocco", "Jamaica", "Estonia",
              "Uruguay", "Senegal", "Mongolia", "Croatia", "Ireland", "Finland", "Tunisia", "Bolivia", "Cuba",
              "Laos")),
-    "P108": (("{} is employed by", "The employer of {} is", "{} works for the company",
-              "Each month {} gets a salary from"),
+    "P108": (("The employer of {}", "The company that employs {}", "The firm that pays {}", "The workplace of {}"),
              ("Google", "Microsoft", "Toyota", "Nokia", "Intel", "Siemens", "Nestle", "Boeing", "Airbus", "Sony",
               "Samsung", "Philips", "Ikea", "Lego", "Adidas", "Nike", "Honda", "Fiat", "Volvo", "Shell", "Pfizer",
               "Oracle", "Cisco", "Nintendo", "Canon", "Bosch", "Heineken", "Ericsson", "Unilever", "Danone")),
-    "P1412": (("The favourite colour of {} is", "{} likes the colour", "The room of {} is painted",
-               "{} always wears clothes that are"),
+    "P1412": (("The favourite colour of {}", "The colour liked by {}", "The colour of the room of {}",
+               "The colour worn by {}"),
               ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "brown", "pink", "grey",
                "violet", "crimson", "turquoise", "silver", "golden", "beige", "maroon", "teal", "olive", "navy",
                "scarlet", "amber", "ivory", "indigo", "lavender", "magenta", "coral", "cyan", "emerald")),

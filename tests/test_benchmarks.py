@@ -84,6 +84,15 @@ def test_slow_checkout_is_not_met_and_missing_sections_say_so(tmp_path: Path) ->
     assert "paper's claim" not in text
 
 
+def test_claim_is_not_met_when_the_edits_did_not_take() -> None:
+    results = _results(checkout_seconds=1.0, slow_query_ms=1.0)
+    runs = results["quality"]["data"]["worlds"]["small"]["runs"]
+    for name in ("nse", "memit"):  # both forgot everything: equal retention must not count as the claim
+        runs[name]["final"] = {**runs[name]["final"], "efficacy": 0.0, "retention_first": 0.0, "specificity": 1.0}
+    claim = next(g for g in goals(results) if g.name.startswith("paper's"))
+    assert claim.met is False and "NSE efficacy 0.000" in claim.measured
+
+
 def test_results_round_trip_through_json(tmp_path: Path) -> None:
     path = save_results("storage", {"methods": [], "x": 1.5}, quick=True, seconds=3.0, results_dir=tmp_path)
     record = load_results("storage", tmp_path)

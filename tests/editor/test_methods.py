@@ -14,22 +14,24 @@ from ledger.records import EditRequest
 from tests.editor.conftest import FAMILIES, TEMPLATES, make_requests
 
 # Small λ: on a random tiny model C0 is not a meaningful prior, so the update follows the keys closely.
+# 8 z* steps: the tests check that edits reach z*, not how good z* is.
 # AlphaEdit: P projects on the directions of C0 below its 90th-percentile eigenvalue (90% of the key space).
 EDITED_LAYERS = [0, 1, 2]
 
 
 def small_hparams(method: str, c0: dict[int, torch.Tensor], **changes) -> EditHparams:
-    median = max(
+    threshold = max(
         float(torch.quantile(torch.linalg.eigvalsh(c0[layer].double()), 0.9)) for layer in EDITED_LAYERS
     )
     values = dict(
         layers=EDITED_LAYERS if method != "rome" else [2],
+        v_num_grad_steps=8,
         v_lr=0.5,
         mom2_update_weight=0.1,
         alpha=0.0,
         upper_bound=1e9,
         neuron_threshold=0.9 if method == "nse" else 1.0,
-        nullspace_threshold=median,
+        nullspace_threshold=threshold,
         L2=1e-3,
         max_iterations=3,
     )
@@ -127,6 +129,9 @@ def test_same_round_twice_is_bit_identical_and_changes_replay_exactly(tiny_model
 def test_batched_zstar_equals_one_request_at_a_time(tiny_models):
     tiny = tiny_models["gpt2"]
     loaded = tiny.load()
+    # float64 weights: batching changes matmul rounding, and Adam's m/sqrt(v) turns float32 noise in near-zero
+    # gradients into lr-sized steps; in float64 only the batching logic itself can make a difference.
+    loaded.model.double()
     hp = small_hparams("nse", tiny.c0)
     requests = make_requests(6)
     batched = compute_zstar(loaded, requests, TEMPLATES, hp)
