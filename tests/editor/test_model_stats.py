@@ -113,6 +113,6 @@ def test_subject_index_and_derived_hparams(tiny_models):
     assert subject_last_token_index(loaded.tokenizer, "The home of {} is", "Alice Smith") == 4
     hp = derive_hparams(loaded, "nse")
     assert hp.layers == [0, 1, 2] and 0 < hp.alpha < hp.upper_bound and hp.v_lr > 0
-    assert derive_hparams(loaded, "rome").layers == [2]
+    assert derive_hparams(loaded, "rome").layers == [1]  # the middle of the window
     assert EditHparams.from_dict(hp.to_dict()) == hp
     json.dumps(hp.to_dict())  # recordable as is
