@@ -17,6 +17,9 @@ from ledger import Ledger
 
 def run_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, preset: str = "default",
              console: Console | None = None) -> dict:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line per step, not a bar per model load
     console = console or Console()
     say = console.print
     started = time.perf_counter()

@@ -11,20 +11,24 @@ from ledger import Ledger
 from tests.lifecycle.cli_helpers import run_cli, run_subprocess
 
 
-@pytest.fixture(scope="module")
-def crash_ledger(tiny_world, tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def crash_ledger(request, tiny_world, tmp_path_factory):
+    """A ledger with two rounds, on SQLite or PostgreSQL (its config.json names the database)."""
     from editor.lifecycle import Workspace
+    from tests.pg import postgres_url_or_skip
 
-    root = tmp_path_factory.mktemp("crash")
-    ledger = Ledger.init(root)
-    ws = Workspace(ledger)
-    ws.add_model("tiny", tiny_world.model_dir, corpus=tiny_world.corpus_path)
-    requests = tiny_world.requests()[:6]
-    ws.edit(requests[:4], batch_size=2, author="tests")
-    lines = [json.dumps({"subject": r.subject, "prompt": r.prompt, "target_new": r.target_new}) for r in requests[4:]]
-    (root / "more.jsonl").write_text("\n".join(lines) + "\n")
-    ledger.close()
-    return root, requests
+    with postgres_url_or_skip(request.param) as db_url:
+        root = tmp_path_factory.mktemp(f"crash-{request.param}")
+        ledger = Ledger.init(root, db_url=db_url)
+        ws = Workspace(ledger)
+        ws.add_model("tiny", tiny_world.model_dir, corpus=tiny_world.corpus_path)
+        requests = tiny_world.requests()[:6]
+        ws.edit(requests[:4], batch_size=2, author="tests")
+        lines = [json.dumps({"subject": r.subject, "prompt": r.prompt, "target_new": r.target_new})
+                 for r in requests[4:]]
+        (root / "more.jsonl").write_text("\n".join(lines) + "\n")
+        ledger.close()
+        yield root, requests
 
 
 KILLS = [
@@ -55,3 +59,12 @@ def test_sigkill_leaves_the_ledger_as_it_was(crash_ledger, tiny_world, point, ar
     verified = run_cli(capsys, root, "verify")
     assert verified.code == 0, verified.stderr
     assert not (root / "exported").exists()
+    # What the killed run stored before dying is unreferenced: gc lists it, removes only it, and all still verifies.
+    listed = run_cli(capsys, root, "gc").stdout.split()
+    assert run_cli(capsys, root, "gc", "--apply").code == 0
+    ledger = Ledger.open(root)
+    referenced = {a.sha256 for b in ledger.branches() for v in ledger.log(b.name, limit=1000)
+                  for a in ledger.show(v.commit_hash).artifacts}
+    ledger.close()
+    assert not referenced & set(listed)
+    assert run_cli(capsys, root, "verify").code == 0
