@@ -61,3 +61,23 @@ def test_eight_writers_on_one_branch(backend, tiny_world, tmp_path):
         report = ledger.verify()
         assert report.ok, report.problems
         ledger.close()
+
+
+def test_edit_with_retry_lands_every_racing_round(tiny_world, tmp_path):
+    """Three writers race with --retry: each loser recomputes its round on the new head, so all three land."""
+    from editor.lifecycle import Workspace
+
+    ledger = Ledger.init(tmp_path)
+    Workspace(ledger).add_model("tiny", tiny_world.model_dir, corpus=tiny_world.corpus_path)
+    ledger.close()
+    requests = tiny_world.requests()[20:23]
+    procs = [_spawn(tmp_path, ["edit", "--subject", r.subject, "--prompt", r.prompt, "--target", r.target_new,
+                               "--author", f"retry-{i}", "--retry", "10"], {})
+             for i, r in enumerate(requests)]
+    outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    ledger = Ledger.open(tmp_path)
+    log = ledger.log("main", limit=100)
+    assert sorted(v.author for v in log if v.kind == "edit") == ["retry-0", "retry-1", "retry-2"]
+    assert ledger.verify().ok
+    ledger.close()
