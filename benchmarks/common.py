@@ -168,3 +168,15 @@ def sqlite_bytes(root: Path) -> int:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
     return sum(p.stat().st_size for p in path.parent.glob("ledger.db*") if p.is_file())
+
+
+def section_main(section: str, run: Callable[..., dict[str, Any]], description: str) -> None:
+    """`python -m benchmarks.<section> [--quick]`: run one section alone and save its results."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    data = run(quick=args.quick)
+    print(save_results(section, data, args.quick, time.perf_counter() - started))

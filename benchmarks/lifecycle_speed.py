@@ -11,7 +11,6 @@ Run alone: `python -m benchmarks.lifecycle_speed [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -22,8 +21,8 @@ from benchmarks.common import (
     edit_state,
     median_seconds,
     offline_and_threads,
-    save_results,
     say,
+    section_main,
     workspace,
     world,
 )
@@ -134,14 +133,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     return data
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    data = run(quick=args.quick)
-    print(save_results("speed", data, args.quick, time.perf_counter() - started))
-
-
 if __name__ == "__main__":
-    main()
+    section_main("speed", run, __doc__.splitlines()[0])

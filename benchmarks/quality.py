@@ -10,13 +10,12 @@ Run alone: `python -m benchmarks.quality [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.common import edit_state, offline_and_threads, save_results, say, world
+from benchmarks.common import edit_state, offline_and_threads, say, section_main, world
 
 METRICS = ("efficacy", "generalization", "specificity", "fluency", "perplexity_change", "retention_first")
 FLUENCY_PROMPTS = 10
@@ -150,14 +149,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {"worlds": worlds, "fluency_prompts": FLUENCY_PROMPTS, "fluency_tokens": FLUENCY_TOKENS}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    data = run(quick=args.quick)
-    print(save_results("quality", data, args.quick, time.perf_counter() - started))
-
-
 if __name__ == "__main__":
-    main()
+    section_main("quality", run, __doc__.splitlines()[0])

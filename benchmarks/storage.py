@@ -10,14 +10,12 @@ Run alone: `python -m benchmarks.storage [--quick]`.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import offline_and_threads, save_results, say, sqlite_bytes, workspace, world
+from benchmarks.common import offline_and_threads, say, section_main, sqlite_bytes, workspace, world
 
 METHODS = ("nse", "memit", "memit-cp", "alphaedit", "rome")
 PER_BASE_ROLES = ("c0", "templates")  # stored once per base model and reused by every round: not per-edit costs
@@ -85,14 +83,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {"world": {"preset": info.preset, "n_facts": info.n_facts}, "methods": rows}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    data = run(quick=args.quick)
-    print(save_results("storage", data, args.quick, time.perf_counter() - started))
-
-
 if __name__ == "__main__":
-    main()
+    section_main("storage", run, __doc__.splitlines()[0])

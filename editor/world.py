@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 2  # bump when a change to this file changes what a build produces: it is part of the cache key
+WORLD_FORMAT = 3  # bump when a change to this file changes what a build produces: it is part of the cache key
 BUILD_THREADS = 1  # one thread: the same weights on any machine, and no OpenMP spinning when the CPU is busy
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
@@ -64,7 +64,7 @@ PRESETS: dict[str, WorldPreset] = {
                          n_layer=4, n_embd=128, n_inner=512, n_head=4, epochs=40, batch_size=64, peak_lr=1e-2,
                          filler_per_fact=0.5),
     "default": WorldPreset(n_subjects=250, relations_per_subject=4, n_relations=8, objects_per_relation=25,
-                           n_layer=4, n_embd=128, n_inner=1024, n_head=4, epochs=24, batch_size=128, peak_lr=1e-2,
+                           n_layer=4, n_embd=128, n_inner=1024, n_head=4, epochs=15, batch_size=128, peak_lr=1e-2,
                            filler_per_fact=0.5),
 }
 
