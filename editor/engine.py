@@ -22,6 +22,7 @@ from editor.targets import (
     compute_keys_layers,
     compute_zstar,
     hidden_states,
+    keys_per_template,
     validate_layers,
     validate_requests,
 )
@@ -198,6 +199,11 @@ def layer_keys(state: EditState, requests: Sequence[EditRequest], layer: int) ->
     return compute_keys(state.loaded, requests, layer, state.templates).to(torch.float64)
 
 
+def template_keys(state: EditState, request: EditRequest, layer: int) -> torch.Tensor:
+    """The request's key in each context template separately, on the current model: float64 [d_ff, T]."""
+    return keys_per_template(state.loaded, [request], [layer], state.templates)[layer][0].T.to(torch.float64)
+
+
 def current_hidden(state: EditState, requests: Sequence[EditRequest]) -> torch.Tensor:
     """h^{z_layer} at each bare prompt on the current model, float32 [n, d_model]."""
     return hidden_states(state.loaded, requests, state.hparams.z_layer)
@@ -278,12 +284,15 @@ def solve_projected(state: EditState, layer: int, keys: torch.Tensor, residual: 
     return _checked(layer, lambda: torch.linalg.solve(matrix, rhs).T)
 
 
-def solve_rank_one(state: EditState, layer: int, key: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """ROME: ΔW = r uᵀ / (uᵀ k) with u = C0⁻¹ k, so that ΔW k = r exactly."""
+def solve_rank_one(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """ΔW = r uᵀ with u = C0⁻¹K (Kᵀ C0⁻¹ K)⁻¹ 1: of all rank-one changes that add r at every key (column of
+    K), the one smallest in the C0 norm. One key gives ROME's u = C0⁻¹k / (kᵀ C0⁻¹ k)."""
 
     def solve() -> torch.Tensor:
-        u = torch.linalg.solve(state.c0_of(layer), key)
-        return residual.to(torch.float64) @ u.T / (u.T @ key)
+        spread = torch.linalg.solve(state.c0_of(layer), keys)
+        ones = torch.ones(keys.shape[1], 1, dtype=torch.float64, device=keys.device)
+        u = spread @ torch.linalg.solve(keys.T @ spread, ones)
+        return residual.to(torch.float64) @ u.T
 
     return _checked(layer, solve)
 

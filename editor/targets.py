@@ -207,13 +207,10 @@ def read_at_tokens(
 
 
 # ------------------------------------------------------------------------------------------- keys, hidden
-def compute_keys_layers(
+def keys_per_template(
     loaded: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int], templates: Sequence[str]
 ) -> dict[int, torch.Tensor]:
-    """Keys of every request at every layer in one pass: layer -> [d_ff, n] float32.
-
-    k = ½ (k_bare + mean of the prefixed k): the bare prompt weighs as much as all context templates together.
-    """
+    """Keys of every request in every context template at every layer, one pass: layer -> [n, T, d_ff]."""
     sequences, positions = [], []
     for request in requests:
         for template in templates:
@@ -223,10 +220,19 @@ def compute_keys_layers(
             sequences.append(ids)
             positions.append(position)
     keys, _ = read_at_tokens(loaded, sequences, positions, key_layers=layers)
+    return {layer: flat.view(len(requests), len(templates), -1) for layer, flat in keys.items()}
+
+
+def compute_keys_layers(
+    loaded: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int], templates: Sequence[str]
+) -> dict[int, torch.Tensor]:
+    """Keys of every request at every layer in one pass: layer -> [d_ff, n] float32.
+
+    k = ½ (k_bare + mean of the prefixed k): the bare prompt weighs as much as all context templates together.
+    """
     bare = torch.tensor([t == BARE_TEMPLATE for t in templates])
     averaged = {}
-    for layer, flat in keys.items():
-        per_template = flat.view(len(requests), len(templates), -1)
+    for layer, per_template in keys_per_template(loaded, requests, layers, templates).items():
         groups = [per_template[:, group].mean(dim=1) for group in (bare, ~bare) if group.any()]
         averaged[layer] = torch.stack(groups).mean(dim=0).T.contiguous()
     return averaged

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editor.engine import METHODS, EditState, apply_changes, run_round
+from editor.engine import METHODS, EditState, apply_changes, run_round, solve_rank_one
 from editor.errors import HparamsError, RequestError, SolveError
 from editor.hashing import state_hash
 from editor.hparams import EditHparams
@@ -188,3 +188,18 @@ def test_unknown_method_and_rome_batch_are_refused(tiny_models):
         run_round(state, make_requests(1), "mend")
     with pytest.raises(RequestError, match="one request per round"):
         run_round(state, make_requests(2), "rome")
+
+
+def test_rank_one_solve_writes_the_residual_at_every_key_and_is_rome_for_one_key(tiny_models):
+    tiny = tiny_models["gpt2"]
+    state = EditState(tiny.load(), small_hparams("rome", tiny.c0), TEMPLATES, tiny.c0)
+    generator = torch.Generator().manual_seed(0)
+    d_ff = tiny.c0[2].shape[0]
+    keys = torch.randn(d_ff, 4, generator=generator, dtype=torch.float64)
+    residual = torch.randn(32, 1, generator=generator, dtype=torch.float64)
+    delta = solve_rank_one(state, 2, keys, residual)
+    assert torch.linalg.matrix_rank(delta) == 1
+    torch.testing.assert_close(delta @ keys, residual.expand(-1, 4), rtol=1e-8, atol=1e-8)
+    k = keys[:, :1]
+    u = torch.linalg.solve(tiny.c0[2].double(), k)
+    torch.testing.assert_close(solve_rank_one(state, 2, k, residual), residual @ u.T / (u.T @ k))

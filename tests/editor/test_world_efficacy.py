@@ -38,17 +38,15 @@ def world_state(world, method: str) -> EditState:
 
 
 @pytest.mark.slow
-# ROME writes one rank-one change in one block; on the 4-layer world it reaches 6 of 8 (measured), short of the
-# 0.95 the multi-layer methods reach: the bar below is what it achieves, not the goal.
-@pytest.mark.parametrize(("method", "bar"), [("nse", 0.95), ("memit", 0.95), ("alphaedit", 0.95), ("rome", 0.7)])
-def test_one_round_of_eight_takes(tiny_world, method, bar):
+@pytest.mark.parametrize("method", ["nse", "memit", "alphaedit", "rome"])
+def test_one_round_of_eight_takes(tiny_world, method):
     requests = tiny_world.requests()[:ROUND]
     state = world_state(tiny_world, method)
     assert efficacy(state.loaded, requests) == 0.0  # counterfactual: the model believes the true facts
     rounds = [[r] for r in requests] if method == "rome" else [requests]
     for batch in rounds:
         run_round(state, batch, method)
-    assert efficacy(state.loaded, requests) >= bar
+    assert efficacy(state.loaded, requests) >= 0.95
 
 
 @pytest.mark.slow
