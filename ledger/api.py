@@ -805,17 +805,7 @@ class Ledger:
                 .order_by(VersionRequestRow.position)
             ).all()
             requests = queries.requests_by_id(session, [rid for rid, _, _ in members])
-            artifacts = [
-                ArtifactRef(role=role, sha256=sha, kind=kind, size_bytes=size)
-                for role, sha, kind, size in session.execute(
-                    select(
-                        VersionArtifactRow.role, ArtifactRow.sha256, ArtifactRow.kind, ArtifactRow.size_bytes
-                    )
-                    .join(ArtifactRow, ArtifactRow.id == VersionArtifactRow.artifact_id)
-                    .where(VersionArtifactRow.version_id == version_id)
-                    .order_by(VersionArtifactRow.position)
-                )
-            ]
+            artifacts = queries.version_artifacts(session, version_id)
             tags = list(
                 session.scalars(
                     select(TagRow.name).where(TagRow.version_id == version_id).order_by(TagRow.name)
@@ -830,6 +820,11 @@ class Ledger:
                 scores=self._scores(session, version_id),
                 tags=tags,
             )
+
+    def artifacts(self, ref: str) -> list[ArtifactRef]:
+        """The blobs a version recorded, in order (what `show` lists, without the rest of the version)."""
+        with self._read() as session:
+            return queries.version_artifacts(session, self._version_id(session, ref))
 
     def request(self, ref: str) -> RequestInfo:
         with self._read() as session:

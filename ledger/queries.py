@@ -25,7 +25,7 @@ from ledger.models import (
     VersionRequestRow,
     VersionRow,
 )
-from ledger.records import EditRequest, EvalPrompt, FootprintLayer, RequestOutcome
+from ledger.records import ArtifactRef, EditRequest, EvalPrompt, FootprintLayer, RequestOutcome
 
 CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 
@@ -142,6 +142,16 @@ def requests_by_id(session: Session, ids: Iterable[int]) -> dict[int, EditReques
 
 
 # ----------------------------------------------------------------------------------- chain records
+def version_artifacts(session: Session, version_id: int) -> list[ArtifactRef]:
+    rows = session.execute(
+        select(VersionArtifactRow.role, ArtifactRow.sha256, ArtifactRow.kind, ArtifactRow.size_bytes)
+        .join(ArtifactRow, ArtifactRow.id == VersionArtifactRow.artifact_id)
+        .where(VersionArtifactRow.version_id == version_id)
+        .order_by(VersionArtifactRow.position)
+    )
+    return [ArtifactRef(role=role, sha256=sha, kind=kind, size_bytes=size) for role, sha, kind, size in rows]
+
+
 def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord]:
     """The verify path: each version's ChainRecord rebuilt from its rows. Request keys are recomputed from the
     request rows' content (not read from the `request_key` column), so editing a request's text is caught
