@@ -118,10 +118,20 @@ def _plot_runs(axes, runs: dict[str, Any], metric: str, label: str) -> None:
     axes.grid(alpha=0.3)
 
 
+UNTAKEN_EFFICACY = 0.1
+MAIN_WORLDS = ("default", "small")  # the world the goals, findings and per-metric plots are about, when present
+
+
+def ordered_worlds(worlds: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The main world first (results files keep their keys sorted), then the others in their order."""
+    main = next((name for name in MAIN_WORLDS if name in worlds), next(iter(worlds), None))
+    return sorted(worlds.items(), key=lambda item: item[0] != main)
+
+
 def quality_plots(record: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]]:
     """Per world: one figure per metric when it is the main world, else one grid of all metrics."""
     made: dict[str, list[Path]] = {}
-    for index, (world_name, block) in enumerate(record["data"]["worlds"].items()):
+    for index, (world_name, block) in enumerate(ordered_worlds(record["data"]["worlds"])):
         runs = ordered_runs(block["runs"])
         if index == 0:
             paths = []
@@ -202,8 +212,7 @@ def _final(record: dict[str, Any] | None, variant: str) -> dict[str, Any] | None
     worlds = _get(record, "data", "worlds") or {}
     if not worlds:
         return None
-    first = next(iter(worlds.values()))
-    return _get(first, "runs", variant, "final")
+    return _get(ordered_worlds(worlds)[0][1], "runs", variant, "final")
 
 
 def _ratio_goal(name: str, value: float | None, goal: float, at_most: bool, unit: str = "x") -> Goal:
@@ -273,9 +282,11 @@ def findings(results: dict[str, dict[str, Any]], goal_list: list[Goal]) -> list[
     quality = results.get("quality")
     worlds = _get(quality, "data", "worlds") or {}
     if worlds:
-        world_name, block = next(iter(worlds.items()))
+        world_name, block = ordered_worlds(worlds)[0]
         finals = {name: run["final"] for name, run in ordered_runs(block["runs"]).items()}
-        retention = {name: final.get("retention_first") or 0.0 for name, final in finals.items()}
+        longest = max(final.get("n_edited") or 0 for final in finals.values())
+        retention = {name: final.get("retention_first") or 0.0 for name, final in finals.items()
+                     if final.get("n_edited") == longest}  # ablations run shorter sequences: not comparable
         best = [name for name, value in retention.items() if value == max(retention.values())]
         best_text = (f"Best first-round retention: {', '.join(best)}." if max(retention.values()) > 0
                      else "No method kept its first-round edits: the edits did not take (see the table).")
@@ -322,7 +333,7 @@ def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
               "`nse-one-pass` sets `max_iterations` = 2 (one update pass, NSE.md's loop stops at the last "
               "iteration).", ""]
     plots = quality_plots(record, plots_dir)
-    for world_name, block in record["data"]["worlds"].items():
+    for world_name, block in ordered_worlds(record["data"]["worlds"]):
         info = block["world"]
         source = f"from `{Path(info['source']).name}`" if info.get("source") else f"preset `{info['preset']}`"
         lines += [f"### World `{world_name}` ({source})", "",
@@ -340,6 +351,14 @@ def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
         base = next(iter(block["runs"].values()))["history"][0]
         rows.append(["(unedited)", 0, *(base.get(m) for m, _, _ in QUALITY_METRICS), None, ""])
         lines += [table(header, rows), ""]
+        top = max((run["final"].get("efficacy") or 0.0) for run in block["runs"].values())
+        if top < UNTAKEN_EFFICACY:
+            lines += [f"No method's edits took on this world (highest final efficacy {fmt(top)}). Where words follow "
+                      "the subject, as in real CounterFact prompts, the small model recalls the object at the last "
+                      "token from the subject's embeddings and keeps nothing at the subject's last token, where "
+                      "every method writes: even the target hidden state z* there does not make the new object the "
+                      "prediction (docs/design-notes.md, \"The fact world\"). Its specificity and fluency columns "
+                      "show the cost of edits that did not take.", ""]
         for path in plots.get(world_name, []):
             lines += [f"![{path.stem}]({_rel(path, out)})", ""]
     return lines
@@ -482,6 +501,12 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     lines += ledger_section(results.get("ledger"))
     lines += gpu_section()
     runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in results.items() if record]
-    lines += ["## Runtimes", "", table(["section", "seconds", "quick"], runtimes), ""]
+    total = sum(record.get("seconds") or 0.0 for record in results.values() if record)
+    worlds = _get(results.get("quality"), "data", "worlds") or {}
+    builds = [[f"build of world `{name}` (once; cached in `.worlds/`)", block["world"].get("build_seconds"), ""]
+              for name, block in ordered_worlds(worlds)]
+    lines += ["## Runtimes", "", table(["section", "seconds", "quick"], runtimes + builds), "",
+              f"Sections: {total / 60:.1f} minutes in all; a machine without `.worlds/` also builds the worlds "
+              f"({sum(row[1] or 0.0 for row in builds) / 60:.1f} minutes as measured).", ""]
     out.write_text("\n".join(lines), encoding="utf-8")
     return out

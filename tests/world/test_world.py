@@ -91,3 +91,16 @@ def test_bad_world_arguments_and_directories(tmp_path):
     with pytest.raises(WorldError, match="not a fact world"):
         load_world(tmp_path)
     assert set(PRESETS) >= {"tiny", "small", "default"} and PRESETS["default"].n_layer >= 4
+
+
+@pytest.mark.slow
+def test_a_world_from_counterfact_knows_those_facts_and_they_can_be_edited(tmp_path):
+    from tests.conftest import shared_data_dir
+
+    source = shared_data_dir() / "counterfact" / "counterfact-1936.json"
+    records = json.loads(source.read_text(encoding="utf-8"))[:24]
+    world = build_world(tmp_path / "cf", preset="tiny", from_file=source, limit=24, progress=False)
+    assert world.n_facts == 24 and world.accuracy >= 0.9
+    requests = world.requests()
+    assert [r.subject for r in requests] == [r["requested_rewrite"]["subject"] for r in records]
+    assert [r.target_new for r in requests] == [r["requested_rewrite"]["target_new"]["str"] for r in records]
