@@ -116,6 +116,11 @@ def say(message: str) -> None:
 
 
 # ------------------------------------------------------------------ fact worlds and engine states
+def portable_path(path: str | None) -> str | None:
+    """A path as the results files keep it: relative to the repository, never one machine's absolute path."""
+    return None if path is None else os.path.relpath(Path(path).resolve(), REPO_ROOT.resolve())
+
+
 def world(name: str):
     """A cached fact world: "default" (the preset), "small", or "counterfact" (first 500 CounterFact records)."""
     from editor.world import build_world

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.common import edit_state, offline_and_threads, say, section_main, world
+from benchmarks.common import edit_state, offline_and_threads, portable_path, say, section_main, world
 
 METRICS = ("efficacy", "generalization", "specificity", "fluency", "perplexity_change", "retention_first")
 FLUENCY_PROMPTS = 10
@@ -141,7 +141,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             say(f"quality: {world_name} / {variant.name}: {min(n_edits, len(requests))} edits")
             runs[variant.name] = run_sequence(info, variant, requests[:n_edits], round_size)
         worlds[world_name] = {
-            "world": {"preset": info.preset, "source": info.source, "n_facts": info.n_facts,
+            "world": {"preset": info.preset, "source": portable_path(info.source), "n_facts": info.n_facts,
                       "accuracy": info.accuracy, "paraphrase_accuracy": info.paraphrase_accuracy,
                       "build_seconds": info.build_seconds, "state_hash": info.state_hash},
             "n_edits": max(run["n_requests"] for run in runs.values()), "round_size": round_size, "runs": runs,
