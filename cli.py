@@ -62,14 +62,15 @@ def open_ledger() -> Ledger:
     return Ledger.open(Path.cwd(), db_url=_options.get("db"), store_dir=_options.get("store"))
 
 
-def workspace(device: str = "cpu", dtype: str = "float32"):
+def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False):
     from transformers.utils import logging as hf_logging
 
     from editor.lifecycle import Workspace
 
     hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs would clutter one-line errors
 
-    return Workspace(open_ledger(), device=device, dtype=dtype, progress=lambda line: err.print(f"[dim]{line}[/dim]"))
+    return Workspace(open_ledger(), device=device, dtype=dtype, full_verify=full_verify,
+                     progress=lambda line: err.print(f"[dim]{line}[/dim]"))
 
 
 def plain(value: Any) -> Any:
@@ -221,9 +222,12 @@ def eval_(ref: Annotated[str, typer.Argument(help="Version (commit prefix, tag, 
 @app.command()
 def checkout(ref: str, out_dir: Annotated[Path, typer.Option("--out", help="Directory to write.")],
              force: Annotated[bool, typer.Option(help="Overwrite a non-empty directory.")] = False,
+             full_verify: Annotated[bool, typer.Option(
+                 "--full-verify", help="Hash every tensor of the base too, even when none of its files changed.")
+             ] = False,
              author: AuthorOpt = None) -> None:
     """Write a version as a Hugging Face directory, rebuilt from the recorded changes and verified."""
-    path = workspace().export(ref, out_dir, force=force, actor=author)
+    path = workspace(full_verify=full_verify).export(ref, out_dir, force=force, actor=author)
     out.print(f"checked out {ref} to {path} (state hash verified)")
 
 
@@ -417,7 +421,7 @@ def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay e
             err.print(f"checkpoint written to {checkpoint}")
     replayed: list[Any] = []
     if replay_ and report.ok:
-        ws = workspace()
+        ws = workspace(full_verify=True)
         for b in ledger.branches():
             steps = ws.replay_same_base(b.name)
             replayed += steps

@@ -46,8 +46,14 @@ def _ledger(quick: bool) -> dict[str, Any]:
     return ledger_queries.run(versions=FULL_LEDGER_VERSIONS, backend="both")
 
 
+def _world(quick: bool) -> dict[str, Any]:
+    from benchmarks import world_protocol
+
+    return world_protocol.run(quick=quick)
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
-    "quality": _quality, "speed": _speed, "storage": _storage, "ledger": _ledger,
+    "quality": _quality, "world": _world, "speed": _speed, "storage": _storage, "ledger": _ledger,
 }
 
 

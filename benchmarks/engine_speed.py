@@ -2,7 +2,7 @@
 
 Measures seconds per request for a round of 32 with each method; z* for 32 requests batched vs one request
 at a time (goal >= 5x); C0 statistics for 5 layers in one pass vs one pass per layer (goal >= 3x);
-peak memory.
+checkout of a recorded version vs `from_pretrained` of the base on this model size (goal <= 1.3x); peak memory.
 `python -m benchmarks.engine_speed [--quick]`; `run(quick) -> dict`.
 """
 
@@ -21,6 +21,7 @@ from benchmarks.common import offline_and_threads
 
 ROUND_SIZE = 32
 EDIT_LAYERS = [3, 4, 5, 6, 7]
+CHECKOUT_ROUNDS = 3
 N_WORDS = 3000
 FIRST = ("Anna", "Boris", "Clara", "David", "Elena", "Felix", "Greta", "Hugo")
 PROMPTS = ("{} lives in the city of", "The mother tongue of {} is", "{} works as a", "{} plays the")
@@ -106,6 +107,35 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def checkout_cost(path: Path, texts: list[str], grad_steps: int, repeats: int = 5) -> dict:
+    """Record CHECKOUT_ROUNDS NSE rounds of 8 requests on a real SQLite ledger, then time the checkout of the
+    last version (rebuilt from the base and the recorded changes, state hash verified) against `load_model`."""
+    from benchmarks.common import median_seconds, workspace
+    from editor.model import load_model
+
+    with tempfile.TemporaryDirectory(prefix="editledger-bench-") as tmp:
+        root = Path(tmp)
+        corpus_path = root / "corpus.txt"
+        corpus_path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        info = type("Model", (), {"model_dir": path, "corpus_path": corpus_path})
+        space = workspace(root / "ledger", info, name="gpt2-100m")
+        overrides = {"layers": EDIT_LAYERS, "v_num_grad_steps": grad_steps, "mom2_n_samples": len(texts)}
+        requests = make_requests(8 * CHECKOUT_ROUNDS, seed=7)
+        versions = space.edit(requests, method="nse", batch_size=8, overrides=overrides)
+        head = versions[-1].commit_hash
+        space.checkout_model(head)  # the first checkout hashes the base in full and remembers its digests
+        load_s = median_seconds(lambda: load_model(path, device="cpu"), repeats)
+        checkout_s = median_seconds(lambda: space.checkout_model(head), repeats)
+        space.full_verify = True
+        full_s = median_seconds(lambda: space.checkout_model(head), repeats)
+        delta_bytes = sum(a.size_bytes for v in versions for a in space.ledger.artifacts(v.commit_hash)
+                          if a.role == "delta")
+        space.ledger.close()
+    return {"rounds": CHECKOUT_ROUNDS, "load_s": load_s, "checkout_s": checkout_s, "ratio": checkout_s / load_s,
+            "full_verify_s": full_s, "full_verify_ratio": full_s / load_s, "delta_bytes": delta_bytes,
+            "goal": 1.3}
+
+
 def run(quick: bool = False) -> dict:
     offline_and_threads()
     from editor.determinism import apply_determinism
@@ -164,6 +194,8 @@ def run(quick: bool = False) -> dict:
                 "requests": edited,
                 "seconds_per_request": (time.perf_counter() - started) / edited,
             }
+        say("checkout of a recorded version vs from_pretrained")
+        checkout = checkout_cost(path, texts, grad_steps)
     return {
         "quick": quick,
         "device": str(loaded.device),
@@ -187,6 +219,7 @@ def run(quick: bool = False) -> dict:
             "layers": len(EDIT_LAYERS),
             "goal": 3.0,
         },
+        "checkout": checkout,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -213,6 +246,17 @@ def markdown(result: dict) -> str:
         f"| C0 for {s['layers']} layers: one pass | {s['one_pass_s']:.1f} s | |",
         f"| C0: one pass per layer | {s['one_pass_per_layer_s']:.1f} s | |",
         f"| C0 speedup | {s['speedup']:.1f}x | >= {s['goal']:.0f}x |",
+    ]
+    if "checkout" in result:
+        c = result["checkout"]
+        lines += [
+            f"| `from_pretrained` of the base (load_model) | {c['load_s'] * 1000:.0f} ms | |",
+            f"| checkout of version {c['rounds']} (NSE rounds of 8; {c['delta_bytes'] / 2**20:.1f} MiB of recorded "
+            f"changes) | {c['checkout_s'] * 1000:.0f} ms ({c['ratio']:.2f}x) | <= {c['goal']}x |",
+            f"| the same with `--full-verify` (every base tensor hashed) | {c['full_verify_s'] * 1000:.0f} ms "
+            f"({c['full_verify_ratio']:.2f}x) | |",
+        ]
+    lines += [
         f"| peak RSS | {result['peak_rss_mb']:.0f} MB | |",
     ]
     return "\n".join(lines)

@@ -11,6 +11,7 @@ Cp at any version is the sum of the keys its rounds recorded, in order, from its
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -30,7 +31,7 @@ from editor.artifacts import (
 )
 from editor.determinism import apply_determinism, environment_record
 from editor.engine import EditState, add_keys_to_cp, apply_changes, diff_changes, rewrite_weights_copy, run_round
-from editor.hashing import state_hash
+from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
 from editor.hparams import EditHparams, derive_hparams
 from editor.model import LoadedModel, load_model
 from editor.stats import cached_second_moments, file_sha256
@@ -38,9 +39,13 @@ from editor.templates import generate_context_templates
 from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError
 from ledger.faults import fault_point
+from ledger.infos import VersionInfo
 from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestEntry, Score, VersionDraft
 
 ProgressFn = Callable[[str], None]
+
+
+SNAPSHOT_INDEX = "snapshot-index"  # the store's index of checkout snapshots, by (commit, dtype)
 
 
 class LifecycleError(LedgerError):
@@ -106,11 +111,14 @@ class Workspace:
     """A ledger plus the engine settings used to materialise its models."""
 
     def __init__(self, ledger: Ledger, device: str = "cpu", dtype: str = "float32",
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, full_verify: bool = False) -> None:
         self.ledger = ledger
         self.device = device
         self.dtype = dtype
         self.say = progress or _no_progress
+        # True: hash every tensor of a base model on every load, never trusting remembered digests.
+        self.full_verify = full_verify
+        self.base_digests = BaseDigests(ledger.store)
 
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
@@ -127,19 +135,35 @@ class Workspace:
     def load_base(self, name: str, path: Path | None = None, verify: bool = True) -> LoadedModel:
         """Load a recorded base model and refuse it if its weights are not the recorded ones (`verify=False`:
         the caller checks a state hash computed later and loads again with verify to explain a mismatch)."""
+        return self._load_base(name, path, verify)[0]
+
+    def _load_base(self, name: str, path: Path | None, verify: bool) -> tuple[LoadedModel, dict[str, bytes] | None]:
+        """The base model and its verified per-tensor digests: remembered ones while none of its files changed
+        (unless `full_verify`), else hashed now when `verify` (None when neither)."""
         base = self.ledger.base_model(name)
         source = Path(path) if path is not None else Path(base.source_path or "")
         if not source.is_dir():
             raise LifecycleError(f"base model {name!r}: directory {str(source)!r} not found (pass --base-path)")
+        fingerprint = directory_fingerprint(source)
         loaded = load_model(source, device=self.device, dtype=self.dtype)
-        if verify:
-            found = state_hash(loaded.model)
+        digests = None if self.full_verify else self.base_digests.lookup(base.state_hash, self.dtype, fingerprint)
+        if verify and digests is None:
+            digests = tensor_digests(loaded.model)
+            found = root_hash(digests)
             if found != base.state_hash:
                 raise LifecycleError(
                     f"base model {name!r}: {source} has state hash {found[:12]}, the ledger recorded "
                     f"{base.state_hash[:12]}; refusing to apply edits to another model"
                 )
-        return loaded
+            self.base_digests.remember(base.state_hash, self.dtype, source, fingerprint, digests)
+        return loaded, digests
+
+    @staticmethod
+    def _state_hash_after(loaded: LoadedModel, base_digests: dict[str, bytes] | None, changed: set[str]) -> str:
+        """The state hash of a base model whose `changed` tensors were written: only those are hashed again
+        when the base's digests are known."""
+        known = {n: d for n, d in (base_digests or {}).items() if n not in changed}
+        return root_hash(tensor_digests(loaded.model, known))
 
     def corpus_for(self, base_name: str, corpus: Path | None) -> Path:
         if corpus is not None:
@@ -193,23 +217,15 @@ class Workspace:
         requests = tuple(self.ledger.request(key).request for key in request_keys)
         return Round(version.commit_hash, requests, version.method or "", version.hparams)
 
-    def _artifact(self, ref: str, role: str) -> ArtifactRef | None:
-        return next((a for a in self.ledger.artifacts(ref) if a.role == role), None)
-
-    def _keys_roles(self, ref: str) -> list[str]:
-        """Blobs of keys that version `ref` added to Cp, in order."""
-        roles = [a for a in self.ledger.artifacts(ref) if a.role.startswith("keys.")]
-        return [a.sha256 for a in sorted(roles, key=lambda a: int(a.role.split(".")[1]))]
-
     def rebuild_cp(self, ref: str) -> dict[int, torch.Tensor]:
         """Cp at a version: zeros plus every recorded key block of its history, in the order they were added."""
         sequence: dict[str, list[str]] = {}
-        for version in self.ledger.ancestry(ref):
+        for version, artifacts in self.ledger.ancestry_artifacts(ref):
             if version.kind == "base":
                 sequence[version.commit_hash] = []
                 continue
             start = version.extra["anchor"] if version.kind == "revert" else version.parent_hash
-            sequence[version.commit_hash] = sequence[start or ""] + self._keys_roles(version.commit_hash)
+            sequence[version.commit_hash] = sequence[start or ""] + _keys_blobs(artifacts)
         cp: dict[int, torch.Tensor] = {}
         for sha in sequence[self.ledger.resolve(ref).commit_hash]:
             add_keys_to_cp(cp, {int(name[1:]): keys for name, keys in get_tensors(self.ledger.store, sha).items()})
@@ -218,33 +234,70 @@ class Workspace:
     # ---------------------------------------------------------------- materialising versions
     def checkout_model(self, ref: str, base_path: Path | None = None) -> tuple[LoadedModel, object]:
         """Base weights plus the recorded changes of every ancestor, applied as exact values, then verified."""
-        chain = self.ledger.ancestry(ref)
-        # One state hash instead of two: the base is checked only when the result does not match, to say why.
-        loaded = self.load_base(chain[0].base_model, base_path, verify=False)
-        try:
-            for version in chain[1:]:
-                self._apply_recorded(loaded, version.commit_hash, "new")
-        except (RuntimeError, IndexError):  # recorded columns that do not fit: most likely another base model
-            self.load_base(chain[0].base_model, base_path)
-            raise
-        found = state_hash(loaded.model)
-        if found != chain[-1].state_hash:
-            self.load_base(chain[0].base_model, base_path)  # raises, naming the base, if it is not the recorded one
-            raise RebuildError(
-                f"version {chain[-1].commit_hash[:12]}: rebuilt state hash {found[:12]} != recorded "
-                f"{chain[-1].state_hash[:12]}"
-            )
-        return loaded, chain[-1]
+        history = self.ledger.ancestry_artifacts(ref)
+        # The base is verified first (from remembered digests while its files are unchanged), so afterwards only
+        # the tensors that the recorded changes wrote need hashing.
+        loaded, base_digests = self._load_base(history[0][0].base_model, base_path, verify=True)
+        self._apply_history(loaded, base_digests, history)
+        return loaded, history[-1][0]
 
-    def _apply_recorded(self, loaded: LoadedModel, commit: str, which: str) -> None:
-        delta = self._artifact(commit, "delta")
-        if delta is None:
-            return
-        changes = changes_from_tensors(get_tensors(self.ledger.store, delta.sha256))
-        if which == "old":  # undo: the exact old values of the same columns
-            for change in changes.values():
-                change.new = change.old
-        apply_changes(loaded.model, changes.values())
+    def _apply_history(self, loaded: LoadedModel, base_digests: dict[str, bytes] | None,
+                       history: Sequence[tuple[VersionInfo, list[ArtifactRef]]]) -> None:
+        """Write every version's recorded column values onto the base model, in order (exact values, no
+        arithmetic), and check the result against the last version's state hash.
+
+        Starts from the newest snapshot of the history when there is one. When the changes read weigh more than
+        the tensors they wrote, the result is kept as the last version's snapshot, so that checking it (or a
+        descendant) out again reads those tensors once instead of every round's change."""
+        changed: set[str] = set()
+        start, read_bytes = 1, 0
+        for position in range(len(history) - 1, 0, -1):
+            tensors = self._snapshot(history[position][0])
+            if tensors is not None:
+                with torch.no_grad():
+                    for name, values in tensors.items():
+                        loaded.model.get_parameter(name).copy_(values)
+                changed |= set(tensors)
+                start = position + 1
+                break
+        for version, artifacts in history[start:]:
+            delta = _role(artifacts, "delta")
+            if delta is None:
+                continue
+            changes = changes_from_tensors(get_tensors(self.ledger.store, delta.sha256))
+            try:
+                apply_changes(loaded.model, changes.values())
+            except (RuntimeError, IndexError) as error:
+                raise RebuildError(f"version {version.commit_hash[:12]}: its recorded change does not fit the "
+                                   f"base model: {error}") from None
+            changed |= set(changes)
+            read_bytes += delta.size_bytes
+        found = self._state_hash_after(loaded, base_digests, changed)
+        last = history[-1][0]
+        if found != last.state_hash:
+            raise RebuildError(
+                f"version {last.commit_hash[:12]}: rebuilt state hash {found[:12]} != recorded {last.state_hash[:12]}"
+            )
+        written = {name: loaded.model.get_parameter(name) for name in sorted(changed)}
+        if read_bytes > sum(t.numel() * t.element_size() for t in written.values()):
+            snapshot = put_tensors(self.ledger.store, "snapshot", written)
+            self.ledger.store.write_index(SNAPSHOT_INDEX, self._snapshot_key(last), {
+                "blob": snapshot.sha256, "commit": last.commit_hash, "state_hash": last.state_hash,
+                "dtype": self.dtype,
+            })
+
+    def _snapshot_key(self, version: VersionInfo) -> str:
+        return hashlib.sha256(f"{version.commit_hash}:{self.dtype}".encode()).hexdigest()
+
+    def _snapshot(self, version: VersionInfo) -> dict[str, torch.Tensor] | None:
+        """The written tensors of `version` kept by an earlier checkout (a cache: None when absent or broken)."""
+        entry = self.ledger.store.read_index(SNAPSHOT_INDEX, self._snapshot_key(version))
+        if not entry or entry.get("state_hash") != version.state_hash:
+            return None
+        try:
+            return get_tensors(self.ledger.store, entry["blob"])
+        except (LedgerError, KeyError, TypeError, ValueError):
+            return None
 
     def export(self, ref: str, out: Path, force: bool = False, actor: str | None = None) -> Path:
         out = Path(out)
@@ -270,10 +323,11 @@ class Workspace:
                   ) -> tuple[EditState, LoadedModel, list[ArtifactRef]]:
         """The model and engine state at version `ref`. Templates, C0 and cached z* are read from the history of
         `recorded_in` (default `ref`): a revert or a replay reads back what the original rounds recorded."""
-        chain = self.ledger.ancestry(ref)
-        recorded = self.ledger.ancestry(recorded_in) if recorded_in else chain
+        history = self.ledger.ancestry_artifacts(ref)
+        recorded = self.ledger.ancestry_artifacts(recorded_in) if recorded_in else history
+        chain = [version for version, _ in history]
         base = self.ledger.base_model(chain[0].base_model)
-        loaded = self.load_base(base.name)
+        loaded, base_digests = self._load_base(base.name, None, verify=True)
         if isinstance(hparams, dict):
             hp = EditHparams.from_dict(hparams)
         elif hparams is not None:
@@ -287,27 +341,25 @@ class Workspace:
         c0, c0_refs = self._c0(recorded, loaded, hp, corpus)
         templates, templates_ref = self._templates(recorded, loaded, hp)
         original = rewrite_weights_copy(loaded)
-        for version in chain[1:]:
-            self._apply_recorded(loaded, version.commit_hash, "new")
-        if state_hash(loaded.model) != chain[-1].state_hash:
-            raise RebuildError(f"version {chain[-1].commit_hash[:12]}: rebuilt model does not match its state hash")
+        self._apply_history(loaded, base_digests, history)
         state = EditState(loaded, hp, templates, c0, original_weights=original, cp=self.rebuild_cp(ref),
                           zstar_cache=self._zstar_cache(recorded, hp))
         return state, loaded, [*c0_refs, templates_ref]
 
-    def _c0(self, chain, loaded: LoadedModel, hp: EditHparams, corpus: Path | None):
+    def _c0(self, history, loaded: LoadedModel, hp: EditHparams, corpus: Path | None):
         recorded: dict[int, ArtifactRef] = {}
-        for version in chain[1:]:
-            for artifact in self.ledger.show(version.commit_hash).artifacts:
+        for _, artifacts in history[1:]:
+            for artifact in artifacts:
                 if artifact.role.startswith("c0.L"):
                     recorded[int(artifact.role[4:])] = artifact
         if all(layer in recorded for layer in hp.layers):
             refs = [recorded[layer] for layer in hp.layers]
             c0 = {layer: self._single_tensor(recorded[layer].sha256) for layer in hp.layers}
             return c0, refs
-        path = self.corpus_for(chain[0].base_model, corpus)
+        base = history[0][0]
+        path = self.corpus_for(base.base_model, corpus)
         c0, shas = cached_second_moments(loaded, list(hp.layers), path, hp.mom2_n_samples, hp.mom2_dtype,
-                                         self.ledger.store, chain[0].state_hash)
+                                         self.ledger.store, base.state_hash)
         store = self.ledger.store
         refs = [ArtifactRef(f"c0.L{layer}", shas[layer], "safetensors", store.path(shas[layer]).stat().st_size)
                 for layer in hp.layers]
@@ -317,22 +369,22 @@ class Workspace:
         tensors = get_tensors(self.ledger.store, sha)
         return next(iter(tensors.values()))
 
-    def _templates(self, chain, loaded: LoadedModel, hp: EditHparams) -> tuple[list[str], ArtifactRef]:
-        for version in chain[1:]:
-            ref = self._artifact(version.commit_hash, "templates")
+    def _templates(self, history, loaded: LoadedModel, hp: EditHparams) -> tuple[list[str], ArtifactRef]:
+        for _, artifacts in history[1:]:
+            ref = _role(artifacts, "templates")
             if ref is not None:
                 return list(get_json(self.ledger.store, ref.sha256)), ref
         templates = generate_context_templates(loaded, hp.template_seed)
         return templates, put_json(self.ledger.store, "templates", templates)
 
-    def _zstar_cache(self, chain, hp: EditHparams) -> dict[str, torch.Tensor]:
+    def _zstar_cache(self, history, hp: EditHparams) -> dict[str, torch.Tensor]:
         """z* recorded by earlier NSE rounds with the same hyperparameters: valid for any later round (rewinding)."""
         cache: dict[str, torch.Tensor] = {}
         wanted = hp.to_dict()
-        for version in chain[1:]:
+        for version, artifacts in history[1:]:
             if version.method != "nse" or version.hparams != wanted:
                 continue
-            ref = self._artifact(version.commit_hash, "zstar")
+            ref = _role(artifacts, "zstar")
             if ref is not None:
                 cache.update(get_tensors(self.ledger.store, ref.sha256))
         return cache
@@ -581,6 +633,16 @@ class Workspace:
                 report.took[request.request_key] = bool(row.get("efficacy_argmax", row.get("efficacy", 0.0)) >= 1.0)
                 report.subjects[request.request_key] = request.subject
         return report
+
+
+def _keys_blobs(artifacts: Sequence[ArtifactRef]) -> list[str]:
+    """Blobs of the keys that a version added to Cp, in the order it added them."""
+    keys = [a for a in artifacts if a.role.startswith("keys.")]
+    return [a.sha256 for a in sorted(keys, key=lambda a: int(a.role.split(".")[1]))]
+
+
+def _role(artifacts: Sequence[ArtifactRef], role: str) -> ArtifactRef | None:
+    return next((a for a in artifacts if a.role == role), None)
 
 
 def _renumbered_passes(results: Sequence) -> list[FootprintLayer]:

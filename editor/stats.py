@@ -1,7 +1,9 @@
 """Second moments C0_l = Σ k kᵀ / token count of the rewrite modules' inputs over a text corpus.
 
 All requested layers are read in one forward pass per batch (forward pre-hooks on the rewrite modules), and
-the forward stops after the deepest one. Sums accumulate in float64; the result is stored in `dtype` on CPU.
+the forward stops after the deepest one. Σ k kᵀ is symmetric, so only its upper blocks are multiplied (about
+half the work of a full K Kᵀ, which otherwise costs more than a block's forward) and the lower triangle is
+mirrored at the end. Sums accumulate in float64; the result is stored in `dtype` on CPU.
 The cache is content-addressed: each layer's C0 is a safetensors blob in the ledger's BlobStore, found through
 `<store root>/stats-index/<key>.json`, where key = sha256 of canonical JSON of (model state hash, layer,
 corpus sha256, sample count, dtype, rewrite module name).
@@ -10,9 +12,6 @@ corpus sha256, sample count, dtype, rewrite module name).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -25,11 +24,13 @@ from torch import nn
 
 from editor.model import DTYPES, LoadedModel
 from editor.targets import _StopForward, hooked, pad
+from ledger.errors import LedgerError
 from ledger.records import canonical_json
 from ledger.store import BlobStore
 
-STATS_FORMAT = 1  # part of the cache key: bump when the computation changes
+STATS_FORMAT = 2  # part of the cache key: bump when the computation changes (2: upper blocks, mirrored)
 INDEX_DIR = "stats-index"
+GRAM_BLOCKS = 8  # column blocks of Σ k kᵀ: (b + 1) / 2b of the full product's work, still large GEMMs
 
 
 def read_texts(texts: Iterable[str], sample_count: int) -> list[str]:
@@ -41,6 +42,20 @@ def read_texts(texts: Iterable[str], sample_count: int) -> list[str]:
             if len(chosen) >= sample_count:
                 break
     return chosen
+
+
+def add_upper_gram(total: torch.Tensor, keys: torch.Tensor, blocks: int = GRAM_BLOCKS) -> None:
+    """total[i, j] += Σ_t keys[t, i] keys[t, j] for the blocks on or above the diagonal (float32 products,
+    float64 sums). The blocks below stay untouched: `mirror_upper` completes the matrix once, at the end."""
+    width = keys.shape[1]
+    step = -(-width // blocks)
+    for start in range(0, width, step):
+        total[start : start + step, start:] += (keys[:, start : start + step].T @ keys[:, start:]).to(total.dtype)
+
+
+def mirror_upper(total: torch.Tensor) -> torch.Tensor:
+    """The symmetric matrix whose upper triangle (diagonal included) is `total`'s."""
+    return torch.triu(total) + torch.triu(total, diagonal=1).T
 
 
 def second_moments(
@@ -74,7 +89,7 @@ def second_moments(
     def accumulate(layer: int):
         def hook(module: nn.Module, args: tuple) -> None:
             keys = args[0][token_mask[0]].to(torch.float32)  # non-padding tokens only
-            sums[layer] += (keys.T @ keys).to(torch.float64)
+            add_upper_gram(sums[layer], keys)
             if layer == layers[-1]:
                 raise _StopForward
 
@@ -95,7 +110,7 @@ def second_moments(
             with suppress(_StopForward):
                 model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
             bar.advance(task, len(batch))
-    return {layer: (sums[layer] / tokens).to("cpu", DTYPES[dtype]) for layer in layers}
+    return {layer: (mirror_upper(sums[layer]) / tokens).to("cpu", DTYPES[dtype]) for layer in layers}
 
 
 def second_moments_one_layer_per_pass(
@@ -134,22 +149,12 @@ def stats_key(
     ).hexdigest()
 
 
-def _write_index(path: Path, entry: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(canonical_json(entry))
-    os.replace(temp, path)
-
-
 def _cached(store: BlobStore, key: str) -> tuple[torch.Tensor, str] | None:
-    index = Path(store.root) / INDEX_DIR / f"{key}.json"
-    if not index.is_file():
-        return None
+    entry = store.read_index(INDEX_DIR, key)
     try:
-        sha = json.loads(index.read_text(encoding="utf-8"))["blob"]
-        return load_safetensors(store.get(sha))["c0"], sha
-    except (ValueError, KeyError, OSError):  # a broken index entry or blob: recompute
+        sha = entry["blob"] if entry else None
+        return (load_safetensors(store.get(sha))["c0"], sha) if sha else None
+    except (ValueError, KeyError, TypeError, LedgerError):  # a broken index entry or blob: recompute
         return None
 
 
@@ -193,9 +198,6 @@ def cached_second_moments(
             data = save_safetensors({"c0": moment.contiguous()})
             sha = store.put(data) if store is not None else hashlib.sha256(data).hexdigest()
             if store is not None:
-                _write_index(
-                    Path(store.root) / INDEX_DIR / f"{keys[layer]}.json",
-                    {"blob": sha, "key": keys[layer], "layer": layer},
-                )
+                store.write_index(INDEX_DIR, keys[layer], {"blob": sha, "key": keys[layer], "layer": layer})
             c0[layer], shas[layer] = moment, sha
     return c0, shas

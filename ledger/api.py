@@ -705,7 +705,8 @@ class Ledger:
             )
 
     def gc(self, dry_run: bool = True) -> list[str]:
-        """Blobs in the store that nothing references (no artifact row, no audit event such as `stats`).
+        """Blobs in the store that nothing references (no artifact row, no audit event such as `stats`, no
+        cache index entry such as a checkout snapshot).
 
         Run it when no writer is working: a writer puts its blobs before it appends the version naming
         them."""
@@ -713,6 +714,7 @@ class Ledger:
             referenced = set(session.scalars(select(ArtifactRow.sha256)))
             for detail_json in session.scalars(select(AuditEventRow.detail_json)):
                 referenced |= set(re.findall(r"[0-9a-f]{64}", detail_json))
+        referenced |= self.store.indexed_blobs()
         unreferenced = [sha for sha in self.store.iter_hashes() if sha not in referenced]
         if not dry_run:
             for sha in unreferenced:
@@ -820,6 +822,13 @@ class Ledger:
                 scores=self._scores(session, version_id),
                 tags=tags,
             )
+
+    def ancestry_artifacts(self, ref: str) -> list[tuple[VersionInfo, list[ArtifactRef]]]:
+        """`ancestry(ref)` with each version's blobs, read together (what a checkout needs, in two queries)."""
+        with self._read() as session:
+            chain = queries.ancestry(session, self._version_id(session, ref))[::-1]
+            blobs = queries.artifacts_by_version(session, [v.id for v in chain])
+            return [(version, blobs[version.id]) for version in chain]
 
     def artifacts(self, ref: str) -> list[ArtifactRef]:
         """The blobs a version recorded, in order (what `show` lists, without the rest of the version)."""

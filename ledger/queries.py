@@ -143,13 +143,23 @@ def requests_by_id(session: Session, ids: Iterable[int]) -> dict[int, EditReques
 
 # ----------------------------------------------------------------------------------- chain records
 def version_artifacts(session: Session, version_id: int) -> list[ArtifactRef]:
-    rows = session.execute(
-        select(VersionArtifactRow.role, ArtifactRow.sha256, ArtifactRow.kind, ArtifactRow.size_bytes)
-        .join(ArtifactRow, ArtifactRow.id == VersionArtifactRow.artifact_id)
-        .where(VersionArtifactRow.version_id == version_id)
-        .order_by(VersionArtifactRow.position)
-    )
-    return [ArtifactRef(role=role, sha256=sha, kind=kind, size_bytes=size) for role, sha, kind, size in rows]
+    return artifacts_by_version(session, [version_id])[version_id]
+
+
+def artifacts_by_version(session: Session, ids: Sequence[int]) -> dict[int, list[ArtifactRef]]:
+    """The blobs of each version, in its recorded order: one query per chunk of versions, not one per version."""
+    found: dict[int, list[ArtifactRef]] = {version_id: [] for version_id in ids}
+    for part in chunks(list(ids)):
+        rows = session.execute(
+            select(VersionArtifactRow.version_id, VersionArtifactRow.role, ArtifactRow.sha256, ArtifactRow.kind,
+                   ArtifactRow.size_bytes)
+            .join(ArtifactRow, ArtifactRow.id == VersionArtifactRow.artifact_id)
+            .where(VersionArtifactRow.version_id.in_(part))
+            .order_by(VersionArtifactRow.version_id, VersionArtifactRow.position)
+        )
+        for version_id, role, sha, kind, size in rows:
+            found[version_id].append(ArtifactRef(role=role, sha256=sha, kind=kind, size_bytes=size))
+    return found
 
 
 def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord]:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ledger.errors import BlobCorruptError, BlobMissingError, InvalidBlobAddressError
 from ledger.faults import fault_point
+from ledger.records import canonical_json
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 TEMP_PREFIX = ".tmp-"
 
 
@@ -84,6 +88,39 @@ class BlobStore:
         if actual != sha:
             raise BlobCorruptError(f"blob {sha} is corrupt: its bytes hash to {actual}")
         return data
+
+    # Indexes: small JSON files beside the blobs that find cached blobs by another key (statistics by model and
+    # corpus, a version's snapshot by commit). They are caches: a missing or broken entry is no entry.
+    def index_path(self, kind: str, key: str) -> Path:
+        if not (INDEX_NAME.fullmatch(kind) and INDEX_NAME.fullmatch(key)) or len(kind) < 3:
+            raise InvalidBlobAddressError(f"invalid index entry {kind!r}/{key!r}")
+        return self.root / kind / f"{key}.json"
+
+    def write_index(self, kind: str, key: str, entry: dict[str, Any]) -> None:
+        path = self.index_path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(canonical_json(entry))
+        os.replace(temp, path)
+
+    def read_index(self, kind: str, key: str) -> dict[str, Any] | None:
+        try:
+            entry = json.loads(self.index_path(kind, key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    def indexed_blobs(self) -> set[str]:
+        """Every blob that an index entry names: caches that `gc` keeps."""
+        named: set[str] = set()
+        for folder in self.root.iterdir():
+            if folder.is_dir() and len(folder.name) > 2:
+                for path in folder.glob("*.json"):
+                    entry = self.read_index(folder.name, path.stem) if INDEX_NAME.fullmatch(path.stem) else None
+                    if entry and isinstance(entry.get("blob"), str):
+                        named.add(entry["blob"])
+        return named
 
     def delete(self, sha: str) -> None:
         try:

@@ -42,7 +42,10 @@ def _results(checkout_seconds: float, slow_query_ms: float) -> dict[str, dict]:
                            "replay_same_hash": True,
                            "reverts": [{"position": 1, "rounds_replayed": 1, "seconds": 3.0},
                                        {"position": 2, "rounds_replayed": 0, "seconds": 1.0}]},
-             "engine": {"zstar": {"speedup": 7.5}, "stats": {"speedup": 2.0}}}
+             "engine": {"zstar": {"speedup": 7.5}, "stats": {"speedup": 2.0}, "parameters": 88e6,
+                        "checkout": {"ratio": 1.6, "goal": 1.3}}}
+    protocol = {"worlds": {"tiny": world, "small": world}, "edited_world": "small", "rounds": 2, "round_size": 10,
+                "runs": {name: runs[name] for name in ("nse", "memit")}}
     storage = {"world": {"preset": "small"}, "methods": [
         {"method": "nse", "n_edits": 20, "round_size": 10, "rounds": 2, "delta_bytes_per_edit": 2048.0,
          "floor_bytes_per_edit": 1024.0, "delta_over_floor": 2.0, "columns_per_edit": 2.0,
@@ -50,7 +53,8 @@ def _results(checkout_seconds: float, slow_query_ms: float) -> dict[str, dict]:
          "sqlite_bytes_per_1000_edits": 2.0**20, "blob_bytes_per_1000_edits": 6.0 * 2**20}]}
     ledger = {"sqlite": {"append_per_s": 900.0, "log_ms": 3.0, "blame_ms": slow_query_ms},
               "postgres": {"append_per_s": 400.0, "log_ms": 4.0, "blame_ms": 5.0}}
-    return {"quality": _record(quality), "speed": _record(speed), "storage": _record(storage),
+    return {"quality": _record(quality), "world": _record(protocol), "speed": _record(speed),
+            "storage": _record(storage),
             "ledger": _record(ledger, quick=True)}
 
 
@@ -64,6 +68,9 @@ def test_report_marks_goals_and_draws_plots(tmp_path: Path) -> None:
     assert verdicts["each"] is False  # the 80 ms blame query misses the 50 ms goal
     assert verdicts["paper's"] is True  # NSE retention 0.95 / specificity 0.8 vs MEMIT 0.40 / 0.5
     assert "| checkout of a version vs `from_pretrained` of the base | ≤ 1.3x | 1.20x | **met** |" in text
+    assert "| 88M-parameter model: checkout of a version vs `from_pretrained` | ≤ 1.3x | 1.60x | **not met** |" in text
+    assert "## 1b. The fact world and the evaluation suite" in text
+    assert "| nse | 20 | 0.950 | 0.475 | 0.800 | 498.000 | 0.020 | 0.950 | 2.000 |" in text
     assert "slowest 80.0 ms (sqlite blame_ms)" in text and "**Quick run** for: ledger" in text
     assert text.count("\n1. ") == 1 and "\n3. **Storage**" in text
     assert "No GPU figure exists yet" in text

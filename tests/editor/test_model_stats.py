@@ -116,3 +116,17 @@ def test_subject_index_and_derived_hparams(tiny_models):
     assert derive_hparams(loaded, "rome").layers == [1]  # the middle of the window
     assert EditHparams.from_dict(hp.to_dict()) == hp
     json.dumps(hp.to_dict())  # recordable as is
+
+
+def test_upper_block_gram_equals_the_full_product():
+    from editor.stats import add_upper_gram, mirror_upper
+
+    generator = torch.Generator().manual_seed(0)
+    for width, blocks in ((37, 8), (64, 8), (10, 3), (5, 8)):
+        total = torch.zeros(width, width, dtype=torch.float64)
+        batches = [torch.randn(n, width, generator=generator) for n in (11, 4)]
+        for keys in batches:
+            add_upper_gram(total, keys, blocks)
+        full = sum((k.double().T @ k.double()) for k in batches)
+        torch.testing.assert_close(mirror_upper(total), full, rtol=1e-5, atol=1e-5)
+        assert torch.equal(mirror_upper(total), mirror_upper(total).T)

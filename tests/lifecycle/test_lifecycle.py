@@ -66,8 +66,8 @@ def test_cp_is_the_sum_of_the_recorded_keys(edited):
 
     expected: dict[int, torch.Tensor] = {}
     for version in edited.versions:
-        (sha,) = edited.ws._keys_roles(version.commit_hash)
-        for name, keys in get_tensors(edited.ledger.store, sha).items():
+        (keys_blob,) = [a for a in edited.ledger.artifacts(version.commit_hash) if a.role.startswith("keys.")]
+        for name, keys in get_tensors(edited.ledger.store, keys_blob.sha256).items():
             k = keys.double()
             expected[int(name[1:])] = expected.get(int(name[1:]), 0) + k @ k.T
     cp = edited.ws.rebuild_cp("main")
