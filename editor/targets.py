@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -331,7 +332,8 @@ def compute_zstar(
     One forward/backward per step for all requests; each has its own δ (a row of one tensor) and its own loss,
     and the rows never interact (sequences do not see each other; Adam is elementwise), so each δ follows the
     path it would follow alone. A request whose loss is under 0.05 stops: its row is frozen and its sequences
-    leave the batch.
+    leave the batch. Blocks up to `z_layer` do not depend on δ: the first step's output of block `z_layer` is
+    kept, and later steps run only the blocks above it.
     """
     model, arch, device = loaded.model, loaded.arch, loaded.device
     batch = _zstar_batch(loaded, requests, templates)
@@ -344,6 +346,8 @@ def compute_zstar(
     h0 = torch.zeros(n, arch.d_model)
     kl_initial: torch.Tensor | None = None
     active = torch.ones(n, dtype=torch.bool)
+    below: dict[str, Any] = {}  # block z_layer's output at the first step (all sequences), before δ
+    upstream = [arch.block_module(model, layer) for layer in range(hp.z_layer + 1)]
     with frozen_parameters(model):
         for step in range(hp.v_num_grad_steps):
             # the sequences of requests still optimising
@@ -359,12 +363,21 @@ def compute_zstar(
 
             def shift(module: nn.Module, args: tuple, output, at=at, seq_delta=seq_delta, read=read):
                 hidden = block_hidden(output)
+                if "hidden" not in below:  # the first step: every sequence is in the batch
+                    below["output"], below["hidden"] = output, hidden.detach()
                 read["h"] = hidden[at].detach()
                 return with_block_hidden(
                     output, hidden.index_put(at, hidden[at] + delta[seq_delta].to(hidden.dtype))
                 )
 
-            with hooked([arch.block_module(model, hp.z_layer).register_forward_hook(shift)]):
+            kept = (
+                with_block_hidden(below["output"], below["hidden"][rows.to(device), : ids.shape[1]])
+                if step
+                else None
+            )
+            with hooked([arch.block_module(model, hp.z_layer).register_forward_hook(shift)]), answering(
+                upstream if step else [], kept
+            ):
                 final = model.base_model(
                     input_ids=ids, attention_mask=mask, use_cache=False
                 ).last_hidden_state
@@ -415,6 +428,23 @@ def per_request_sum(
     """Σ of `values` per request, as a matrix product (deterministic on every device, unlike index_add)."""
     membership = nn.functional.one_hot(request_of.to(device), n).to(values.dtype)
     return membership.T @ values
+
+
+@contextmanager
+def answering(blocks: Sequence[nn.Module], output: Any) -> Iterator[None]:
+    """Each of `blocks` returns `output` without computing (hooks still run): for blocks whose result is known.
+    An instance's own `forward` (accelerate's device hooks set one) is put back afterwards."""
+    saved = [block.__dict__.get("forward") for block in blocks]
+    for block in blocks:
+        block.forward = lambda *args, **kwargs: output
+    try:
+        yield
+    finally:
+        for block, forward in zip(blocks, saved, strict=True):
+            if forward is None:
+                del block.forward
+            else:
+                block.forward = forward
 
 
 @contextmanager

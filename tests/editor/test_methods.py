@@ -140,6 +140,23 @@ def test_batched_zstar_equals_one_request_at_a_time(tiny_models):
         assert float((batched[i] - alone).norm() / alone.norm()) < 1e-4
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zstar_computes_the_blocks_below_z_layer_once(tiny_models, family):
+    tiny = tiny_models[family]
+    loaded = tiny.load()
+    hp = small_hparams("nse", tiny.c0, layers=[0, 1])  # z_layer 1 of 4 blocks
+    calls = {0: 0, 1: 0, 3: 0}
+    for layer in calls:
+        loaded.arch.rewrite_module(loaded.model, layer).register_forward_hook(
+            lambda *_, layer=layer: calls.__setitem__(layer, calls[layer] + 1)
+        )
+    zstar = compute_zstar(loaded, make_requests(3), TEMPLATES, hp)
+    assert calls[0] == calls[1] == 1  # the first step only: later steps reuse block 1's output
+    assert calls[3] > 1  # the blocks above z_layer run at every step
+    assert torch.isfinite(zstar).all()
+    assert "forward" not in vars(loaded.arch.block_module(loaded.model, 0))  # the blocks are themselves again
+
+
 BAD_REQUESTS = [
     (EditRequest(subject="Eve Lee", prompt="Eve Lee lives in", target_new="Paris"), "exactly one {}"),
     (EditRequest(subject="   ", prompt="{} lives in", target_new="Paris"), "not found"),
