@@ -27,17 +27,18 @@ def copied(tiny_world, tmp_path):
     ledger.close()
 
 
-def _hashed_names(monkeypatch) -> list[str]:
-    names: list[str] = []
-    digest = hashing.tensor_digest
-    monkeypatch.setattr(hashing, "tensor_digest", lambda name, tensor: names.append(name) or digest(name, tensor))
-    return names
+def _recorded_arguments(monkeypatch, module, function: str, which: int = 0) -> list:
+    """Wrap `module.function` so that each call records its argument number `which`."""
+    seen: list = []
+    original = getattr(module, function)
+    monkeypatch.setattr(module, function, lambda *args: seen.append(args[which]) or original(*args))
+    return seen
 
 
 def test_a_checkout_rehashes_only_the_written_tensors(copied, monkeypatch):
     ws, _, version = copied
     ws.checkout_model(version.commit_hash)  # remembers the base's digests if the edit had not already
-    hashed = _hashed_names(monkeypatch)
+    hashed = _recorded_arguments(monkeypatch, hashing, "tensor_digest")
     loaded, info = ws.checkout_model(version.commit_hash)
     written = {name for name in loaded.model.state_dict() if ".mlp." in name and name.endswith("proj.weight")}
     assert hashed and set(hashed) <= written
@@ -73,18 +74,11 @@ def test_broken_remembered_digests_are_ignored(copied):
     assert hashing.state_hash(loaded.model) == info.state_hash
 
 
-def _blobs_read(monkeypatch) -> list[str]:
-    read: list[str] = []
-    get = lifecycle.get_tensors
-    monkeypatch.setattr(lifecycle, "get_tensors", lambda store, sha: read.append(sha) or get(store, sha))
-    return read
-
-
 def test_a_second_checkout_starts_from_the_snapshot(copied, monkeypatch):
     ws, _, version = copied
     history = ws.ledger.ancestry_artifacts(version.commit_hash)
     deltas = {a.sha256 for _, artifacts in history for a in artifacts if a.role == "delta"}
-    read = _blobs_read(monkeypatch)
+    read = _recorded_arguments(monkeypatch, lifecycle, "get_tensors", which=1)
     ws.checkout_model(version.commit_hash)
     assert deltas <= set(read)
     (entry,) = (ws.ledger.store.root / SNAPSHOT_INDEX).iterdir()
