@@ -254,6 +254,10 @@ def goals(results: dict[str, dict[str, Any]]) -> list[Goal]:
         _ratio_goal("z* batched vs one request at a time (32 requests)", zstar, 5, at_most=False),
         _ratio_goal("statistics: all layers in one pass vs one pass per layer", stats, 3, at_most=False),
     ]
+    scale = _get(results.get("checkout_scale"), "data")
+    if scale:
+        out.insert(1, _ratio_goal(f"{scale['parameters'] / 1e9:.1f}B-parameter model (GPT2-XL shape): checkout of a "
+                                  "version vs `from_pretrained`", scale["ratio"], scale["goal"], at_most=True))
     big_checkout = _get(speed.get("engine"), "checkout")
     if big_checkout:
         out.insert(1, _ratio_goal(f"{_get(speed.get('engine'), 'parameters') / 1e6:.0f}M-parameter model: checkout "
@@ -392,7 +396,8 @@ def world_section(record: dict[str, Any] | None) -> list[str]:
     return [*lines, table(header, rows), ""]
 
 
-def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> list[str]:
+def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path,
+                  scale: dict[str, Any] | None = None) -> list[str]:
     lines = ["## 2. Speed", ""]
     if record is None:
         return [*lines, "Not run (`python -m benchmarks --sections speed`).", ""]
@@ -437,9 +442,31 @@ def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> 
             lines += [markdown(engine), ""]
         except (KeyError, TypeError):  # results saved by an older engine_speed: show them as they are
             lines += [table(["measure", "value"], _flatten(engine)), ""]
+    lines += checkout_scale_lines(scale)
     for path in plots:
         lines += [f"![{path.stem}]({_rel(path, out)})", ""]
     return lines
+
+
+def checkout_scale_lines(record: dict[str, Any] | None) -> list[str]:
+    if record is None:
+        return []
+    c = record["data"]
+    return ["### Checkout at GPT2-XL size (`python -m benchmarks.checkout_scale`, run on its own)", "",
+            env_line(record), "",
+            f"A GPT-2 of GPT2-XL's shape ({c['parameters'] / 1e9:.2f}B parameters, random weights), {c['rounds']} NSE "
+            f"rounds recorded at layers {c['layers']}:", "",
+            table(["measure", "seconds", "ratio to `from_pretrained`"], [
+                ["`load_model` (`from_pretrained` + tokenizer), median", c["load_s"], None],
+                ["first checkout of the last version (reads every round's change, keeps a snapshot)",
+                 c["first_checkout_s"], c["first_checkout_s"] / c["load_s"]],
+                ["checkout of the last version, median", c["checkout_s"], c["ratio"]],
+                ["the same with `--full-verify` (every base tensor hashed)", c["full_verify_s"],
+                 c["full_verify_ratio"]],
+            ]), "",
+            "`from_pretrained` maps the safetensors file and reads its bytes only when they are used, so any "
+            "verified checkout costs at least reading and hashing the tensors that edits wrote (here 5 of 48 "
+            "blocks' MLP output weights, 205 MB); `--full-verify` reads and hashes all of them.", ""]
 
 
 def _flatten(node: Any, prefix: str = "") -> list[list[Any]]:
@@ -525,12 +552,13 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
                                     [[g.name, g.target, g.measured, verdict(g.met)] for g in goal_list]), ""]
     lines += quality_section(results.get("quality"), out, plots_dir)
     lines += world_section(results.get("world"))
-    lines += speed_section(results.get("speed"), out, plots_dir)
+    lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"))
     lines += storage_section(results.get("storage"), out, plots_dir)
     lines += ledger_section(results.get("ledger"))
     lines += gpu_section()
-    runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in results.items() if record]
-    total = sum(record.get("seconds") or 0.0 for record in results.values() if record)
+    timed = {name: record for name, record in results.items() if record and name in SECTIONS}
+    runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in timed.items()]
+    total = sum(record.get("seconds") or 0.0 for record in timed.values())
     worlds = _get(results.get("quality"), "data", "worlds") or {}
     builds = [[f"build of world `{name}` (once; cached in `.worlds/`)", block["world"].get("build_seconds"), ""]
               for name, block in ordered_worlds(worlds)]
