@@ -160,6 +160,9 @@ def run(quick: bool = False) -> dict:
         n_parameters = sum(p.numel() for p in loaded.model.parameters())
         texts = corpus(stats_samples)
         say("statistics")
+        # A warm-up pass first: the first forward of a new model pays for allocations and thread start-up, which
+        # would otherwise count against whichever variant runs first.
+        second_moments(loaded, EDIT_LAYERS, texts[:16], 16, progress=False)
         c0_one_pass, one_pass_s = timed(
             second_moments, loaded, EDIT_LAYERS, texts, stats_samples, progress=False
         )

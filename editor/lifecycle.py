@@ -247,8 +247,9 @@ class Workspace:
         arithmetic), and check the result against the last version's state hash.
 
         Starts from the newest snapshot of the history when there is one. When the changes read weigh more than
-        the tensors they wrote, the result is kept as the last version's snapshot, so that checking it (or a
-        descendant) out again reads those tensors once instead of every round's change."""
+        twice the tensors they wrote (one change keeps old and new values: about twice), the result is kept as the
+        last version's snapshot, so that checking it (or a descendant) out again reads those tensors once instead
+        of every round's change."""
         changed: set[str] = set()
         start, read_bytes = 1, 0
         for position in range(len(history) - 1, 0, -1):
@@ -279,7 +280,7 @@ class Workspace:
                 f"version {last.commit_hash[:12]}: rebuilt state hash {found[:12]} != recorded {last.state_hash[:12]}"
             )
         written = {name: loaded.model.get_parameter(name) for name in sorted(changed)}
-        if read_bytes > sum(t.numel() * t.element_size() for t in written.values()):
+        if read_bytes > 2 * sum(t.numel() * t.element_size() for t in written.values()):
             snapshot = put_tensors(self.ledger.store, "snapshot", written)
             self.ledger.store.write_index(SNAPSHOT_INDEX, self._snapshot_key(last), {
                 "blob": snapshot.sha256, "commit": last.commit_hash, "state_hash": last.state_hash,
