@@ -123,14 +123,19 @@ class Workspace:
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
                   corpus: Path | None = None):
+        fingerprint = directory_fingerprint(Path(path))
         loaded = load_model(path, device=self.device, dtype=self.dtype)
         config = loaded.model.config.to_dict()
         if corpus is not None:
             config = {**config, "editledger_corpus": str(Path(corpus).resolve())}
-        return self.ledger.add_base_model(
-            name, state_hash(loaded.model), loaded.arch.family, config, str(Path(path).resolve()),
+        digests = tensor_digests(loaded.model)
+        version = self.ledger.add_base_model(
+            name, root_hash(digests), loaded.arch.family, config, str(Path(path).resolve()),
             branch=branch, author=author or _author(),
         )
+        # The first edit or checkout then hashes only what it writes.
+        self.base_digests.remember(version.base_state_hash, self.dtype, Path(path), fingerprint, digests)
+        return version
 
     def load_base(self, name: str, path: Path | None = None, verify: bool = True) -> LoadedModel:
         """Load a recorded base model and refuse it if its weights are not the recorded ones (`verify=False`:
