@@ -41,15 +41,11 @@ def tensor_digest(name: str, tensor: torch.Tensor) -> bytes:
     return digest.digest()
 
 
-def tensors_of(model_or_tensors: nn.Module | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    return model_or_tensors.state_dict() if isinstance(model_or_tensors, nn.Module) else model_or_tensors
-
-
 def tensor_digests(
     model_or_tensors: nn.Module | Mapping[str, torch.Tensor], known: Mapping[str, bytes] | None = None
 ) -> dict[str, bytes]:
     """Every tensor's digest; those in `known` are taken from it instead of hashed."""
-    tensors = tensors_of(model_or_tensors)
+    tensors = model_or_tensors.state_dict() if isinstance(model_or_tensors, nn.Module) else model_or_tensors
     known = known or {}
     todo = [name for name in tensors if name not in known]
     digest_of = lambda name: tensor_digest(name, tensors[name])  # noqa: E731
