@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,6 +39,8 @@ StoreOpt = Annotated[Path | None, typer.Option("--store", envvar="EDITLEDGER_STO
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 BranchOpt = Annotated[str, typer.Option("--branch", "-b", help="Branch to work on.")]
 AuthorOpt = Annotated[str | None, typer.Option("--author", envvar="EDITLEDGER_AUTHOR", help="Who makes the change.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Hyperparameter KEY=VALUE (VALUE as JSON), repeatable: --set v_num_grad_steps=50.")]
 
 
 class Fail(Exception):
@@ -164,6 +166,25 @@ def stats(name: str, corpus: Annotated[Path, typer.Option("--corpus", help="Text
 
 
 # ------------------------------------------------------------------------------------------------ editing
+def hparam_overrides(items: list[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` options as a dict; VALUE is JSON where it parses (numbers, lists), else a string."""
+    from editor.hparams import EditHparams
+
+    known = {f.name for f in fields(EditHparams)}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise Fail(f"--set {item!r}: expected KEY=VALUE")
+        if key.strip() not in known:
+            raise Fail(f"--set {key.strip()}: unknown hyperparameter (known: {', '.join(sorted(known))})")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text
+    return overrides
+
+
 @app.command()
 def edit(
     file: Annotated[Path | None, typer.Argument(help="Request file (CounterFact, zsRE, KnowEdit, JSONL, CSV).")] = None,
@@ -181,6 +202,7 @@ def edit(
     evaluate: Annotated[bool, typer.Option("--eval", help="Score the round's and all earlier requests.")] = False,
     corpus: Annotated[Path | None, typer.Option(help="Corpus for statistics (default: the recorded one).")] = None,
     retry: Annotated[int, typer.Option(help="Retry a round that lost a race on the new head, N times.")] = 0,
+    hparam: SetOpt = None,
     device: str = "cpu", dtype: str = "float32", as_json: JsonOpt = False,
 ) -> None:
     """Edit facts: one from flags or many from a file, in rounds; each round is one recorded version."""
@@ -196,9 +218,10 @@ def edit(
         requests = [EditRequest(subject=subject, prompt=prompt, target_new=target, target_true=target_true)]
     else:
         raise Fail("give a request FILE, or --subject, --prompt and --target")
+    overrides = hparam_overrides(hparam or [])
     versions = workspace(device, dtype).edit(requests, branch=branch, method=method, batch_size=batch_size,
                                              author=author, reason=reason, evaluate=evaluate, corpus=corpus,
-                                             retry=retry)
+                                             overrides=overrides, retry=retry)
     if as_json:
         return emit_json(versions)
     for v in versions:
@@ -300,6 +323,8 @@ def show(ref: str, as_json: JsonOpt = False) -> None:
     out.print(f"author {v.author}  at {v.created_at}  method {v.method}  state {v.state_hash}")
     if v.reason:
         out.print(f"reason: {v.reason}")
+    if v.hparams:
+        out.print("hparams: " + ", ".join(f"{k}={json.dumps(x)}" for k, x in sorted(v.hparams.items())), markup=False)
     requests = Table("role", "request", "subject", "prompt", "target_new", "target_true", title="requests")
     for entry in detail.requests:
         r = entry.request
@@ -469,6 +494,9 @@ def world_build(
     out.print(f"world in {info.out_dir}: {info.n_facts} facts, knows {info.accuracy:.1%} "
               f"(paraphrases {info.paraphrase_accuracy:.1%}), state {short(info.state_hash)}, "
               f"built in {info.build_seconds:.1f}s")
+    if info.edit_hparams:
+        settings = " ".join(f"--set {k}={json.dumps(v)}" for k, v in info.edit_hparams.items())
+        out.print(f"edit this world with: editledger edit ... {settings}")
     return None
 
 

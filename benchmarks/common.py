@@ -142,7 +142,7 @@ def edit_state(info, method: str, overrides: dict[str, Any] | None = None):
     from ledger.store import BlobStore
 
     loaded = load_model(info.model_dir, device="cpu")
-    hp = derive_hparams(loaded, method, **(overrides or {}))
+    hp = derive_hparams(loaded, method, **{**info.edit_hparams, **(overrides or {})})  # the world's needs first
     apply_determinism(hp.seed)
     store = BlobStore(info.out_dir / "stats-store")
     c0, _ = cached_second_moments(loaded, list(hp.layers), info.corpus_path, hp.mom2_n_samples, hp.mom2_dtype,

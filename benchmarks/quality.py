@@ -5,7 +5,8 @@ Counterfactual edits are applied in rounds to a fact world's model with each met
 (efficacy, generalization, specificity), on the first round's requests (retention), on sampled generations
 (fluency) and on held-out text (perplexity change against the unedited model).
 
-Run alone: `python -m benchmarks.quality [--quick]`.
+Run alone: `python -m benchmarks.quality [--quick]`; `--world counterfact` runs that world's plan again and
+updates the saved results.
 """
 
 from __future__ import annotations
@@ -13,9 +14,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from benchmarks.common import edit_state, offline_and_threads, portable_path, say, section_main, world
+from benchmarks.common import (
+    edit_state,
+    load_results,
+    offline_and_threads,
+    portable_path,
+    save_results,
+    say,
+    section_main,
+    world,
+)
 
 METRICS = ("efficacy", "generalization", "specificity", "fluency", "perplexity_change", "retention_first")
 FLUENCY_PROMPTS = 10
@@ -128,10 +139,14 @@ def plans(quick: bool) -> list[tuple[str, int, list[tuple[Variant, int]]]]:
             ("counterfact", 50, [(v, 250) for v in METHODS])]
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every plan, or only the worlds named in `only`."""
     offline_and_threads()
     worlds: dict[str, Any] = {}
     for world_name, round_size, chosen in plans(quick):
+        if only and world_name not in only:
+            continue
+        started = time.perf_counter()
         say(f"quality: building/loading world {world_name!r}")
         info = world(world_name)
         requests = info.requests()
@@ -143,11 +158,35 @@ def run(quick: bool = False) -> dict[str, Any]:
         worlds[world_name] = {
             "world": {"preset": info.preset, "source": portable_path(info.source), "n_facts": info.n_facts,
                       "accuracy": info.accuracy, "paraphrase_accuracy": info.paraphrase_accuracy,
-                      "build_seconds": info.build_seconds, "state_hash": info.state_hash},
+                      "build_seconds": info.build_seconds, "state_hash": info.state_hash,
+                      "edit_hparams": info.edit_hparams},
             "n_edits": max(run["n_requests"] for run in runs.values()), "round_size": round_size, "runs": runs,
+            "seconds": time.perf_counter() - started,
         }
     return {"worlds": worlds, "fluency_prompts": FLUENCY_PROMPTS, "fluency_tokens": FLUENCY_TOKENS}
 
 
+def rerun_worlds(names: tuple[str, ...]) -> Path:
+    """Run the full plans of some worlds again and put them into the saved results beside the others."""
+    previous = load_results("quality")
+    if previous is None or previous.get("quick"):
+        raise SystemExit("--world: needs a saved full quality run to update (python -m benchmarks.quality)")
+    started = time.perf_counter()
+    fresh = run(only=names)
+    data = previous["data"]
+    data["worlds"].update(fresh["worlds"])
+    data.setdefault("reruns", []).append({"worlds": list(names), "seconds": time.perf_counter() - started})
+    return save_results("quality", data, False, previous["seconds"])
+
+
 if __name__ == "__main__":
-    section_main("quality", run, __doc__.splitlines()[0])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--world", nargs="+", default=[], help="run only these worlds' full plans again and put "
+                        "them into the saved results (e.g. --world counterfact)")
+    if parser.parse_args().world:
+        print(rerun_worlds(tuple(parser.parse_args().world)))
+    else:
+        section_main("quality", run, __doc__.splitlines()[0])

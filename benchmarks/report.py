@@ -8,6 +8,7 @@ are reported as not run. Every figure carries the command and environment that p
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -348,7 +349,9 @@ def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
         lines += [f"### World `{world_name}` ({source})", "",
                   f"{info['n_facts']:,} facts known at {fmt(info['accuracy'])} (paraphrases "
                   f"{fmt(info['paraphrase_accuracy'])}); up to {block['n_edits']:,} counterfactual edits "
-                  f"(the world's first facts, column `edits`) in rounds of {block['round_size']}.", "",
+                  f"(the world's first facts, column `edits`) in rounds of {block['round_size']}"
+                  + (f", with the hyperparameters the world records: {_settings(info['edit_hparams'])}."
+                     if info.get("edit_hparams") else "."), "",
                   "Final scores (after the last round):", ""]
         header = ["variant", "edits", *(label.split(" (")[0] for _, label, _ in QUALITY_METRICS), "edit s (total)",
                   "note"]
@@ -371,6 +374,10 @@ def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
         for path in plots.get(world_name, []):
             lines += [f"![{path.stem}]({_rel(path, out)})", ""]
     return lines
+
+
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{key}` = {json.dumps(value)}" for key, value in values.items())
 
 
 def world_section(record: dict[str, Any] | None) -> list[str]:

@@ -9,6 +9,13 @@ covariance statistics), `heldout.txt` (text for perplexity) and `world.json` (wh
 
 `seed` chooses the facts; `train_seed` the initialisation and data order, so a second model of the same facts
 stands for a base model's next release. Same seeds and preset give the same weights, bit for bit.
+
+A world built `--from` a file of real prompts ("The mother tongue of {} is") must recall through the subject's
+last token, where every locate-and-edit method writes; a small model left alone reads the subject's first tokens
+from the last position instead. Such a world therefore has `SOURCE_LAYERS` layers, and during training only,
+positions after the subject see none of it in the layers the methods edit (up to `z_layer`) and only its last
+token above them; invented people holding each counterfactual object make every `target_new` a known answer of
+its relation; and the prompts cut after the subject are trained too. See docs/design-notes.md, "The fact world".
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +36,19 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 3  # bump when a change to this file changes what a build produces: it is part of the cache key
+WORLD_FORMAT = 4  # bump when a change to this file changes what a build produces: it is part of the cache key
 BUILD_THREADS = 1  # one thread: the same weights on any machine, and no OpenMP spinning when the CPU is busy
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
+SOURCE_LAYERS = 8  # a `--from` world: layers 0-2 are edited (and gated), 5 layers above read the subject
+INVENTED_PER_FACT = 2  # a `--from` world: invented people per record whose true object is the record's target_new
+# What a `--from` world needs from the editor (recorded in world.json; `edit --set`). Measured on the first 500
+# CounterFact records, one round of 20 (docs/design-notes.md): with the derived defaults z* reaches the new object
+# for few requests; 50 steps within 6 rho reach it for 20 of 20, but the update realises it only in part (MEMIT
+# efficacy 0.65); editing every gated layer with a smaller lambda gives efficacy 1.00 (MEMIT and NSE).
+SOURCE_EDIT_HPARAMS: dict[str, Any] = {"layers": [0, 1, 2], "mom2_update_weight": 50.0, "v_num_grad_steps": 50,
+                                       "clamp_norm_factor": 6.0}
 
 
 class WorldError(ValueError):
@@ -163,6 +178,8 @@ class WorldInfo:
     accuracy: float
     paraphrase_accuracy: float
     build_seconds: float
+    # hyperparameter overrides this world needs (`edit --set`, `derive_hparams(..., **edit_hparams)`); {} for none
+    edit_hparams: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def requests(self) -> list[EditRequest]:
         """The world's facts as edit requests, each with its counterfactual `target_new`."""
@@ -222,18 +239,50 @@ def facts_to_counterfact(facts: list[Fact], seed: int, neighbours: int = 6) -> l
     return records
 
 
-def true_statements(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(prompt, true object) pairs to train on: rewrite, paraphrase and neighbourhood prompts of each record."""
-    pairs: dict[tuple[str, str], None] = {}  # ordered set: the same statement once
+@dataclass(frozen=True)
+class Statement:
+    prompt: str
+    target: str
+    subject: str | None = None  # where known (rewrite and paraphrase prompts), for the training-time subject gate
+
+
+def true_statements(records: list[dict[str, Any]]) -> list[Statement]:
+    """What to train on: rewrite, paraphrase and neighbourhood prompts of each record with its true object."""
+    statements: dict[tuple[str, str], Statement] = {}  # the same (prompt, object) once, as first seen
     for record in records:
         rewrite = record["requested_rewrite"]
-        truth = rewrite["target_true"]["str"]
-        pairs[(rewrite["prompt"].format(rewrite["subject"]), truth)] = None
-        for prompt in record.get("paraphrase_prompts", []):
-            pairs[(prompt, truth)] = None
-        for prompt in record.get("neighborhood_prompts", []):
-            pairs[(prompt, truth)] = None
-    return list(pairs)
+        truth, subject = rewrite["target_true"]["str"], rewrite["subject"]
+        found = [Statement(rewrite["prompt"].format(subject), truth, subject)]
+        found += [Statement(p, truth, subject if subject in p else None) for p in record.get("paraphrase_prompts", [])]
+        found += [Statement(p, truth) for p in record.get("neighborhood_prompts", [])]
+        for statement in found:
+            statements.setdefault((statement.prompt, statement.target), statement)
+    return list(statements.values())
+
+
+def invented_holders(records: list[dict[str, Any]], per_record: int, seed: int) -> list[Statement]:
+    """Invented people for whom each record's target_new is true (in its rewrite prompt): in a large model every
+    counterfactual object is an answer the relation already produces for someone; in a small world it must be too,
+    or no z* reaches it (measured: 1 of 11 unknown objects against 5 of 5 known ones)."""
+    rng = random.Random(seed + 3)
+    statements = []
+    for record in records:
+        rewrite = record["requested_rewrite"]
+        for _ in range(per_record):
+            name = f"{rng.choice(FIRST_NAMES)} {_invented_word(rng, rng.choice((2, 3)))}"
+            statements.append(Statement(rewrite["prompt"].format(name), rewrite["target_new"]["str"], name))
+    return statements
+
+
+def cut_after_subject(statements: list[Statement]) -> list[Statement]:
+    """Each statement with a known subject, cut right after it: the subject's last token itself predicts the object,
+    so the fact is held there, where later positions read it."""
+    cut = {}
+    for statement in statements:
+        if statement.subject is not None:
+            end = statement.prompt.index(statement.subject) + len(statement.subject)
+            cut[Statement(statement.prompt[:end], statement.target, statement.subject)] = None
+    return [c for c in cut if c not in set(statements)]
 
 
 def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
@@ -289,16 +338,30 @@ def new_model(preset: WorldPreset, vocab_size: int):
 class Example:
     ids: tuple[int, ...]
     weights: tuple[float, ...]  # loss weight of predicting ids[i] (index 0 is never predicted)
+    subject_span: tuple[int, int] | None = None  # first and last token of the subject, where known
 
 
-def encode_examples(tokenizer, statements: list[tuple[str, str]], fillers: list[str]) -> list[Example]:
+def subject_span(tokenizer, prompt: str, subject: str) -> tuple[list[int], tuple[int, int]]:
+    """Token ids of `prompt` and the first and last token of the first occurrence of `subject` in it."""
+    encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    start = prompt.index(subject)
+    end = start + len(subject)
+    inside = [i for i, (s, e) in enumerate(encoded["offset_mapping"]) if e > s and s < end and e > start]
+    return list(encoded["input_ids"]), (inside[0], inside[-1])
+
+
+def encode_examples(tokenizer, statements: list[Statement], fillers: list[str]) -> list[Example]:
     """Facts weigh their object tokens 1 and the rest OTHER_TOKEN_WEIGHT; filler sentences OTHER_TOKEN_WEIGHT."""
     examples = []
-    for prompt, target in statements:
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        target_ids = tokenizer(" " + target, add_special_tokens=False)["input_ids"]
+    for statement in statements:
+        span = None
+        if statement.subject is None:
+            prompt_ids = tokenizer(statement.prompt, add_special_tokens=False)["input_ids"]
+        else:
+            prompt_ids, span = subject_span(tokenizer, statement.prompt, statement.subject)
+        target_ids = tokenizer(" " + statement.target, add_special_tokens=False)["input_ids"]
         weights = [OTHER_TOKEN_WEIGHT] * len(prompt_ids) + [1.0] * len(target_ids)
-        examples.append(Example(tuple(prompt_ids + target_ids), tuple(weights)))
+        examples.append(Example(tuple(prompt_ids + target_ids), tuple(weights), span))
     for sentence in fillers:
         ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
         examples.append(Example(tuple(ids), tuple([OTHER_TOKEN_WEIGHT] * len(ids))))
@@ -330,9 +393,54 @@ def deterministic_build() -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic)
 
 
+def gate_masks(batch: list[Example], width: int, n_layer: int, gated_layers: int) -> list[torch.Tensor]:
+    """Additive attention masks [batch, 1, width, width] per layer: causal and padding and, for the positions after
+    a known subject, none of it in the layers below `gated_layers` and only its last token from there up."""
+    allowed = torch.ones(width, width, dtype=torch.bool).tril().expand(len(batch), width, width).clone()
+    for row, example in enumerate(batch):
+        allowed[row, :, len(example.ids) :] = False  # padding keys (every query keeps at least itself or key 0)
+    lower, upper = allowed.clone(), allowed
+    for row, example in enumerate(batch):
+        if example.subject_span is not None:
+            first, last = example.subject_span
+            lower[row, last + 1 :, first : last + 1] = False
+            upper[row, last + 1 :, first:last] = False
+    lowest = torch.finfo(torch.float32).min
+    masks = [torch.zeros(m.shape).masked_fill(~m, lowest)[:, None] for m in (lower, upper)]
+    return [masks[0] if layer < gated_layers else masks[1] for layer in range(n_layer)]
+
+
+@contextmanager
+def subject_gate(model, gated_layers: int) -> Iterator[list[torch.Tensor]]:
+    """While open, each block attends with the mask of its layer from the yielded list (filled per batch). Training
+    only: the saved model is a plain GPT-2 that attends everywhere, and recalls as it was trained to (measured)."""
+    masks: list[torch.Tensor] = []
+    if not gated_layers:
+        yield masks
+        return
+
+    def replace_mask(layer: int):
+        def hook(module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if len(args) > 2:  # GPT2Block(hidden_states, cache, attention_mask, ...)
+                return (*args[:2], masks[layer], *args[3:]), kwargs
+            return args, {**kwargs, "attention_mask": masks[layer]}
+        return hook
+
+    model.set_attn_implementation("eager")  # takes an additive float mask as given
+    handles = [block.register_forward_pre_hook(replace_mask(layer), with_kwargs=True)
+               for layer, block in enumerate(model.transformer.h)]
+    try:
+        yield masks
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.set_attn_implementation("sdpa")
+
+
 def train(model, examples: list[Example], preset: WorldPreset, train_seed: int, pad_id: int,
-          progress: Progress | None) -> None:
-    """AdamW with a one-cycle schedule; loss = weighted mean next-token cross-entropy."""
+          progress: Progress | None, gated_layers: int = 0) -> None:
+    """AdamW with a one-cycle schedule; loss = weighted mean next-token cross-entropy; `gated_layers`: see
+    `gate_masks`."""
     generator = torch.Generator().manual_seed(train_seed)
     steps_per_epoch = math.ceil(len(examples) / preset.batch_size)
     total = steps_per_epoch * preset.epochs
@@ -341,22 +449,26 @@ def train(model, examples: list[Example], preset: WorldPreset, train_seed: int, 
                                                    pct_start=0.15)
     task = progress.add_task("training the fact world", total=total) if progress else None
     model.train()
-    for _ in range(preset.epochs):
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        for start in range(0, len(order), preset.batch_size):
-            ids, mask, weights = collate([examples[i] for i in order[start : start + preset.batch_size]], pad_id)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-            losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                                                       reduction="none")
-            target_weights = weights[:, 1:].reshape(-1)
-            loss = (losses * target_weights).sum() / target_weights.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            if progress is not None and task is not None:
-                progress.advance(task)
+    with subject_gate(model, gated_layers) as gate:
+        for _ in range(preset.epochs):
+            order = torch.randperm(len(examples), generator=generator).tolist()
+            for start in range(0, len(order), preset.batch_size):
+                batch = [examples[i] for i in order[start : start + preset.batch_size]]
+                ids, mask, weights = collate(batch, pad_id)
+                if gated_layers:
+                    gate[:] = gate_masks(batch, ids.shape[1], model.config.n_layer, gated_layers)
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+                losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                           reduction="none")
+                target_weights = weights[:, 1:].reshape(-1)
+                loss = (losses * target_weights).sum() / target_weights.sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                if progress is not None and task is not None:
+                    progress.advance(task)
     model.eval()
 
 
@@ -388,7 +500,8 @@ def _info(out_dir: Path, meta: dict[str, Any]) -> WorldInfo:
                      corpus_path=out_dir / "corpus.txt", heldout_path=out_dir / "heldout.txt",
                      preset=meta["preset"], seed=meta["seed"], train_seed=meta["train_seed"], source=meta["source"],
                      state_hash=meta["state_hash"], n_facts=meta["n_facts"], accuracy=meta["accuracy"],
-                     paraphrase_accuracy=meta["paraphrase_accuracy"], build_seconds=meta["build_seconds"])
+                     paraphrase_accuracy=meta["paraphrase_accuracy"], build_seconds=meta["build_seconds"],
+                     edit_hparams=dict(meta.get("edit_hparams") or {}))
 
 
 def load_world(out_dir: Path) -> WorldInfo:
@@ -431,17 +544,23 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
     started = time.perf_counter()
     config = PRESETS[preset]
     rng = random.Random(seed + 2)
+    gated_layers, edit_hparams = 0, {}
     if from_file is None:
         facts = generate_facts(config, seed)
         records = facts_to_counterfact(facts, seed)
         subjects = sorted({f.subject for f in facts})
+        statements = true_statements(records)
     else:
         records = load_counterfact_true_facts(from_file, limit)
         subjects = sorted({r["requested_rewrite"]["subject"] for r in records})
-    statements = true_statements(records)
+        config = replace(config, n_layer=SOURCE_LAYERS)
+        gated_layers = max(SOURCE_EDIT_HPARAMS["layers"]) + 1  # every edited layer, up to z_layer
+        edit_hparams = dict(SOURCE_EDIT_HPARAMS)
+        statements = true_statements(records) + invented_holders(records, INVENTED_PER_FACT, seed)
+        statements += cut_after_subject(statements)
     fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)
     heldout = [line for line in _heldout_text(records, subjects, rng) if line not in set(fillers)]
-    corpus = [f"{prompt} {target} ." for prompt, target in statements] + fillers
+    corpus = [f"{s.prompt} {s.target} ." for s in statements] + fillers
     vocabulary_texts = corpus + heldout + [t for r in records for t in _record_texts(r)]
     with deterministic_build():
         tokenizer = build_tokenizer(vocabulary_texts)
@@ -450,7 +569,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
         examples = encode_examples(tokenizer, statements, fillers)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), disable=not progress, transient=True) as bar:
-            train(model, examples, config, train_seed, tokenizer.pad_token_id, bar)
+            train(model, examples, config, train_seed, tokenizer.pad_token_id, bar, gated_layers)
         accuracy, paraphrase_accuracy = knowledge(model, tokenizer, records)
     from editor.hashing import state_hash
 
@@ -466,7 +585,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
             "state_hash": state_hash(model), "n_facts": len(records), "accuracy": accuracy,
             "paraphrase_accuracy": paraphrase_accuracy, "build_seconds": time.perf_counter() - started,
             "cache_key": key, "format": WORLD_FORMAT, "vocab_size": len(tokenizer), "n_examples": len(examples),
-            "preset_config": asdict(config)}
+            "preset_config": asdict(config), "gated_layers": gated_layers, "edit_hparams": edit_hparams}
     (out_dir / "world.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return _info(out_dir, meta)
 
@@ -475,8 +594,8 @@ def _record_texts(record: dict[str, Any]) -> list[str]:
     """Every text of a CounterFact record, so that the tokenizer knows the words of its prompts and targets."""
     rewrite = record["requested_rewrite"]
     texts = [rewrite["prompt"], rewrite["subject"], rewrite["target_true"]["str"], rewrite["target_new"]["str"]]
-    for field in ("paraphrase_prompts", "neighborhood_prompts", "attribute_prompts", "generation_prompts"):
-        texts.extend(record.get(field, []))
+    for key in ("paraphrase_prompts", "neighborhood_prompts", "attribute_prompts", "generation_prompts"):
+        texts.extend(record.get(key, []))
     return texts
 
 

@@ -159,3 +159,17 @@ def test_no_pickle_is_ever_loaded():
                  for p in (REPO / folder).rglob("*.py") if pattern.search(p.read_text())]
     offenders += ["cli.py"] if pattern.search((REPO / "cli.py").read_text()) else []
     assert offenders == []
+
+
+def test_hyperparameter_overrides_are_checked_then_recorded(small_ledger, capsys):
+    root, _ = small_ledger
+    single = ["edit", "--subject", "Anna Tester", "--prompt", "The home city of {}", "--target", "Paris",
+              "--method", "memit"]
+    _refused(capsys, root, [*single, "--set", "v_num_grad_steps"], ["--set", "KEY=VALUE"])
+    _refused(capsys, root, [*single, "--set", "no_such_knob=3"], ["--set no_such_knob", "unknown hyperparameter"])
+    edited = run_cli(capsys, root, *single, "--set", "v_num_grad_steps=7", "--set", "clamp_norm_factor=5.5", "--json")
+    assert edited.code == 0, edited.stderr
+    commit = edited.json()[0]["commit_hash"]
+    recorded = run_cli(capsys, root, "show", commit, "--json").json()["version"]["hparams"]
+    assert recorded["v_num_grad_steps"] == 7 and recorded["clamp_norm_factor"] == 5.5
+    assert "v_num_grad_steps=7" in run_cli(capsys, root, "show", commit).stdout

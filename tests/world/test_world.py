@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from editor.evaluate import evaluate_requests, fluency_score, perplexity, score_targets
@@ -93,8 +94,58 @@ def test_bad_world_arguments_and_directories(tmp_path):
     assert set(PRESETS) >= {"tiny", "small", "default"} and PRESETS["default"].n_layer >= 4
 
 
+def test_gate_masks_hide_the_subject_from_later_positions_in_the_edited_layers():
+    from editor.world import Example, gate_masks
+
+    # tokens: 0 "The" 1 "Ann" 2 "Smith" 3 "speaks" 4 (object); a second example without a subject, one token shorter
+    gated = Example(ids=(5, 6, 7, 8, 9), weights=(1.0,) * 5, subject_span=(1, 2))
+    plain = Example(ids=(5, 6, 7, 8), weights=(1.0,) * 4)
+    masks = gate_masks([gated, plain], width=5, n_layer=4, gated_layers=3)
+    assert len(masks) == 4 and masks[0].shape == (2, 1, 5, 5)
+    seen = [m[:, 0] == 0 for m in masks]  # True where a query (row) may attend to a key (column)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    for layer in range(4):
+        assert torch.equal(seen[layer][1], causal & torch.tensor([True] * 4 + [False]))  # padding key hidden
+        assert torch.equal(seen[layer][0, :3], causal[:3])  # up to the subject: plain causal attention
+    lower = seen[0][0]
+    assert not lower[3:, 1:3].any() and lower[3:, 0].all() and lower[4, 3:].all()
+    assert all(torch.equal(seen[layer][0], lower) for layer in range(3))
+    upper = seen[3][0]
+    assert not upper[3:, 1].any() and upper[3:, 2].all() and upper[3:, 0].all()
+
+
+def _subject_swap_effect(model, tokenizer, rewrites: list[dict], layer: int) -> float:
+    """Mean drop of log P(true object) when the subject's last token at `layer` takes its value from the next
+    record's prompt: how much the prediction reads the fact through that token."""
+    from editor.targets import encode_with_subject
+
+    def run(rewrite: dict, patch: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+        ids, at = encode_with_subject(tokenizer, rewrite["prompt"], rewrite["subject"])
+        seen = {}
+
+        def swap(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            seen["h"] = hidden[0, at].clone()
+            if patch is not None:
+                hidden[0, at] = patch
+
+        handle = model.transformer.h[layer].register_forward_hook(swap)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, -1]
+        handle.remove()
+        target = tokenizer(" " + rewrite["target_true"]["str"], add_special_tokens=False)["input_ids"][0]
+        return seen["h"], torch.log_softmax(logits, -1)[target].item()
+
+    drops = []
+    for i, rewrite in enumerate(rewrites):
+        other, _ = run(rewrites[(i + 1) % len(rewrites)])
+        drops.append(run(rewrite)[1] - run(rewrite, other)[1])
+    return sum(drops) / len(drops)
+
+
 @pytest.mark.slow
-def test_a_world_from_counterfact_knows_those_facts_and_they_can_be_edited(tmp_path):
+def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the_subjects_last_token(tmp_path):
+    from editor.world import SOURCE_EDIT_HPARAMS, SOURCE_LAYERS
     from tests.conftest import shared_data_dir
 
     source = shared_data_dir() / "counterfact" / "counterfact-1936.json"
@@ -104,3 +155,28 @@ def test_a_world_from_counterfact_knows_those_facts_and_they_can_be_edited(tmp_p
     requests = world.requests()
     assert [r.subject for r in requests] == [r["requested_rewrite"]["subject"] for r in records]
     assert [r.target_new for r in requests] == [r["requested_rewrite"]["target_new"]["str"] for r in records]
+    meta = json.loads((world.out_dir / "world.json").read_text(encoding="utf-8"))
+    assert meta["gated_layers"] == max(SOURCE_EDIT_HPARAMS["layers"]) + 1
+    assert world.edit_hparams == SOURCE_EDIT_HPARAMS == load_world(world.out_dir).edit_hparams
+
+    # a plain GPT-2 directory; every counterfactual object is a known answer (invented holders are trained)
+    model = AutoModelForCausalLM.from_pretrained(world.model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(world.model_dir)
+    assert model.config.n_layer == SOURCE_LAYERS and model.config._attn_implementation != "eager"
+    corpus = world.corpus_path.read_text(encoding="utf-8")
+    assert all(f"{r.target_new} ." in corpus for r in requests)
+    # The prediction after the subject reads the fact at the subject's last token, where the methods write: swapping
+    # that token's state at z_layer for another subject's moves it (without the training-time gate: 0.00, measured)
+    z_layer = max(SOURCE_EDIT_HPARAMS["layers"])
+    assert _subject_swap_effect(model, tokenizer, [r["requested_rewrite"] for r in records], z_layer) > 0.3
+
+
+@pytest.mark.slow
+def test_a_world_from_counterfact_is_deterministic(tmp_path):
+    from tests.conftest import shared_data_dir
+
+    source = shared_data_dir() / "counterfact" / "counterfact-1936.json"
+    first = build_world(tmp_path / "a", preset="tiny", from_file=source, limit=8, progress=False)
+    second = build_world(tmp_path / "b", preset="tiny", from_file=source, limit=8, progress=False)
+    assert first.state_hash == second.state_hash
+    assert (first.model_dir / "model.safetensors").read_bytes() == (second.model_dir / "model.safetensors").read_bytes()
