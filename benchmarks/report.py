@@ -573,5 +573,9 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
               f"Sections: {total / 60:.1f} minutes in all. The quality section includes building each fact world "
               f"that `.worlds/` does not hold yet ({sum(row[1] or 0.0 for row in builds) / 60:.1f} minutes for all "
               "of them, as measured when they were built).", ""]
+    for rerun in _get(results.get("quality"), "data", "reruns") or []:
+        lines += [f"After that run, the quality section's world(s) {', '.join(f'`{w}`' for w in rerun['worlds'])} "
+                  f"were run again alone (`python -m benchmarks.quality --world ...`, {rerun['seconds']:.0f} s, their "
+                  "builds not included); the section's time above is the full run's.", ""]
     out.write_text("\n".join(lines), encoding="utf-8")
     return out
