@@ -81,9 +81,15 @@ def environment() -> dict[str, Any]:
 
 
 def command_line() -> str:
+    """The command as typed from the repository root, with no machine's path in it (`-m` gives argv[0] absolute)."""
     args = " ".join(sys.argv[1:])
-    return f"python -m benchmarks {args}".strip() if sys.argv[0].endswith("__main__.py") else \
-        f"python {' '.join(sys.argv)}"
+    script = Path(sys.argv[0]).resolve()
+    if script.name == "__main__.py":
+        return f"python -m benchmarks {args}".strip()
+    if script.is_relative_to(REPO_ROOT):
+        module = ".".join(script.relative_to(REPO_ROOT).with_suffix("").parts)
+        return f"python -m {module} {args}".strip()
+    return f"python {script.name} {args}".strip()
 
 
 def save_results(section: str, data: dict[str, Any], quick: bool, seconds: float,
