@@ -174,14 +174,15 @@ def hparam_overrides(items: list[str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise Fail(f"--set {item!r}: expected KEY=VALUE")
-        if key.strip() not in known:
-            raise Fail(f"--set {key.strip()}: unknown hyperparameter (known: {', '.join(sorted(known))})")
+        if key not in known:
+            raise Fail(f"--set {key}: unknown hyperparameter (known: {', '.join(sorted(known))})")
         try:
-            overrides[key.strip()] = json.loads(text)
+            overrides[key] = json.loads(text)
         except json.JSONDecodeError:
-            overrides[key.strip()] = text
+            overrides[key] = text
     return overrides
 
 

@@ -187,7 +187,8 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--world", nargs="+", default=[], help="run only these worlds' full plans again and put "
                         "them into the saved results (e.g. --world counterfact)")
-    if parser.parse_args().world:
-        print(rerun_worlds(tuple(parser.parse_args().world)))
+    worlds = parser.parse_args().world
+    if worlds:
+        print(rerun_worlds(tuple(worlds)))
     else:
         section_main("quality", run, __doc__.splitlines()[0])

@@ -38,6 +38,11 @@ def subject_last_token_index(tokenizer, text_template: str, subject: str) -> int
     return encode_with_subject(tokenizer, text_template, subject)[1]
 
 
+def tokens_inside(offsets: Sequence[tuple[int, int]], start: int, end: int) -> list[int]:
+    """Indices of the tokens (by their character offsets) that overlap the characters [start, end)."""
+    return [i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start]
+
+
 def encode_with_subject(tokenizer, text_template: str, subject: str) -> tuple[list[int], int]:
     """Token ids of the filled template and the index of the subject's last token."""
     if "{}" not in text_template:
@@ -47,7 +52,7 @@ def encode_with_subject(tokenizer, text_template: str, subject: str) -> tuple[li
     start, end = len(before), len(before) + len(subject)
     if getattr(tokenizer, "is_fast", False):
         encoded = tokenizer(text, return_offsets_mapping=True)
-        inside = [i for i, (s, e) in enumerate(encoded["offset_mapping"]) if e > s and s < end and e > start]
+        inside = tokens_inside(encoded["offset_mapping"], start, end)
         ids = list(encoded["input_ids"])
     else:  # slow tokenizer: the subject ends where the tokens of the text up to it end
         ids = list(tokenizer(text)["input_ids"])

@@ -282,7 +282,8 @@ def cut_after_subject(statements: list[Statement]) -> list[Statement]:
         if statement.subject is not None:
             end = statement.prompt.index(statement.subject) + len(statement.subject)
             cut[Statement(statement.prompt[:end], statement.target, statement.subject)] = None
-    return [c for c in cut if c not in set(statements)]
+    trained = set(statements)
+    return [c for c in cut if c not in trained]
 
 
 def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
@@ -343,10 +344,11 @@ class Example:
 
 def subject_span(tokenizer, prompt: str, subject: str) -> tuple[list[int], tuple[int, int]]:
     """Token ids of `prompt` and the first and last token of the first occurrence of `subject` in it."""
+    from editor.targets import tokens_inside
+
     encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
     start = prompt.index(subject)
-    end = start + len(subject)
-    inside = [i for i, (s, e) in enumerate(encoded["offset_mapping"]) if e > s and s < end and e > start]
+    inside = tokens_inside(encoded["offset_mapping"], start, start + len(subject))
     return list(encoded["input_ids"]), (inside[0], inside[-1])
 
 
