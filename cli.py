@@ -64,14 +64,14 @@ def open_ledger() -> Ledger:
     return Ledger.open(Path.cwd(), db_url=_options.get("db"), store_dir=_options.get("store"))
 
 
-def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False):
+def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False, numerics: str | None = None):
     from transformers.utils import logging as hf_logging
 
     from editor.lifecycle import Workspace
 
     hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs would clutter one-line errors
 
-    return Workspace(open_ledger(), device=device, dtype=dtype, full_verify=full_verify,
+    return Workspace(open_ledger(), device=device, dtype=dtype, full_verify=full_verify, numerics=numerics,
                      progress=lambda line: err.print(f"[dim]{line}[/dim]"))
 
 
@@ -204,6 +204,9 @@ def edit(
     corpus: Annotated[Path | None, typer.Option(help="Corpus for statistics (default: the recorded one).")] = None,
     retry: Annotated[int, typer.Option(help="Retry a round that lost a race on the new head, N times.")] = 0,
     hparam: SetOpt = None,
+    numerics: Annotated[str | None, typer.Option(
+        help="CPU kernels: native (fast, bit-exact on the same kind of CPU) or portable (the same bits on any "
+             "x86-64 CPU, slower); recorded with each version. Default: what the branch recorded last.")] = None,
     device: str = "cpu", dtype: str = "float32", as_json: JsonOpt = False,
 ) -> None:
     """Edit facts: one from flags or many from a file, in rounds; each round is one recorded version."""
@@ -220,9 +223,9 @@ def edit(
     else:
         raise Fail("give a request FILE, or --subject, --prompt and --target")
     overrides = hparam_overrides(hparam or [])
-    versions = workspace(device, dtype).edit(requests, branch=branch, method=method, batch_size=batch_size,
-                                             author=author, reason=reason, evaluate=evaluate, corpus=corpus,
-                                             overrides=overrides, retry=retry)
+    ws = workspace(device, dtype, numerics=numerics)
+    versions = ws.edit(requests, branch=branch, method=method, batch_size=batch_size, author=author, reason=reason,
+                       evaluate=evaluate, corpus=corpus, overrides=overrides, retry=retry)
     if as_json:
         return emit_json(versions)
     for v in versions:
@@ -282,11 +285,11 @@ def replay(branch: BranchOpt = "main",
             emit_json(steps)
         else:
             for s in steps:
-                verdict = "[green]same[/green]" if s.ok else "[red]DIFFERENT[/red]"
-                out.print(f"{short(s.commit_hash)} {s.kind:7} {verdict}")
-        bad = [s for s in steps if not s.ok]
+                out.print(f"{short(s.commit_hash)} {s.kind:7} {replay_verdict(s)}")
+        bad = [s for s in steps if s.broken]
         if bad:
-            raise Fail(f"replay of {branch!r}: version {short(bad[0].commit_hash)} did not reproduce its state hash", 1)
+            raise Fail(f"replay of {branch!r}: version {short(bad[0].commit_hash)} did not reproduce its state hash "
+                       f"on the numerics it was recorded with", 1)
         return None
     base_name = name or onto.resolve().name
     report = ws.replay_onto(branch, onto, base_name=base_name, new_branch=new_branch or f"{branch}-on-{base_name}",
@@ -451,13 +454,19 @@ def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay e
         for b in ledger.branches():
             steps = ws.replay_same_base(b.name)
             replayed += steps
-            problems += [f"branch {b.name!r}: version {short(s.commit_hash)} did not reproduce its state hash on replay"
-                         for s in steps if not s.ok]
+            for s in steps:
+                if not s.ok and not as_json:
+                    err.print(f"branch {b.name!r}: {short(s.commit_hash)} {replay_verdict(s)}")
+            problems += [f"branch {b.name!r}: version {short(s.commit_hash)} did not reproduce its state hash on "
+                         f"the numerics it was recorded with" for s in steps if s.broken]
     if as_json:
         emit_json({"ok": not problems, "versions_checked": report.versions_checked,
-                   "blobs_checked": report.blobs_checked, "replayed": len(replayed), "problems": problems})
+                   "blobs_checked": report.blobs_checked, "replayed": len(replayed), "problems": problems,
+                   "replay": [plain(s) for s in replayed]})
     elif not problems:
-        extra = f", {len(replayed)} versions replayed bit-exactly" if replay_ else ""
+        exact = sum(s.ok for s in replayed)
+        others = f" ({len(replayed) - exact} on other numerics: see above)" if exact < len(replayed) else ""
+        extra = f", {exact} versions replayed bit-exactly{others}" if replay_ else ""
         out.print(f"[green]ok[/green]: {report.versions_checked} versions, "
                   f"{report.blobs_checked} blobs verified{extra}")
     if problems:
@@ -512,6 +521,39 @@ def demo(directory: Annotated[Path, typer.Option("--dir", help="Where the world 
     run_demo(directory, edits=edits, batch_size=batch_size, preset=preset, console=out)
 
 
+def replay_verdict(step: Any) -> str:
+    """One line on a replayed version: the same bits, or why not and how far."""
+    if step.ok:
+        return "[green]same[/green]"
+    differ = ", ".join(f"{name} {was} -> {now}" for name, (was, now) in step.numerics_differ.items())
+    distance = f"largest relative weight change {step.distance:.2e}" if step.distance is not None else ""
+    outcomes = {True: "every request ended as recorded", False: "some requests ended otherwise", None: ""}
+    detail = "; ".join(x for x in (distance, outcomes[step.outcomes_same]) if x)
+    if step.broken:
+        return f"[red]DIFFERENT on the recorded numerics[/red] ({detail})"
+    return f"[yellow]different numerics[/yellow] ({differ or 'unrecorded fields'}): {detail}"
+
+
+def restart_with_portable_numerics() -> int:
+    """Run this same command again in a process started with portable CPU kernels (they are chosen when a process
+    starts); returns its exit code."""
+    import subprocess
+
+    from editor.determinism import portable_environment
+
+    if os.environ.get("EDITLEDGER_PORTABLE_RESTART"):
+        raise Fail("portable numerics could not be enabled in the restarted process")
+    err.print("[dim]restarting with portable CPU kernels (recorded numerics)[/dim]")
+    env = {**portable_environment(), "EDITLEDGER_PORTABLE_RESTART": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH")) if p)
+    child = subprocess.Popen([sys.executable, "-m", "cli", *sys.argv[1:]], env=env)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # the child got the same Ctrl-C: let it end as it does
+            continue
+
+
 def fail_line(message: str) -> None:
     """One line on stderr, never wrapped: scripts and tests read it whole."""
     first = message.strip().splitlines()[0] if message.strip() else "failed"
@@ -520,8 +562,16 @@ def fail_line(message: str) -> None:
 
 def main() -> None:
     """Console entry point: known failures become one line on stderr and an exit code."""
+    from editor.errors import NumericsRestart
+
     try:
         app(standalone_mode=False)
+    except NumericsRestart:
+        try:
+            raise SystemExit(restart_with_portable_numerics()) from None
+        except Fail as error:
+            fail_line(f"error: {error}")
+            raise SystemExit(error.code) from None
     except ConflictError as error:
         fail_line(f"conflict: {error}")
         raise SystemExit(3) from None

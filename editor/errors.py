@@ -21,3 +21,12 @@ class HparamsError(EditorError):
 
 class SolveError(EditorError):
     """A solve produced non-finite values; the weights were left untouched."""
+
+
+class NumericsError(EditorError):
+    """Numerics that cannot be had in this process or on this build of torch."""
+
+
+class NumericsRestart(NumericsError):
+    """This process runs native kernels and the work needs portable ones: start again with
+    `editor.determinism.portable_environment()` (the CLI does so by itself). Raised before anything is written."""

@@ -29,7 +29,13 @@ from editor.artifacts import (
     put_json,
     put_tensors,
 )
-from editor.determinism import apply_determinism, environment_record
+from editor.determinism import (
+    apply_determinism,
+    bit_exact_promised,
+    environment_record,
+    numerics_differences,
+    use_numerics,
+)
 from editor.engine import EditState, add_keys_to_cp, apply_changes, diff_changes, rewrite_weights_copy, run_round
 from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
 from editor.hparams import EditHparams, derive_hparams
@@ -76,14 +82,27 @@ class Round:
 
 @dataclass
 class ReplayStep:
+    """One version recomputed. When the state hash differs: which numerics differ from the recorded ones, how far
+    the rewritten weights are from the recorded ones (largest |replayed - recorded| / max |recorded| over the
+    rewritten tensors), and whether every request ended as recorded (edited, skipped, satisfied)."""
+
     commit_hash: str
     kind: str
     recorded_state_hash: str
     replayed_state_hash: str
+    numerics_differ: dict[str, tuple] = field(default_factory=dict)
+    bit_exact_promised: bool = True
+    distance: float | None = None
+    outcomes_same: bool | None = None
 
     @property
     def ok(self) -> bool:
         return self.recorded_state_hash == self.replayed_state_hash
+
+    @property
+    def broken(self) -> bool:
+        """A different state hash where the recorded numerics promised the same bits."""
+        return not self.ok and self.bit_exact_promised
 
 
 @dataclass
@@ -111,10 +130,13 @@ class Workspace:
     """A ledger plus the engine settings used to materialise its models."""
 
     def __init__(self, ledger: Ledger, device: str = "cpu", dtype: str = "float32",
-                 progress: ProgressFn | None = None, full_verify: bool = False) -> None:
+                 progress: ProgressFn | None = None, full_verify: bool = False, numerics: str | None = None) -> None:
         self.ledger = ledger
         self.device = device
         self.dtype = dtype
+        # None: new versions keep the numerics their branch recorded last (native on a new branch).
+        self.numerics = numerics
+        self.active_numerics = "native"  # what the current computation runs under, recorded with its version
         self.say = progress or _no_progress
         # True: hash every tensor of a base model on every load, never trusting remembered digests.
         self.full_verify = full_verify
@@ -325,13 +347,15 @@ class Workspace:
 
     # ---------------------------------------------------------------- engine state at a version
     def _state_at(self, ref: str, method: str, hparams: EditHparams | dict | None, corpus: Path | None,
-                  overrides: dict | None = None, recorded_in: str | None = None,
+                  overrides: dict | None = None, recorded_in: str | None = None, mode: str | None = None,
                   ) -> tuple[EditState, LoadedModel, list[ArtifactRef]]:
         """The model and engine state at version `ref`. Templates, C0 and cached z* are read from the history of
         `recorded_in` (default `ref`): a revert or a replay reads back what the original rounds recorded."""
         history = self.ledger.ancestry_artifacts(ref)
         recorded = self.ledger.ancestry_artifacts(recorded_in) if recorded_in else history
         chain = [version for version, _ in history]
+        # Before anything loads: portable numerics in a native process restart it (NumericsRestart).
+        self.active_numerics = use_numerics(mode or self._branch_numerics(chain), self.device)
         base = self.ledger.base_model(chain[0].base_model)
         loaded, base_digests = self._load_base(base.name, None, verify=True)
         if isinstance(hparams, dict):
@@ -351,6 +375,14 @@ class Workspace:
         state = EditState(loaded, hp, templates, c0, original_weights=original, cp=self.rebuild_cp(ref),
                           zstar_cache=self._zstar_cache(recorded, hp))
         return state, loaded, [*c0_refs, templates_ref]
+
+    def _environment(self, loaded: LoadedModel) -> dict:
+        return environment_record(loaded, self.active_numerics)
+
+    def _branch_numerics(self, chain: Sequence[VersionInfo]) -> str:
+        """The numerics of new work after `chain`: the workspace's choice, else the last one recorded there."""
+        recorded = (v.environment.get("numerics") for v in reversed(chain) if v.kind != "base")
+        return self.numerics or next((mode for mode in recorded if mode), "native")
 
     def _c0(self, history, loaded: LoadedModel, hp: EditHparams, corpus: Path | None):
         recorded: dict[int, ArtifactRef] = {}
@@ -442,7 +474,7 @@ class Workspace:
         draft = VersionDraft(
             kind="edit", base_model=self.ledger.resolve(head).base_model, state_hash=state_hash(loaded.model),
             author=author, reason=reason, method=method, hparams=result.hparams,
-            environment=environment_record(loaded), requests=[RequestEntry(r) for r in batch],
+            environment=self._environment(loaded), requests=[RequestEntry(r) for r in batch],
             footprint=result.footprint, outcomes=result.outcomes, artifacts=artifacts,
         )
         if evaluate:
@@ -537,7 +569,7 @@ class Workspace:
         draft = VersionDraft(
             kind="revert", base_model=head.base_model, state_hash=state_hash(loaded.model),
             author=author or _author(), reason=reason, method=wanted[0].method if wanted else None,
-            hparams=hparams, environment=environment_record(loaded), requests=entries,
+            hparams=hparams, environment=self._environment(loaded), requests=entries,
             footprint=_renumbered_passes(results),
             outcomes=[o for result in results for o in result.outcomes], artifacts=artifacts,
             extra={"anchor": anchor, "target": target, "reverted": sorted(removed),
@@ -575,7 +607,8 @@ class Workspace:
         return best
 
     def replay_same_base(self, ref: str) -> list[ReplayStep]:
-        """Recompute every version of `ref`'s history on its base and compare with the recorded state hashes."""
+        """Recompute every version of `ref`'s history on its base, each under the numerics it recorded, and
+        compare with the recorded state hashes (explaining any difference: `ReplayStep`)."""
         chain = self.ledger.ancestry(ref)
         steps: list[ReplayStep] = [ReplayStep(chain[0].commit_hash, "base", chain[0].state_hash, chain[0].state_hash)]
         state = loaded = None
@@ -587,18 +620,39 @@ class Workspace:
             else:
                 new_rounds = rounds[-1:]
                 start = version.parent_hash
-            if state is None or version.kind == "revert":
+            mode = version.environment.get("numerics", "native")
+            if state is None or version.kind == "revert" or mode != self.active_numerics:
                 first = new_rounds[0] if new_rounds else None
                 state, loaded, _ = self._state_at(start, first.method if first else "nse",
-                                                  first.hparams if first else None, None, recorded_in=ref)
-            self._replay(state, loaded, new_rounds)
+                                                  first.hparams if first else None, None, recorded_in=ref, mode=mode)
+            results = self._replay(state, loaded, new_rounds)
             found = state_hash(loaded.model)
-            steps.append(ReplayStep(version.commit_hash, version.kind, version.state_hash, found))
+            step = ReplayStep(version.commit_hash, version.kind, version.state_hash, found)
+            if not step.ok:
+                self._explain(step, version, loaded, results)
+            steps.append(step)
             self.say(f"replayed {version.commit_hash[:12]} ({version.kind}): "
-                     f"{'same state hash' if found == version.state_hash else 'DIFFERENT state hash'}")
-            if found != version.state_hash:
+                     f"{'same state hash' if step.ok else 'DIFFERENT state hash'}")
+            if not step.ok:
                 state = None  # continue from the recorded state of the next version's parent
         return steps
+
+    def _explain(self, step: ReplayStep, version: VersionInfo, replayed: LoadedModel, results: Sequence) -> None:
+        """Why a replay gave another state hash: the numerics that differ from the recorded ones, the distance of
+        the rewritten weights from the recorded weights, and whether every request ended as recorded."""
+        now = self._environment(replayed)
+        step.numerics_differ = numerics_differences(version.environment, now)
+        step.bit_exact_promised = bit_exact_promised(version.environment, now)
+        recorded_weights = rewrite_weights_copy(self.checkout_model(version.commit_hash)[0])
+        replayed_weights = rewrite_weights_copy(replayed)
+        step.distance = max(
+            float((replayed_weights[name].double() - weight.double()).abs().max()
+                  / weight.double().abs().max().clamp_min(1e-30))
+            for name, weight in recorded_weights.items()
+        )
+        recorded = {o.request_key: o.status for o in self.ledger.show(version.commit_hash).outcomes}
+        replayed_outcomes = {o.request_key: o.status for result in results for o in result.outcomes}
+        step.outcomes_same = recorded == replayed_outcomes
 
     def replay_onto(self, branch: str, model_dir: Path, *, base_name: str, new_branch: str,
                     corpus: Path | None = None, author: str | None = None) -> ReplayOntoReport:
@@ -623,7 +677,7 @@ class Workspace:
             draft = VersionDraft(
                 kind="replay", base_model=base_name, state_hash=state_hash(loaded.model),
                 author=author or _author(), reason=f"replay of {round_.source[:12]} from branch {branch}",
-                method=round_.method, hparams=result.hparams, environment=environment_record(loaded),
+                method=round_.method, hparams=result.hparams, environment=self._environment(loaded),
                 requests=[RequestEntry(r, "replayed") for r in round_.requests], footprint=result.footprint,
                 outcomes=result.outcomes, artifacts=artifacts, extra={"replay_of": round_.source},
             )

@@ -23,7 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,10 +37,10 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from editor.determinism import fixed_threads, numerics, portable_environment, portable_supported, runs_portable
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 4  # bump when a change to this file changes what a build produces: it is part of the cache key
-BUILD_THREADS = 1  # one thread: the same weights on any machine, and no OpenMP spinning when the CPU is busy
+WORLD_FORMAT = 5  # bump when a change to this file changes what a build produces: it is part of the cache key
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
@@ -382,16 +385,21 @@ def collate(batch: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tens
     return ids, mask, weights
 
 
+def build_numerics() -> str:
+    return "portable" if portable_supported() else "native"
+
+
 @contextmanager
 def deterministic_build() -> Iterator[None]:
-    """Fixed threads and deterministic kernels for the build; the caller's settings come back afterwards."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(BUILD_THREADS)
+    """Portable numerics (the same weights on any x86-64 CPU) and deterministic kernels for the build; the
+    caller's settings come back afterwards."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        yield
+        # Not x86-64 with MKL (an Arm machine, say): that machine's own kernels, still one thread.
+        with numerics(build_numerics()), fixed_threads(1):
+            yield
     finally:
-        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
@@ -543,6 +551,10 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
                 return cached
         except WorldError:
             pass  # incomplete or foreign: rebuild
+    if build_numerics() == "portable" and not runs_portable():
+        return _build_in_child(out_dir, dict(preset=preset, seed=seed, train_seed=train_seed,
+                                            from_file=str(from_file) if from_file else None, limit=limit,
+                                            progress=progress, force=True))
     started = time.perf_counter()
     config = PRESETS[preset]
     rng = random.Random(seed + 2)
@@ -587,9 +599,34 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
             "state_hash": state_hash(model), "n_facts": len(records), "accuracy": accuracy,
             "paraphrase_accuracy": paraphrase_accuracy, "build_seconds": time.perf_counter() - started,
             "cache_key": key, "format": WORLD_FORMAT, "vocab_size": len(tokenizer), "n_examples": len(examples),
-            "preset_config": asdict(config), "gated_layers": gated_layers, "edit_hparams": edit_hparams}
+            "preset_config": asdict(config), "numerics": build_numerics(), "gated_layers": gated_layers,
+            "edit_hparams": edit_hparams}
     (out_dir / "world.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return _info(out_dir, meta)
+
+
+def _build_in_child(out_dir: Path, arguments: dict[str, Any]) -> WorldInfo:
+    """Build in a child process started with the portable kernel paths (they cannot be chosen once torch runs):
+    the world is the same, bit for bit, whatever CPU and settings this process has."""
+    env = portable_environment()
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-c", "import sys, json; from editor.world import _child_main; _child_main()",
+               str(out_dir), json.dumps(arguments)]
+    quiet = not arguments["progress"]
+    done = subprocess.run(command, env=env, capture_output=quiet, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr or "").strip().splitlines()[-1:] if quiet else []
+        raise WorldError(f"world build in {out_dir} failed in its portable-kernel process (exit {done.returncode})"
+                         + (f": {last[0]}" if last else ""))
+    return load_world(out_dir)
+
+
+def _child_main() -> None:
+    """Entry point of `_build_in_child`'s process."""
+    out_dir, arguments = Path(sys.argv[1]), json.loads(sys.argv[2])
+    from_file = arguments.pop("from_file")
+    build_world(out_dir, from_file=Path(from_file) if from_file else None, **arguments)
 
 
 def _record_texts(record: dict[str, Any]) -> list[str]:
