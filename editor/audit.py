@@ -1,0 +1,42 @@
+"""`editledger verify --replay`: the ledger's own checks, then every branch recomputed from its base."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from editor.lifecycle import ReplayStep, Workspace
+from ledger.infos import VerifyReport
+
+
+@dataclass(frozen=True)
+class ReplayVerifyReport:
+    ledger: VerifyReport
+    replayed: list[ReplayStep]  # each version once, even when several branches share it
+    branches: list[str]  # the branches replayed (a branch whose head another one's replay reached is not rerun)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_with_replay(ws: Workspace, checkpoint: Path | None = None) -> ReplayVerifyReport:
+    report = ws.ledger.verify(checkpoint=checkpoint)
+    problems = list(report.problems)
+    replayed: dict[str, ReplayStep] = {}
+    branches: list[str] = []
+    if report.ok:
+        # Longest first: a shorter branch inside a longer one's history is then already replayed.
+        for branch in sorted(ws.ledger.branches(), key=lambda b: (-b.depth, b.name)):
+            if branch.head_hash in replayed:
+                continue
+            branches.append(branch.name)
+            for step in ws.replay_same_base(branch.name):
+                if step.commit_hash in replayed:
+                    continue
+                replayed[step.commit_hash] = step
+                if not step.ok:
+                    problems.append(f"branch {branch.name!r}: version {step.commit_hash[:12]} did not reproduce "
+                                    "its state hash on replay")
+    return ReplayVerifyReport(report, list(replayed.values()), branches, problems)
