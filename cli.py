@@ -102,15 +102,18 @@ class StepProgress:
 progress = StepProgress()
 
 
-def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False):
+def quiet_transformers() -> None:
+    """Our own progress goes to stderr; transformers' bars and warnings would clutter it and the one-line errors."""
     from transformers.utils import logging as hf_logging
 
-    from editor.lifecycle import Workspace
-
-    # Our own progress goes to stderr; transformers' bars and warnings would clutter it and the one-line errors.
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
+
+def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False):
+    from editor.lifecycle import Workspace
+
+    quiet_transformers()
     return Workspace(open_ledger(), device=device, dtype=dtype, full_verify=full_verify, progress=progress)
 
 
@@ -418,7 +421,7 @@ def score_line(scores: list[Any]) -> str:
     return ", ".join(f"{s.metric} {s.value:.3f}" for s in summary if s.metric != "n_requests")
 
 
-def show_version(detail: Any, list_requests: bool = True) -> None:
+def show_version(detail: Any, shown_requests: int | None = SHOWN_REQUESTS) -> None:
     v = detail.version
     line(f"commit {v.commit_hash} ({v.kind})" + (f"  tags: {', '.join(detail.tags)}" if detail.tags else ""))
     if v.parent_hash:
@@ -432,11 +435,11 @@ def show_version(detail: Any, list_requests: bool = True) -> None:
         roles[entry.role] = roles.get(entry.role, 0) + 1
     line(f"requests: {len(detail.requests)}" + (f" ({', '.join(f'{n} {r}' for r, n in roles.items())})"
                                                   if roles else ""))
-    ordered = sorted(detail.requests, key=lambda e: (e.role != "reverted", e.position)) if list_requests else []
-    for entry in ordered[:SHOWN_REQUESTS]:
+    ordered = sorted(detail.requests, key=lambda e: (e.role != "reverted", e.position))
+    for entry in ordered[:shown_requests]:
         line(f"  {entry.role:8} {short(entry.request_key)} {fact_text(entry.request)}")
-    if len(ordered) > SHOWN_REQUESTS:
-        line(f"  … {len(ordered) - SHOWN_REQUESTS} more (show {short(v.commit_hash)} --all lists every request)")
+    if shown_requests is not None and len(ordered) > shown_requests:
+        line(f"  … {len(ordered) - shown_requests} more (show {short(v.commit_hash)} --all lists every request)")
     layers: dict[int, tuple[set[int], int, float]] = {}
     for f in detail.footprint:
         neurons, passes, norm = layers.get(f.layer, (set(), 0, 0.0))
@@ -463,14 +466,9 @@ def show_version(detail: Any, list_requests: bool = True) -> None:
 
 def show_version_all(detail: Any) -> None:
     v = detail.version
-    show_version(detail, list_requests=False)
+    show_version(detail, shown_requests=None)
     if v.hparams:
         line("hparams: " + ", ".join(f"{k}={json.dumps(x)}" for k, x in sorted(v.hparams.items())))
-    requests = Table("role", "request", "subject", "prompt", "target_new", "target_true", title="requests")
-    for entry in detail.requests:
-        r = entry.request
-        requests.add_row(entry.role, short(entry.request_key), r.subject, r.prompt, r.target_new, r.target_true or "")
-    out.print(requests)
     footprint = Table("layer", "pass", "neurons", "‖ΔW‖", title="footprint")
     for f in detail.footprint:
         footprint.add_row(str(f.layer), str(f.pass_index), str(len(f.neurons)), f"{f.delta_norm:.4g}")
@@ -733,6 +731,7 @@ def verify_export(directory: Annotated[Path, typer.Argument(help="A directory wr
 
     if not directory.is_dir():
         raise Fail(f"DIRECTORY {directory}: not a directory")
+    quiet_transformers()
     result = check_export(open_ledger(), directory)
     if as_json:
         emit_json({**plain(result), "ok": result.ok})

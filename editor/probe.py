@@ -66,18 +66,16 @@ def next_tokens(loaded: LoadedModel, prompt: str, top_k: int) -> list[TokenChanc
 
 @torch.no_grad()
 def greedy_continuation(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> str:
-    """Argmax decoding (deterministic), stopping at the end-of-text token."""
-    ids = torch.tensor([list(loaded.tokenizer(prompt)["input_ids"])], device=loaded.device)
+    """Argmax decoding (deterministic), stopping at the end-of-text token. The whole sequence is run at each step
+    (a few tokens: no key-value cache, whose interface changes between transformers releases)."""
+    ids = list(loaded.tokenizer(prompt)["input_ids"])
     produced: list[int] = []
-    past, step = None, ids
     for _ in range(max_new_tokens):
-        out = loaded.model(input_ids=step, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        choice = int(out.logits[0, -1].argmax())
+        logits = loaded.model(input_ids=torch.tensor([ids + produced], device=loaded.device)).logits
+        choice = int(logits[0, -1].argmax())
         if choice == loaded.tokenizer.eos_token_id:
             break
         produced.append(choice)
-        step = torch.tensor([[choice]], device=loaded.device)
     return loaded.tokenizer.decode(produced, skip_special_tokens=True)
 
 
