@@ -430,6 +430,8 @@ def show_version(detail: Any, shown_requests: int | None = SHOWN_REQUESTS) -> No
     line(f"state  {v.state_hash}")
     if v.reason:
         line(f"reason: {v.reason}")
+    if v.hparams:
+        line("hparams: " + ", ".join(f"{k}={json.dumps(x)}" for k, x in sorted(v.hparams.items())))
     roles: dict[str, int] = {}
     for entry in detail.requests:
         roles[entry.role] = roles.get(entry.role, 0) + 1
@@ -465,10 +467,7 @@ def show_version(detail: Any, shown_requests: int | None = SHOWN_REQUESTS) -> No
 
 
 def show_version_all(detail: Any) -> None:
-    v = detail.version
     show_version(detail, shown_requests=None)
-    if v.hparams:
-        line("hparams: " + ", ".join(f"{k}={json.dumps(x)}" for k, x in sorted(v.hparams.items())))
     footprint = Table("layer", "pass", "neurons", "‖ΔW‖", title="footprint")
     for f in detail.footprint:
         footprint.add_row(str(f.layer), str(f.pass_index), str(len(f.neurons)), f"{f.delta_norm:.4g}")
@@ -659,8 +658,9 @@ def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay e
         elif report.checkpoint_action == "skipped":
             line(f"checkpoint: {report.checkpoint} not written (the ledger has problems)")
         if replay_:
+            verdict = "replayed bit-exactly (every state hash reproduced)" if not problems else "replayed"
             line(f"replay: {replayed} distinct versions of {len(branches)} branches ({', '.join(branches)}) "
-                 "recomputed from their base" + (", every state hash reproduced bit-exactly" if not problems else ""))
+                 f"{verdict} from their base")
         if not problems:
             line("[green]ok[/green]", markup=True)
     if problems:

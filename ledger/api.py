@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -908,10 +908,11 @@ class Ledger:
                 ids = [self._request_id(session, request)]
             else:
                 # Case and surrounding spaces do not matter: an auditor types the subject as they remember it.
-                wanted = subject.strip().lower()
-                ids = list(
-                    session.scalars(select(EditRequestRow.id).where(func.lower(EditRequestRow.subject) == wanted))
-                )
+                # (SQLite's lower() folds ASCII only: other letters match in their recorded case.)
+                column = EditRequestRow.subject
+                wanted = or_(column == subject, column == subject.strip(),
+                             func.lower(column) == subject.strip().lower())
+                ids = list(session.scalars(select(EditRequestRow.id).where(wanted)))
             return queries.history(session, ids)
 
     def blame(self, layer: int, neuron: int) -> list[BlameEntry]:
