@@ -6,12 +6,13 @@ Built from the ledger alone (no torch): `editor.export_check` reads `editledger.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ledger.api import Ledger, utc_now
 from ledger.infos import LiveEdit, VersionInfo
-from ledger.records import Score
+from ledger.records import EditRequest, Score
 
 PROVENANCE_FILE = "editledger.json"
 MODEL_CARD_FILE = "README.md"
@@ -44,7 +45,17 @@ def _score_label(score: Score) -> str:
     return f"{score.suite}/{score.metric}" if score.suite else score.metric
 
 
-def model_card(record: dict[str, Any], edits: list[LiveEdit], scored_at: str | None, scores: list[Score]) -> str:
+def reverted_edits(ledger: Ledger, ref: str) -> list[tuple[EditRequest, VersionInfo]]:
+    """Every request a revert in `ref`'s history took out, with that revert."""
+    found = []
+    for version in ledger.ancestry(ref):
+        if version.kind == "revert":
+            found += [(e.request, version) for e in ledger.show(version.commit_hash).requests if e.role == "reverted"]
+    return found
+
+
+def model_card(record: dict[str, Any], edits: list[LiveEdit], scored_at: str | None, scores: list[Score],
+               reverted: Sequence[tuple[EditRequest, VersionInfo]] = ()) -> str:
     """The README.md of an export: what the model is, the edits in effect (who, when, why), its latest scores."""
     commit, branch = record["commit_hash"], record["branch"]
     lines = [
@@ -78,6 +89,15 @@ def model_card(record: dict[str, Any], edits: list[LiveEdit], scored_at: str | N
             )
     else:
         lines.append("None: this is the base model's state.")
+    if reverted:
+        lines += ["", f"## Reverted in this history ({len(reverted)})", "",
+                  "| subject | prompt | old → new (taken out) | who | when | why | revert |",
+                  "|---|---|---|---|---|---|---|"]
+        for r, v in reverted:
+            lines.append(
+                f"| {_cell(r.subject)} | {_cell(r.prompt)} | {_cell(r.target_true or '?')} → {_cell(r.target_new)} "
+                f"| {_cell(v.author)} | {_cell(v.created_at[:19])} | {_cell(v.reason)} | `{v.commit_hash[:12]}` |"
+            )
     lines += ["", "## Latest scores", ""]
     summary = [s for s in scores if s.request_key is None]
     if summary:
@@ -93,7 +113,8 @@ def write_provenance(ledger: Ledger, ref: str, directory: Path, branch: str | No
     version = ledger.resolve(ref)
     record = provenance_record(ledger, version, branch, dtype)
     scored_at, scores = ledger.latest_scores(version.commit_hash)
-    card = model_card(record, ledger.live_edits(version.commit_hash), scored_at, scores)
+    card = model_card(record, ledger.live_edits(version.commit_hash), scored_at, scores,
+                      reverted_edits(ledger, version.commit_hash))
     (Path(directory) / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     (Path(directory) / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
     return record

@@ -36,9 +36,13 @@ def test_provenance_of_a_checkout_with_a_revert(audited, exported):
     for request in live:
         assert f"| {request.subject} | {request.prompt} | {request.target_true} → {request.target_new} | alice |" \
             in card
+    in_effect = card.split("## Reverted")[0]
     assert f"| {audited.reverted.prompt} | {audited.reverted.target_true} → {audited.reverted.target_new}" \
-        not in card
+        not in in_effect
     assert "| quarterly update |" in card
+    assert "## Reverted in this history (1)" in card
+    assert (f"| {audited.reverted.subject} | {audited.reverted.prompt} | {audited.reverted.target_true} → "
+            f"{audited.reverted.target_new} | bob |") in card
     efficacy = next(s.value for s in audited.ledger.scores("main") if s.metric == "efficacy" and not s.request_key)
     assert f"Recorded at version `{head.commit_hash}`" in card and f"| counterfact/efficacy | {efficacy:.4g} |" in card
     for path in [exported, *exported.rglob("*")]:
