@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -108,6 +109,7 @@ def quiet_transformers() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", module=r"transformers(\.|$)")  # deprecation notes about its own API
 
 
 def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False):
