@@ -263,15 +263,19 @@ def edit(
         requests = [EditRequest(subject=subject, prompt=prompt, target_new=target, target_true=target_true)]
     else:
         raise Fail("give a request FILE, or --subject, --prompt and --target")
+    from editor.audit import edit_rounds
+
     overrides = hparam_overrides(hparam or [])
-    versions = workspace(device, dtype).edit(requests, branch=branch, method=method, batch_size=batch_size,
-                                             author=author, reason=reason, evaluate=evaluate, corpus=corpus,
-                                             overrides=overrides, retry=retry)
+    rounds = edit_rounds(workspace(device, dtype), requests, branch=branch, method=method, batch_size=batch_size,
+                         author=author, reason=reason, evaluate=evaluate, corpus=corpus, overrides=overrides,
+                         retry=retry)
     if as_json:
-        return emit_json(versions)
-    for v in versions:
+        return emit_json([{**plain(r.version), "scores": plain(r.scores)} for r in rounds])
+    for r in rounds:
+        v = r.version
+        scores = score_line(r.scores)
         out.print(f"[green]{short(v.commit_hash)}[/green] {v.kind} {v.n_requests} requests, "
-                  f"state {short(v.state_hash)}")
+                  f"state {short(v.state_hash)}" + (f"; {scores}" if scores else ""), soft_wrap=True)
 
 
 @app.command("eval")

@@ -1,12 +1,16 @@
-"""`editledger verify --replay`: the ledger's own checks, then every branch recomputed from its base."""
+"""Lifecycle operations with what the auditor reads back: `verify --replay` (the ledger's checks, then every branch
+recomputed from its base) and `edit` with the scores each round recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from editor.lifecycle import ReplayStep, Workspace
-from ledger.infos import VerifyReport
+from ledger.infos import VerifyReport, VersionInfo
+from ledger.records import EditRequest, Score
 
 
 @dataclass(frozen=True)
@@ -40,3 +44,18 @@ def verify_with_replay(ws: Workspace, checkpoint: Path | None = None) -> ReplayV
                     problems.append(f"branch {branch.name!r}: version {step.commit_hash[:12]} did not reproduce "
                                     "its state hash on replay")
     return ReplayVerifyReport(report, list(replayed.values()), branches, problems)
+
+
+@dataclass(frozen=True)
+class EditedRound:
+    version: VersionInfo
+    scores: list[Score]  # the summary scores `--eval` recorded with the round (empty without it)
+
+
+def edit_rounds(ws: Workspace, requests: Sequence[EditRequest], **options: Any) -> list[EditedRound]:
+    """`Workspace.edit`, each recorded round returned with the summary scores it recorded (what `edit --eval`
+    prints)."""
+    versions = ws.edit(requests, **options)
+    if not options.get("evaluate"):
+        return [EditedRound(v, []) for v in versions]
+    return [EditedRound(v, [s for s in ws.ledger.scores(v.commit_hash) if s.request_key is None]) for v in versions]

@@ -122,3 +122,19 @@ def test_version_and_bare_command(capsys, tmp_path):
     assert shown.code == 0 and shown.stdout.strip() == f"editledger {version('editledger')}"
     bare = run_cli(capsys, tmp_path)
     assert bare.code == 0 and "Usage: editledger" in bare.stdout and "error" not in bare.stderr
+
+
+def test_edit_with_eval_prints_its_scores_and_eval_counts_requests_as_a_number(tiny_world, capsys, tmp_path):
+    request = tiny_world.requests()[0]
+    assert run_cli(capsys, tmp_path, "init").code == 0
+    assert run_cli(capsys, tmp_path, "model", "add", "tiny", "--path", tiny_world.model_dir,
+                   "--corpus", tiny_world.corpus_path).code == 0
+    edited = run_cli(capsys, tmp_path, "edit", "--subject", request.subject, "--prompt", request.prompt,
+                     "--target", request.target_new, "--target-true", request.target_true, "--eval")
+    assert edited.code == 0, edited.stderr
+    row = lines(edited.stdout)[-1]
+    assert " edit 1 requests, state " in row and "; efficacy 1.000" in row
+    as_json = run_cli(capsys, tmp_path, "log", "--json").json()[0]
+    scored = run_cli(capsys, tmp_path, "eval", as_json["commit_hash"][:10])
+    assert scored.code == 0 and "n_requests" in scored.stdout
+    assert next(r for r in lines(scored.stdout) if "n_requests" in r).split()[-2] == "1"
