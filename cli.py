@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,8 +55,21 @@ class Fail(Exception):
 _options: dict[str, Any] = {}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"editledger {version('editledger')}", highlight=False)
+        except PackageNotFoundError:
+            out.print("editledger (not installed: running from a source tree)", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(db: DbOpt = None, store: StoreOpt = None) -> None:
+def _root(db: DbOpt = None, store: StoreOpt = None,
+          show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                     help="Print editledger's version and exit.")] = False) -> None:
     _options["db"] = db
     _options["store"] = store
 
@@ -64,15 +78,46 @@ def open_ledger() -> Ledger:
     return Ledger.open(Path.cwd(), db_url=_options.get("db"), store_dir=_options.get("store"))
 
 
-def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False, numerics: str | None = None):
+class StepProgress:
+    """Long steps (rounds, replays, checkouts): on a terminal one status line updated in place; piped, one plain
+    line per step on stderr."""
+
+    def __init__(self) -> None:
+        self.status: Any = None
+
+    def __call__(self, step: str) -> None:
+        if not err.is_terminal:
+            err.print(step, soft_wrap=True, markup=False, highlight=False)
+        elif self.status is None:
+            self.status = err.status(step)
+            self.status.start()
+        else:
+            self.status.update(step)
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+progress = StepProgress()
+
+
+def quiet_transformers() -> None:
+    """Our own progress goes to stderr; transformers' bars and warnings would clutter it and the one-line errors."""
     from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", module=r"transformers(\.|$)")  # deprecation notes about its own API
+
+
+def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False, numerics: str | None = None):
     from editor.lifecycle import Workspace
 
-    hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs would clutter one-line errors
-
+    quiet_transformers()
     return Workspace(open_ledger(), device=device, dtype=dtype, full_verify=full_verify, numerics=numerics,
-                     progress=lambda line: err.print(f"[dim]{line}[/dim]"))
+                     progress=progress)
 
 
 def plain(value: Any) -> Any:
@@ -222,15 +267,19 @@ def edit(
         requests = [EditRequest(subject=subject, prompt=prompt, target_new=target, target_true=target_true)]
     else:
         raise Fail("give a request FILE, or --subject, --prompt and --target")
+    from editor.audit import edit_rounds
+
     overrides = hparam_overrides(hparam or [])
-    ws = workspace(device, dtype, numerics=numerics)
-    versions = ws.edit(requests, branch=branch, method=method, batch_size=batch_size, author=author, reason=reason,
-                       evaluate=evaluate, corpus=corpus, overrides=overrides, retry=retry)
+    rounds = edit_rounds(workspace(device, dtype, numerics=numerics), requests, branch=branch, method=method,
+                         batch_size=batch_size, author=author, reason=reason, evaluate=evaluate, corpus=corpus,
+                         overrides=overrides, retry=retry)
     if as_json:
-        return emit_json(versions)
-    for v in versions:
+        return emit_json([{**plain(r.version), "scores": plain(r.scores)} for r in rounds])
+    for r in rounds:
+        v = r.version
+        scores = score_line(r.scores)
         out.print(f"[green]{short(v.commit_hash)}[/green] {v.kind} {v.n_requests} requests, "
-                  f"state {short(v.state_hash)}")
+                  f"state {short(v.state_hash)}" + (f"; {scores}" if scores else ""), soft_wrap=True)
 
 
 @app.command("eval")
@@ -242,7 +291,7 @@ def eval_(ref: Annotated[str, typer.Argument(help="Version (commit prefix, tag, 
         return emit_json(report.aggregate)
     table = Table("metric", "value")
     for k, v in sorted(report.aggregate.items()):
-        table.add_row(k, f"{v:.4f}")
+        table.add_row(k, f"{v:.0f}" if k == "n_requests" else f"{v:.4f}")
     out.print(table)
 
 
@@ -302,38 +351,133 @@ def replay(branch: BranchOpt = "main",
 
 
 # ------------------------------------------------------------------------------------------------ audit
+def line(text: str = "", markup: bool = False) -> None:
+    """One output line, never wrapped or cropped (hashes and prompts stay whole when piped or narrow)."""
+    out.print(text, soft_wrap=True, markup=markup, highlight=False)
+
+
+def fact_text(request: Any) -> str:
+    """`'prompt with the subject': old → new` on one line."""
+    return f"{request.text!r}: {request.target_true or '?'} → {request.target_new}"
+
+
+LogFormat = Annotated[str | None, typer.Option(
+    "--format", help="table | short (one line per version, full hashes) | full (like git log); "
+                     "default: table on a terminal, short when piped.")]
+
+
 @app.command()
-def log(branch: BranchOpt = "main", limit: int = 20, offset: int = 0, as_json: JsonOpt = False) -> None:
+def log(branch: BranchOpt = "main", limit: int = 20, offset: int = 0, fmt: LogFormat = None,
+        as_json: JsonOpt = False) -> None:
     """Versions of a branch, newest first."""
+    if fmt not in (None, "table", "short", "full"):
+        raise Fail(f"--format {fmt!r}: expected table, short or full")
     versions = open_ledger().log(branch, limit=limit, offset=offset)
     if as_json:
         return emit_json(versions)
-    table = Table("commit", "kind", "method", "requests", "author", "when", "reason", "state")
-    for v in versions:
-        table.add_row(short(v.commit_hash), v.kind, v.method or "", str(v.n_requests), v.author, v.created_at[:19],
-                      v.reason, short(v.state_hash))
-    out.print(table)
+    fmt = fmt or ("table" if out.is_terminal else "short")
+    if fmt == "short":
+        for v in versions:
+            line(f"{v.commit_hash} {v.kind:6} {v.created_at[:19]} {v.author} {v.n_requests:>3} requests"
+                 + (f" {v.method}" if v.method else "") + (f": {v.reason}" if v.reason else ""))
+    elif fmt == "full":
+        for v in versions:
+            line(f"commit {v.commit_hash} ({v.kind})")
+            if v.parent_hash:
+                line(f"Parent: {v.parent_hash}")
+            line(f"Author: {v.author}")
+            line(f"Date:   {v.created_at}")
+            line(f"Method: {v.method or '-'}   Requests: {v.n_requests}   Base: {v.base_model}")
+            line(f"State:  {v.state_hash}")
+            line()
+            line(f"    {v.reason}")
+            line()
+    else:
+        table = Table("commit", "kind", "method", "requests", "author", "when", "reason", "state")
+        for column in (0, 5, 7):
+            table.columns[column].no_wrap = True
+        table.columns[6].overflow = "fold"
+        for v in versions:
+            table.add_row(short(v.commit_hash), v.kind, v.method or "", str(v.n_requests), v.author,
+                          v.created_at[:19], v.reason, short(v.state_hash))
+        out.print(table)
     return None
 
 
+SHOWN_REQUESTS = 8  # without --all: this many requests of a version, then a count
+
+
 @app.command()
-def show(ref: str, as_json: JsonOpt = False) -> None:
-    """One version: its record, requests, footprint, outcomes, artifacts and scores."""
-    detail = open_ledger().show(ref)
+def show(ref: Annotated[str, typer.Argument(help="A version (branch, tag, commit prefix, main~2) or a request key.")],
+         show_all: Annotated[bool, typer.Option("--all", help="Every request, outcome, footprint row, artifact.")]
+         = False,
+         as_json: JsonOpt = False) -> None:
+    """One version (record, requests, footprint, outcomes, scores, artifacts) or one request (its fact, every version
+    that touched it, its residuals and scores over time)."""
+    from ledger.infos import RequestDetail
+
+    detail = open_ledger().describe(ref)
     if as_json:
         return emit_json(detail)
+    if isinstance(detail, RequestDetail):
+        return show_request(detail)
+    if show_all:
+        return show_version_all(detail)
+    return show_version(detail)
+
+
+def score_line(scores: list[Any]) -> str:
+    summary = [s for s in scores if s.request_key is None]
+    return ", ".join(f"{s.metric} {s.value:.3f}" for s in summary if s.metric != "n_requests")
+
+
+def show_version(detail: Any, shown_requests: int | None = SHOWN_REQUESTS) -> None:
     v = detail.version
-    out.print(f"[bold]{v.commit_hash}[/bold]  {v.kind}  parent {short(v.parent_hash)}")
-    out.print(f"author {v.author}  at {v.created_at}  method {v.method}  state {v.state_hash}")
+    line(f"commit {v.commit_hash} ({v.kind})" + (f"  tags: {', '.join(detail.tags)}" if detail.tags else ""))
+    if v.parent_hash:
+        line(f"parent {v.parent_hash}")
+    line(f"author {v.author}  at {v.created_at}  method {v.method or '-'}  base {v.base_model}")
+    line(f"state  {v.state_hash}")
     if v.reason:
-        out.print(f"reason: {v.reason}")
+        line(f"reason: {v.reason}")
     if v.hparams:
-        out.print("hparams: " + ", ".join(f"{k}={json.dumps(x)}" for k, x in sorted(v.hparams.items())), markup=False)
-    requests = Table("role", "request", "subject", "prompt", "target_new", "target_true", title="requests")
+        line("hparams: " + ", ".join(f"{k}={json.dumps(x)}" for k, x in sorted(v.hparams.items())))
+    roles: dict[str, int] = {}
     for entry in detail.requests:
-        r = entry.request
-        requests.add_row(entry.role, short(r.request_key), r.subject, r.prompt, r.target_new, r.target_true or "")
-    out.print(requests)
+        roles[entry.role] = roles.get(entry.role, 0) + 1
+    line(f"requests: {len(detail.requests)}" + (f" ({', '.join(f'{n} {r}' for r, n in roles.items())})"
+                                                  if roles else ""))
+    ordered = sorted(detail.requests, key=lambda e: (e.role != "reverted", e.position))
+    for entry in ordered[:shown_requests]:
+        line(f"  {entry.role:8} {short(entry.request_key)} {fact_text(entry.request)}")
+    if shown_requests is not None and len(ordered) > shown_requests:
+        line(f"  … {len(ordered) - shown_requests} more (show {short(v.commit_hash)} --all lists every request)")
+    layers: dict[int, tuple[set[int], int, float]] = {}
+    for f in detail.footprint:
+        neurons, passes, norm = layers.get(f.layer, (set(), 0, 0.0))
+        layers[f.layer] = (neurons | set(f.neurons), passes + 1, norm + f.delta_norm)
+    if layers:
+        line("footprint: " + "; ".join(f"L{layer} {len(n)} neurons, {p} passes, Σ‖ΔW‖ {norm:.3g}"
+                                       for layer, (n, p, norm) in sorted(layers.items())))
+    if detail.outcomes:
+        statuses: dict[str, int] = {}
+        for o in detail.outcomes:
+            statuses[o.status] = statuses.get(o.status, 0) + 1
+        before = sum(o.residual_before for o in detail.outcomes) / len(detail.outcomes)
+        after = [o.residual_after for o in detail.outcomes]
+        line(f"outcomes: {', '.join(f'{n} {s}' for s, n in statuses.items())}; residual mean {before:.3g} → "
+             f"{sum(after) / len(after):.3g} (largest after {max(after):.3g})")
+    scores = score_line(detail.scores)
+    line(f"scores: {scores}" if scores else "scores: none recorded at this version (editledger eval REF)")
+    if detail.artifacts:
+        total = sum(a.size_bytes for a in detail.artifacts)
+        line(f"artifacts: {len(detail.artifacts)} ({', '.join(a.role for a in detail.artifacts)}), "
+             f"{total / 2**20:.3g} MiB")
+    return None
+
+
+def show_version_all(detail: Any) -> None:
+    show_version(detail, shown_requests=None)
     footprint = Table("layer", "pass", "neurons", "‖ΔW‖", title="footprint")
     for f in detail.footprint:
         footprint.add_row(str(f.layer), str(f.pass_index), str(len(f.neurons)), f"{f.delta_norm:.4g}")
@@ -342,26 +486,66 @@ def show(ref: str, as_json: JsonOpt = False) -> None:
     for o in detail.outcomes:
         outcomes.add_row(short(o.request_key), f"{o.residual_before:.4g}", f"{o.residual_after:.4g}", o.status)
     out.print(outcomes)
+    if detail.scores:
+        scores = Table("request", "suite", "metric", "value", title="scores")
+        for s in detail.scores:
+            scores.add_row(short(s.request_key) if s.request_key else "(all)", s.suite or "", s.metric,
+                           f"{s.value:.4f}")
+        out.print(scores)
     artifacts = Table("role", "sha256", "kind", "bytes", title="artifacts")
     for a in detail.artifacts:
         artifacts.add_row(a.role, short(a.sha256), a.kind, str(a.size_bytes))
     out.print(artifacts)
-    return None
+
+
+def show_request(detail: Any) -> None:
+    r = detail.request
+    line(f"request {detail.request_key}")
+    line(f"subject: {r.subject}")
+    line(f"fact: {fact_text(r)}")
+    kinds: dict[str, int] = {}
+    for p in r.eval_prompts:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    if kinds:
+        line("evaluation prompts: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    line(f"in effect at the head of: {', '.join(detail.live_on)}" if detail.live_on
+         else "in effect at no branch head")
+    line(f"versions ({len(detail.events)}):")
+    for e in detail.events:
+        residual = (f", residual {e.residual_before:.4g} → {e.residual_after:.4g} ({e.status})"
+                    if e.residual_before is not None else "")
+        line(f"  {e.commit_hash} {e.role:8} {e.kind:6} {e.created_at[:19]} {e.author}{residual}"
+             + (f": {e.reason}" if e.reason else ""))
+    line(f"scores ({len(detail.scores)} evaluations):" if detail.scores else "scores: none recorded")
+    for s in detail.scores:
+        line(f"  {s.commit_hash} {s.created_at[:19]} {metric_text(s.scores)}")
+
+
+SHOWN_DIFF_REQUESTS = 20
 
 
 @app.command()
-def diff(a: str, b: str, as_json: JsonOpt = False) -> None:
-    """What changed between two versions: requests added and removed, layers and neurons touched."""
+def diff(a: str, b: str,
+         show_all: Annotated[bool, typer.Option("--all", help="List every request added or removed.")] = False,
+         as_json: JsonOpt = False) -> None:
+    """What changed between two versions: requests added and removed, per layer the neurons touched and norms."""
     result = open_ledger().diff(a, b)
     if as_json:
         return emit_json(result)
-    emit_rich_dataclass(result)
+    line(f"diff {result.a} .. {result.b}")
+    line(f"merge base {result.merge_base or 'none'}; {len(result.versions)} versions between")
+    for sign, title, requests in (("+", "added", result.added), ("-", "removed", result.removed)):
+        line(f"requests {title}: {len(requests)}")
+        shown = requests if show_all else requests[:SHOWN_DIFF_REQUESTS]
+        for info in shown:
+            line(f"  {sign} {short(info.request_key)} {fact_text(info.request)}")
+        if len(requests) > len(shown):
+            line(f"  … {len(requests) - len(shown)} more (--all lists them, --json gives the full record)")
+    line(f"layers touched: {len(result.layers)}")
+    for layer in result.layers:
+        line(f"  L{layer.layer}: {len(layer.neurons)} neurons by {layer.n_versions} versions, "
+             f"Σ‖ΔW‖ {layer.delta_norm_sum:.4g}")
     return None
-
-
-def emit_rich_dataclass(value: Any) -> None:
-    for key, item in plain(value).items():
-        out.print(f"[bold]{key}[/bold]: {json.dumps(item, ensure_ascii=False, default=str)}")
 
 
 @app.command()
@@ -377,21 +561,40 @@ def blame(layer: int, neuron: int, as_json: JsonOpt = False) -> None:
     return None
 
 
+def event_detail(detail: dict[str, Any] | None) -> str:
+    if not detail:
+        return ""
+    if "residual_before" in detail:
+        return (f"{detail['status']}, residual {detail['residual_before']:.4g} → {detail['residual_after']:.4g}")
+    return metric_text(detail)
+
+
+def metric_text(values: dict[str, Any]) -> str:
+    """The headline metrics of an evaluation, suite prefix dropped: `efficacy 1.000, specificity 0.500`."""
+    shown = {k.rsplit("/", 1)[-1]: v for k, v in values.items() if isinstance(v, (int, float))}
+    headline = {k: v for k, v in shown.items() if not k.endswith("_argmax")} or shown
+    return ", ".join(f"{k} {v:.3f}" for k, v in headline.items())
+
+
 @app.command()
-def history(subject: Annotated[str | None, typer.Option(help="Subject of the fact.")] = None,
+def history(subject: Annotated[str | None, typer.Option(help="Subject of the fact (any case).")] = None,
             request: Annotated[str | None, typer.Option(help="Request key prefix.")] = None,
             as_json: JsonOpt = False) -> None:
-    """Every version that edited, evaluated, replayed or reverted a fact."""
+    """Every version that edited, evaluated, replayed or reverted a fact (exit 1 when nothing matches)."""
     if not subject and not request:
         raise Fail("give --subject or --request")
     events = open_ledger().history(subject=subject, request=request)
     if as_json:
-        return emit_json(events)
-    table = Table("commit", "event", "kind", "request", "detail", "when")
-    for e in events:
-        table.add_row(short(e.commit_hash), e.event, e.kind, short(e.request_key), str(e.detail or ""),
-                      e.created_at[:19])
-    out.print(table)
+        emit_json(events)
+    else:
+        for e in events:
+            line(f"{e.commit_hash} {e.created_at[:19]} {e.event:9} {e.kind:6} {short(e.request_key)} "
+                 f"{e.prompt.replace('{}', e.subject)!r}: {e.target_true or '?'} → {e.target_new}"
+                 + (f"  [{event_detail(e.detail)}]" if e.detail else ""))
+    if not events:
+        what = f"--subject {subject!r}: no recorded request has this subject" if subject else \
+            f"--request {request!r}: no version touched or scored this request"
+        raise Fail(what, 1)
     return None
 
 
@@ -435,40 +638,46 @@ def tag(name: Annotated[str | None, typer.Argument()] = None, ref: Annotated[str
 @app.command()
 def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay every branch from its base.")] = False,
            checkpoint: Annotated[
-               Path | None, typer.Option(help="Write, or check, a checkpoint file kept outside the database.")
+               Path | None, typer.Option(help="Write (when absent), or check, a checkpoint file kept outside the "
+                                              "database.")
            ] = None,
            as_json: JsonOpt = False) -> None:
     """Recompute every commit hash and blob hash; optionally replay every branch and check a checkpoint."""
-    ledger = open_ledger()
-    report = ledger.verify()
-    problems = list(report.problems)
-    if checkpoint is not None:
-        if checkpoint.exists():
-            problems += ledger.check_checkpoint(checkpoint)
-        elif report.ok:
-            ledger.write_checkpoint(checkpoint)
-            err.print(f"checkpoint written to {checkpoint}")
-    replayed: list[Any] = []
-    if replay_ and report.ok:
-        ws = workspace(full_verify=True)
-        for b in ledger.branches():
-            steps = ws.replay_same_base(b.name)
-            replayed += steps
-            for s in steps:
-                if not s.ok and not as_json:
-                    err.print(f"branch {b.name!r}: {short(s.commit_hash)} {replay_verdict(s)}")
-            problems += [f"branch {b.name!r}: version {short(s.commit_hash)} did not reproduce its state hash on "
-                         f"the numerics it was recorded with" for s in steps if s.broken]
+    if replay_:
+        from editor.audit import verify_with_replay
+
+        full = verify_with_replay(workspace(full_verify=True), checkpoint)
+        report, problems = full.ledger, full.problems
+        steps, branches = full.replayed, full.branches
+    else:
+        report = open_ledger().verify(checkpoint=checkpoint)
+        problems, steps, branches = report.problems, [], []
     if as_json:
         emit_json({"ok": not problems, "versions_checked": report.versions_checked,
-                   "blobs_checked": report.blobs_checked, "replayed": len(replayed), "problems": problems,
-                   "replay": [plain(s) for s in replayed]})
-    elif not problems:
-        exact = sum(s.ok for s in replayed)
-        others = f" ({len(replayed) - exact} on other numerics: see above)" if exact < len(replayed) else ""
-        extra = f", {exact} versions replayed bit-exactly{others}" if replay_ else ""
-        out.print(f"[green]ok[/green]: {report.versions_checked} versions, "
-                  f"{report.blobs_checked} blobs verified{extra}")
+                   "blobs_checked": report.blobs_checked, "checkpoint": report.checkpoint,
+                   "checkpoint_action": report.checkpoint_action, "replayed": len(steps),
+                   "replayed_branches": branches, "problems": problems, "replay": [plain(s) for s in steps]})
+    else:
+        line(f"commit hashes: {report.versions_checked} versions recomputed from their rows")
+        line(f"blobs: {report.blobs_checked} re-read and their sha256 checked")
+        if report.checkpoint_action == "written":
+            line(f"checkpoint: {report.checkpoint} written (it did not exist): every branch's head and length")
+        elif report.checkpoint_action == "checked":
+            verdict = "every branch still holds its checkpointed head" if not problems else "see below"
+            line(f"checkpoint: {report.checkpoint} checked: {verdict}")
+        elif report.checkpoint_action == "skipped":
+            line(f"checkpoint: {report.checkpoint} not written (the ledger has problems)")
+        if replay_:
+            exact = sum(s.ok for s in steps)
+            verdict = ("replayed bit-exactly (every state hash reproduced)" if exact == len(steps) else
+                       f"replayed, {exact} bit-exactly")
+            line(f"replay: {len(steps)} distinct versions of {len(branches)} branches ({', '.join(branches)}) "
+                 f"{verdict} from their base")
+            for step in steps:
+                if not step.ok:
+                    line(f"  {step.commit_hash} {step.kind}: {replay_verdict(step)}", markup=True)
+        if not problems:
+            line("[green]ok[/green]", markup=True)
     if problems:
         raise Fail(problems[0], 1)
 
@@ -480,6 +689,72 @@ def gc(apply: Annotated[bool, typer.Option("--apply", help="Delete (default: lis
     for sha in removed:
         out.print(sha)
     out.print(f"{len(removed)} unreferenced blobs {'deleted' if apply else 'found (dry run; --apply deletes)'}")
+
+
+# ------------------------------------------------------------------------------------------------ auditor's tools
+@app.command()
+def probe(
+    prompt: Annotated[str | None, typer.Argument(help="Prompt to complete (optional with --request).")] = None,
+    at: Annotated[list[str] | None, typer.Option("--at", help="Version to probe, repeatable (default: main).")]
+    = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Next tokens to list.")] = 5,
+    tokens: Annotated[int, typer.Option(help="Tokens of greedy continuation.")] = 8,
+    request: Annotated[str | None, typer.Option(
+        help="Request key (prefix): probe its rewrite, paraphrase and neighbourhood prompts.")] = None,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Leave the base version out.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the model answers at each version side by side: top-k next tokens and a greedy continuation."""
+    from editor.probe import probe as run_probe
+
+    report = run_probe(workspace(), [prompt] if prompt else [], at or ["main"], request=request, top_k=top_k,
+                       max_new_tokens=tokens, with_base=not no_base)
+    if as_json:
+        return emit_json(report)
+    if report.request_key:
+        line(f"request {report.request_key} (was {report.target_true or '?'})")
+    table = Table("prompt", *[f"{c.ref} {short(c.commit_hash)} ({c.kind})" for c in report.columns],
+                  show_lines=True)
+    for row in report.rows:
+        label = row.prompt + (f"\n[{row.kind}, expects {row.expected}]" if row.expected else "")
+        cells = []
+        for answer in row.answers:
+            top = ", ".join(f"{t.token.strip() or repr(t.token)} {t.probability:.2f}" for t in answer.top)
+            cells.append(f"{top}\n→ {answer.continuation.strip()}")
+        table.add_row(label, *cells)
+    out.print(table)
+    return None
+
+
+@app.command()
+def report(ref: Annotated[str, typer.Argument(help="Version whose history is reported.")] = "main",
+           out_dir: Annotated[Path, typer.Option("--out", help="Directory for index.html and its plots.")]
+           = Path("editledger-report")) -> None:
+    """A static HTML audit report from the ledger alone: timeline, footprint heatmap, score curves, fact histories."""
+    from ledger.report import build_report
+
+    info = build_report(open_ledger(), out_dir, ref)
+    line(f"report of {ref}: {info.versions} versions, {info.facts} facts, {len(info.images)} plots, "
+         f"written in {info.seconds:.2f}s: {info.index}")
+
+
+@app.command("verify-export")
+def verify_export(directory: Annotated[Path, typer.Argument(help="A directory written by checkout.")],
+                  as_json: JsonOpt = False) -> None:
+    """Check an exported model directory against the ledger: its editledger.json and its recomputed state hash."""
+    from editor.export_check import verify_export as check_export
+
+    if not directory.is_dir():
+        raise Fail(f"DIRECTORY {directory}: not a directory")
+    quiet_transformers()
+    result = check_export(open_ledger(), directory)
+    if as_json:
+        emit_json({**plain(result), "ok": result.ok})
+    elif result.ok:
+        line(f"ok: {directory} holds version {result.commit_hash} (state hash {result.found_state_hash} "
+             "recomputed from its tensors)")
+    if not result.ok:
+        raise Fail(result.problems[0], 1)
 
 
 # ------------------------------------------------------------------------------------------------ world, demo
@@ -565,7 +840,10 @@ def main() -> None:
     from editor.errors import NumericsRestart
 
     try:
-        app(standalone_mode=False)
+        try:
+            app(standalone_mode=False, prog_name="editledger")
+        finally:
+            progress.stop()
     except NumericsRestart:
         try:
             raise SystemExit(restart_with_portable_numerics()) from None
@@ -587,6 +865,8 @@ def main() -> None:
         raise SystemExit(130) from None
     except Exception as error:  # usage errors and anything else: still one line, never a traceback
         exit_code = getattr(error, "exit_code", None)
+        if exit_code is not None and hasattr(error, "format_message") and not error.format_message().strip():
+            raise SystemExit(0) from None  # `editledger` alone: the help was printed, nothing failed
         if exit_code is not None and hasattr(error, "format_message"):
             fail_line(f"error: {error.format_message()} (see `editledger --help`)")
             raise SystemExit(exit_code) from None

@@ -46,6 +46,7 @@ from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError
 from ledger.faults import fault_point
 from ledger.infos import VersionInfo
+from ledger.provenance import write_provenance
 from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestEntry, Score, VersionDraft
 
 ProgressFn = Callable[[str], None]
@@ -338,6 +339,9 @@ class Workspace:
         loaded.model.save_pretrained(staging, safe_serialization=True)
         fault_point("checkout.model_written")
         loaded.tokenizer.save_pretrained(staging)
+        branch = ref if any(b.name == ref for b in self.ledger.branches()) else None
+        write_provenance(self.ledger, version.commit_hash, staging, branch=branch, dtype=self.dtype)
+        _readable(staging)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
@@ -693,6 +697,13 @@ class Workspace:
                 report.took[request.request_key] = bool(row.get("efficacy_argmax", row.get("efficacy", 0.0)) >= 1.0)
                 report.subjects[request.request_key] = request.subject
         return report
+
+
+def _readable(directory: Path) -> None:
+    """An export is for sharing: 0755 directories and 0644 files (mkdtemp and some writers make them private)."""
+    directory.chmod(0o755)
+    for path in directory.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _keys_blobs(artifacts: Sequence[ArtifactRef]) -> list[str]:

@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger import queries
+from ledger import audit, queries
 from ledger.chain import ChainRecord, commit_hash, finite, json_value, record_from_draft
 from ledger.db import check_schema, make_engine, transaction, upgrade
 from ledger.errors import (
@@ -39,7 +39,9 @@ from ledger.infos import (
     BranchInfo,
     DiffLayer,
     HistoryEvent,
+    LiveEdit,
     RefLogEntry,
+    RequestDetail,
     RequestInfo,
     VerifyReport,
     VersionDetail,
@@ -798,30 +800,87 @@ class Ledger:
 
     def show(self, ref: str) -> VersionDetail:
         with self._read() as session:
-            version_id = self._version_id(session, ref)
-            info = self._info(session, version_id)
-            record = queries.chain_records(session, [version_id])[version_id]
-            members = session.execute(
-                select(VersionRequestRow.request_id, VersionRequestRow.role, VersionRequestRow.position)
-                .where(VersionRequestRow.version_id == version_id)
-                .order_by(VersionRequestRow.position)
-            ).all()
-            requests = queries.requests_by_id(session, [rid for rid, _, _ in members])
-            artifacts = queries.version_artifacts(session, version_id)
-            tags = list(
-                session.scalars(
-                    select(TagRow.name).where(TagRow.version_id == version_id).order_by(TagRow.name)
-                )
+            return self._show(session, self._version_id(session, ref))
+
+    def describe(self, ref: str) -> VersionDetail | RequestDetail:
+        """A version (branch, tag, commit hash or prefix, `~N`) or else a request (key or prefix): what `show`
+        prints. A hex prefix that starts both a commit and a request is refused as ambiguous."""
+        with self._read() as session:
+            try:
+                version_id = self._version_id(session, ref)
+            except UnknownRefError as not_a_version:
+                try:
+                    request_id = self._request_id(session, ref)
+                except UnknownRefError:
+                    raise UnknownRefError(
+                        f"unknown ref {ref!r}: not a branch, a tag, a commit or a request key (or a prefix of >= 4 hex)"
+                    ) from not_a_version
+                return audit.request_detail(session, request_id)
+            name = str(ref).split("~")[0]
+            named = session.scalar(select(BranchRow.id).where(BranchRow.name == name)) or session.scalar(
+                select(TagRow.id).where(TagRow.name == name)
             )
-            return VersionDetail(
-                version=info,
-                requests=[VersionRequest(requests[rid], role, position) for rid, role, position in members],
-                footprint=list(record.footprint),
-                outcomes=list(record.outcomes),
-                artifacts=artifacts,
-                scores=self._scores(session, version_id),
-                tags=tags,
+            if not named and "~" not in str(ref) and HEX_PREFIX.fullmatch(name):
+                requests = self._by_prefix(session, EditRequestRow.request_key, name)
+                if requests:
+                    raise UnknownRefError(
+                        f"ref {ref!r} is ambiguous: it starts a commit and request {short(requests[0])}; "
+                        "give more of the hash"
+                    )
+            return self._show(session, version_id)
+
+    def request_detail(self, ref: str) -> RequestDetail:
+        """One request (key or prefix): its fact, the versions that touched it, its scores over time."""
+        with self._read() as session:
+            return audit.request_detail(session, self._request_id(session, ref))
+
+    def live_edits(self, ref: str) -> list[LiveEdit]:
+        """The requests in effect at a version, each with the version that made it."""
+        with self._read() as session:
+            return audit.live_edits(session, self._version_id(session, ref))
+
+    def latest_scores(self, ref: str) -> tuple[str | None, list[Score]]:
+        """(commit, summary scores) of the newest version in `ref`'s history that recorded any."""
+        with self._read() as session:
+            return audit.latest_scores(session, self._version_id(session, ref))
+
+    @property
+    def ledger_id(self) -> str:
+        """The ledger's identity: the commit hash of its first recorded version (as a repository's root commit
+        names it), the same from every machine that opens the database."""
+        with self._read() as session:
+            first = session.scalar(select(VersionRow.commit_hash).order_by(VersionRow.id).limit(1))
+        if first is None:
+            raise LedgerError("the ledger has no versions yet: record a base model first")
+        return first
+
+    def _show(self, session: Session, version_id: int) -> VersionDetail:
+        info = self._info(session, version_id)
+        record = queries.chain_records(session, [version_id])[version_id]
+        members = session.execute(
+            select(VersionRequestRow.request_id, VersionRequestRow.role, VersionRequestRow.position)
+            .where(VersionRequestRow.version_id == version_id)
+            .order_by(VersionRequestRow.position)
+        ).all()
+        requests = queries.requests_by_id(session, [rid for rid, _, _ in members])
+        artifacts = queries.version_artifacts(session, version_id)
+        tags = list(
+            session.scalars(
+                select(TagRow.name).where(TagRow.version_id == version_id).order_by(TagRow.name)
             )
+        )
+        return VersionDetail(
+            version=info,
+            requests=[
+                VersionRequest(requests[rid], role, position, requests[rid].request_key)
+                for rid, role, position in members
+            ],
+            footprint=list(record.footprint),
+            outcomes=list(record.outcomes),
+            artifacts=artifacts,
+            scores=self._scores(session, version_id),
+            tags=tags,
+        )
 
     def ancestry_artifacts(self, ref: str) -> list[tuple[VersionInfo, list[ArtifactRef]]]:
         """`ancestry(ref)` with each version's blobs, read together (what a checkout needs, in two queries)."""
@@ -848,9 +907,12 @@ class Ledger:
             if request is not None:
                 ids = [self._request_id(session, request)]
             else:
-                ids = list(
-                    session.scalars(select(EditRequestRow.id).where(EditRequestRow.subject == subject))
-                )
+                # Case and surrounding spaces do not matter: an auditor types the subject as they remember it.
+                # (SQLite's lower() folds ASCII only: other letters match in their recorded case.)
+                column = EditRequestRow.subject
+                wanted = or_(column == subject, column == subject.strip(),
+                             func.lower(column) == subject.strip().lower())
+                ids = list(session.scalars(select(EditRequestRow.id).where(wanted)))
             return queries.history(session, ids)
 
     def blame(self, layer: int, neuron: int) -> list[BlameEntry]:
@@ -964,8 +1026,11 @@ class Ledger:
             ]
 
     # ----------------------------------------------------------------------------------- integrity
-    def verify(self, check_blobs: bool = True) -> VerifyReport:
-        """Recompute every commit hash from the rows, branch by branch from root to head, and every blob."""
+    def verify(self, check_blobs: bool = True, checkpoint: Path | None = None) -> VerifyReport:
+        """Recompute every commit hash from the rows, branch by branch from root to head, and every blob.
+
+        With `checkpoint`: check the history against that file when it exists, else (and only when every hash
+        checked out) write it; the report says which."""
         problems: list[str] = []
         with self._read() as session:
             rows = session.execute(
@@ -1020,8 +1085,23 @@ class Ledger:
                 self.store.get(sha)
             except (BlobMissingError, BlobCorruptError, InvalidBlobAddressError) as error:
                 problems.append(f"{error} (artifact {role!r} of version {short(commit)})")
+        checkpoint_action = None
+        if checkpoint is not None:
+            if Path(checkpoint).exists():
+                problems += self.check_checkpoint(checkpoint)
+                checkpoint_action = "checked"
+            elif not problems:
+                self.write_checkpoint(checkpoint)
+                checkpoint_action = "written"
+            else:
+                checkpoint_action = "skipped"
         report = VerifyReport(
-            ok=not problems, versions_checked=len(order), blobs_checked=blobs_checked, problems=problems
+            ok=not problems,
+            versions_checked=len(order),
+            blobs_checked=blobs_checked,
+            problems=problems,
+            checkpoint=str(checkpoint) if checkpoint is not None else None,
+            checkpoint_action=checkpoint_action,
         )
         self.record_audit(
             "verify",

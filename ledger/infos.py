@@ -36,6 +36,7 @@ class VersionRequest:
     request: EditRequest
     role: str
     position: int
+    request_key: str = ""  # the request's content address, so JSON consumers can match outcomes and scores
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.request, self.role, self.position))
@@ -89,6 +90,9 @@ class HistoryEvent:
     author: str
     created_at: str
     detail: dict[str, Any] | None = None
+    prompt: str = ""
+    target_new: str = ""
+    target_true: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class VerifyReport:
     versions_checked: int
     blobs_checked: int
     problems: list[str]
+    checkpoint: str | None = None  # the checkpoint file, when one was given
+    checkpoint_action: str | None = None  # "written" (it did not exist), "checked", or "skipped" (a problem first)
 
 
 @dataclass(frozen=True)
@@ -149,3 +155,54 @@ class AuditEvent:
     created_at: str
     commit_hash: str | None
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """A version that touched a request: edited it, replayed it (a revert or a replay) or reverted it."""
+
+    commit_hash: str
+    role: str  # edited | replayed | reverted
+    kind: str  # the version's kind
+    author: str
+    created_at: str
+    reason: str
+    method: str | None
+    status: str | None = None  # the round's outcome for the request, where it recorded one
+    residual_before: float | None = None
+    residual_after: float | None = None
+
+
+@dataclass(frozen=True)
+class RequestScores:
+    """The scores one evaluation recorded for a request at a version (metric -> value)."""
+
+    commit_hash: str
+    created_at: str
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RequestDetail:
+    """One request: its fact, every version that touched it (oldest first), its scores over time, and the
+    branches whose head still holds it."""
+
+    request_key: str
+    request: EditRequest
+    events: list[RequestEvent]
+    scores: list[RequestScores]
+    live_on: list[str]
+
+
+@dataclass(frozen=True)
+class LiveEdit:
+    """A request in effect at a version, with the version that made it (who, when, why)."""
+
+    request_key: str
+    request: EditRequest
+    commit_hash: str
+    kind: str
+    author: str
+    created_at: str
+    reason: str
+    method: str | None

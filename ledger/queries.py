@@ -315,6 +315,9 @@ def history(session: Session, request_ids: Sequence[int]) -> list[HistoryEvent]:
                     author,
                     created_at,
                     outcome_of.get((vid, rid)),
+                    request.prompt,
+                    request.target_new,
+                    request.target_true,
                 ),
             )
         )
@@ -346,6 +349,9 @@ def history(session: Session, request_ids: Sequence[int]) -> list[HistoryEvent]:
                     author,
                     created_at,
                     detail,
+                    request.prompt,
+                    request.target_new,
+                    request.target_true,
                 ),
             )
         )

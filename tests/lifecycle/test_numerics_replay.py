@@ -64,4 +64,4 @@ def test_a_native_ledger_replayed_on_other_kernels_says_what_differs_and_how_far
         assert 0 < step["distance"] < 1e-2  # rounding-level differences, not another model
         assert step["outcomes_same"] in (True, False)
     human = run_subprocess(native_ledger, "verify", "--replay", env=OTHER_CPUS[1])
-    assert human.code == 0 and "different numerics" in human.stderr and "cpu_capability" in human.stderr
+    assert human.code == 0 and "different numerics" in human.stdout and "cpu_capability" in human.stdout
