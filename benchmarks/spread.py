@@ -34,7 +34,7 @@ def world_dir(seed: int) -> Path:
     return WORLDS_DIR / f"spread-tiny-{seed}"
 
 
-def measure(seed: int, lambda_factor: float) -> dict[str, float]:
+def measure(seed: int, lambda_factor: float, overrides: dict[str, Any]) -> dict[str, float]:
     """Every asserted metric of the suite on world `seed`, computed as the tests compute it."""
     import torch
 
@@ -54,7 +54,8 @@ def measure(seed: int, lambda_factor: float) -> dict[str, float]:
 
     def state(method: str) -> EditState:
         loaded = load_model(world.model_dir, device="cpu")
-        hp = derive_hparams(loaded, method, mom2_update_weight=float(round(lambda_factor * loaded.arch.d_ff)))
+        hp = derive_hparams(loaded, method, **{"mom2_update_weight": float(round(lambda_factor * loaded.arch.d_ff)),
+                                               **overrides})
         c0 = second_moments(loaded, hp.layers, texts, hp.mom2_n_samples, progress=False)
         return EditState(loaded, hp, generate_context_templates(loaded, hp.template_seed), c0)
 
@@ -91,11 +92,11 @@ def measure(seed: int, lambda_factor: float) -> dict[str, float]:
     return results
 
 
-def _child(seeds: list[int], lambda_factor: float) -> None:
-    print(json.dumps({seed: measure(seed, lambda_factor) for seed in seeds}))
+def _child(seeds: list[int], lambda_factor: float, overrides: dict[str, Any]) -> None:
+    print(json.dumps({seed: measure(seed, lambda_factor, overrides) for seed in seeds}))
 
 
-def run(seeds: list[int], lambda_factors: list[float]) -> dict[str, Any]:
+def run(seeds: list[int], lambda_factors: list[float], configs: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
     from editor.world import build_world
 
     for seed in seeds:
@@ -104,10 +105,11 @@ def run(seeds: list[int], lambda_factors: list[float]) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for factor in lambda_factors:
         per_config = {}
-        for name, env in KERNEL_CONFIGS.items():
+        for name in configs:
             say(f"lambda {factor} d_ff, kernels {name}")
             done = subprocess.run([sys.executable, "-m", "benchmarks.spread", "--child", ",".join(map(str, seeds)),
-                                   "--lambda-factors", str(factor)], env={**os.environ, **env}, cwd=REPO_ROOT,
+                                   "--lambda-factors", str(factor), "--overrides", json.dumps(overrides)],
+                                  env={**os.environ, **KERNEL_CONFIGS[name]}, cwd=REPO_ROOT,
                                   capture_output=True, text=True, check=True)
             per_config[name] = json.loads(done.stdout.strip().splitlines()[-1])
         metrics = sorted(next(iter(next(iter(per_config.values())).values())))
@@ -118,21 +120,25 @@ def run(seeds: list[int], lambda_factors: list[float]) -> dict[str, Any]:
                             "n": len(values), "values": {c: [per_config[c][str(s)][metric] for s in seeds]
                                                          for c in per_config}}
         table[str(factor)] = rows
-    return {"seeds": seeds, "kernel_configs": KERNEL_CONFIGS, "lambda_factors": lambda_factors, "metrics": table}
+    return {"seeds": seeds, "kernel_configs": {c: KERNEL_CONFIGS[c] for c in configs}, "overrides": overrides,
+            "lambda_factors": lambda_factors, "metrics": table}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--lambda-factors", default="0.3")
+    parser.add_argument("--configs", default=",".join(KERNEL_CONFIGS), help="kernel configurations to run under")
+    parser.add_argument("--overrides", default="{}", help="other hyperparameters, as a JSON object")
+    parser.add_argument("--out", default="spread", help="results file name under benchmarks/results/")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     factors = [float(x) for x in args.lambda_factors.split(",")]
     if args.child is not None:
-        return _child([int(x) for x in args.child.split(",")], factors[0])
+        return _child([int(x) for x in args.child.split(",")], factors[0], json.loads(args.overrides))
     started = time.perf_counter()
-    result = run([int(x) for x in args.seeds.split(",")], factors)
-    save_results("spread", result, quick=False, seconds=time.perf_counter() - started)
+    result = run([int(x) for x in args.seeds.split(",")], factors, args.configs.split(","), json.loads(args.overrides))
+    save_results(args.out, result, quick=False, seconds=time.perf_counter() - started)
     for factor, rows in result["metrics"].items():
         print(f"lambda = {factor} d_ff")
         for metric, row in rows.items():
