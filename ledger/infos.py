@@ -149,3 +149,16 @@ class AuditEvent:
     created_at: str
     commit_hash: str | None
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StatisticsInfo:
+    """A base model's C0 statistics: the corpus they came from, how many samples, and each layer's blob."""
+
+    base_model: str
+    corpus_path: str
+    corpus_sha256: str
+    sample_count: int
+    dtype: str
+    blobs: dict[int, str]  # layer -> sha256 of its C0 blob
+    created_at: str

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from ledger import ConflictError, Ledger, LedgerError, UnknownRefError, VersionInfo
 from ledger.db import transaction
 from ledger.models import Base
-from ledger.records import EditRequest, Score
+from ledger.records import EditRequest, RevertRecord, RoundRecord, Score
 from tests.ledger.helpers import add_base, make_draft, make_request
 
 
@@ -35,9 +35,9 @@ def history(ledger: Ledger) -> History:
     e1 = ledger.append_version(make_draft(ledger, "e1", [a, b]), "main", base.commit_hash)
     e2 = ledger.append_version(make_draft(ledger, "e2", [c], neurons=(7, 8)), "main", e1.commit_hash)
     e3 = ledger.append_version(make_draft(ledger, "e3", [d], layer=2, neurons=(7,)), "main", e2.commit_hash)
-    revert = ledger.append_version(
-        make_draft(ledger, "r", [c, d], roles=["reverted", "replayed"], kind="revert"), "main", e3.commit_hash
-    )
+    reverting = make_draft(ledger, "r", [c, d], roles=["reverted", "replayed"], kind="revert")
+    reverting.revert = RevertRecord(anchor=e1.commit_hash, rounds=(RoundRecord(e3.commit_hash, (d.request_key,)),))
+    revert = ledger.append_version(reverting, "main", e3.commit_hash)
     return History(base, e1, e2, e3, revert, a, b, c, d)
 
 
@@ -188,9 +188,16 @@ def test_base_models_branches_and_gc(ledger: Ledger, history: History) -> None:
     refused_blob = make_draft(ledger, "x").artifacts[0].sha256  # put by the refused draft, never recorded
     orphan = ledger.store.put(b"nobody refers to me")
     stats = ledger.store.put(b"statistics")
-    ledger.record_audit("stats", "tests", None, {"blobs": {"1": stats}})
-    assert sorted(ledger.gc()) == sorted([orphan, refused_blob])
-    assert len(ledger.gc(dry_run=False)) == 2 and not ledger.store.has(orphan) and ledger.store.has(stats)
+    in_audit_only = ledger.store.put(b"named by an audit event only")
+    ledger.record_audit("stats", "tests", None, {"blobs": {"1": in_audit_only}})
+    recorded = ledger.record_statistics("tiny", "/corpus.txt", "c" * 64, 100, "float32", {1: stats})
+    assert ledger.record_statistics("tiny", "/corpus.txt", "c" * 64, 100, "float32", {1: stats}) == recorded
+    assert ledger.statistics("tiny") == [recorded] and recorded.blobs == {1: stats}
+    with pytest.raises(LedgerError, match="layer 2: blob"):
+        ledger.record_statistics("tiny", "/corpus.txt", "c" * 64, 100, "float32", {2: "d" * 64})
+    # gc keeps what a statistics record names, not what an audit event mentions
+    assert sorted(ledger.gc()) == sorted([orphan, refused_blob, in_audit_only])
+    assert len(ledger.gc(dry_run=False)) == 3 and not ledger.store.has(orphan) and ledger.store.has(stats)
     assert [e.kind for e in ledger.audit_events(limit=2)] == ["gc", "stats"]
     assert ledger.gc() == [] and ledger.verify().ok
     with pytest.raises(LedgerError, match="audit event kind 'party'"):
