@@ -562,7 +562,7 @@ class Workspace:
                 if version is None:
                     raise
                 raise LifecycleError(
-                    f"version {target!r} applied no round of branch head {lineage.head.commit_hash[:12]}'s history"
+                    f"version {target!r}: its round is not part of the branch's current history"
                 ) from None
             if not any(key in r.request_keys for r in rounds):
                 raise LifecycleError(f"request {target!r} is not part of the branch's current history")

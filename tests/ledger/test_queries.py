@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ledger import ConflictError, Ledger, LedgerError, UnknownRefError, VersionInfo
 from ledger.db import transaction
-from ledger.models import Base
+from ledger.models import Base, VersionRoundRow
 from ledger.records import EditRequest, RevertRecord, RoundRecord, Score
 from tests.ledger.helpers import add_base, make_draft, make_request
 
@@ -202,3 +202,56 @@ def test_base_models_branches_and_gc(ledger: Ledger, history: History) -> None:
     assert ledger.gc() == [] and ledger.verify().ok
     with pytest.raises(LedgerError, match="audit event kind 'party'"):
         ledger.record_audit("party", "tests", None, {})
+
+
+def test_rounds_lineage_and_the_typed_revert_record(ledger: Ledger, history: History) -> None:
+    h = history
+    rounds = ledger.rounds("main")
+    assert [r.identity for r in rounds] == [
+        (h.e1.commit_hash, (h.a.request_key, h.b.request_key)),
+        (h.e3.commit_hash, (h.d.request_key,)),
+    ]
+    lineage = ledger.lineage("main")
+    last = lineage.steps[-1]
+    assert (last.start, last.reverted, last.reverted_version) == (h.e1.commit_hash, (h.c.request_key,), None)
+    assert [r.request_key for r in lineage.live_requests(h.e2.commit_hash)] == [
+        h.a.request_key,
+        h.b.request_key,
+        h.c.request_key,
+    ]
+    assert lineage.anchor(rounds) == (h.revert.commit_hash, 2)  # the latest version with exactly these rounds
+    assert lineage.anchor(rounds[:1]) == (h.e1.commit_hash, 1)
+    assert lineage.anchor(lineage.rounds(h.e3.commit_hash)) == (h.e3.commit_hash, 3)
+    assert lineage.anchor(rounds[1:]) == (h.base.commit_hash, 0)  # the base always qualifies
+    assert lineage.own_round(h.e2.commit_hash).request_keys == (h.c.request_key,)
+
+    unrecorded = make_draft(ledger, "r2", [h.a], roles=["reverted"], kind="revert")
+    with pytest.raises(LedgerError, match="only a revert, records its anchor"):
+        ledger.append_version(unrecorded, "main", h.revert.commit_hash)
+    ledger.create_branch("side", h.e1.commit_hash)
+    elsewhere = make_draft(ledger, "r3", [h.a], roles=["reverted"], kind="revert")
+    elsewhere.revert = RevertRecord(anchor=h.e2.commit_hash, rounds=())  # e2 is not an ancestor of side
+    with pytest.raises(LedgerError, match=f"anchor {h.e2.commit_hash[:12]} is not an ancestor"):
+        ledger.append_version(elsewhere, "side", h.e1.commit_hash)
+    assert ledger.verify().ok
+
+
+def test_tampering_a_revert_record_is_named(ledger: Ledger, history: History) -> None:
+    with transaction(ledger.engine, write=True) as session:
+        session.execute(update(VersionRoundRow).values(source_version_id=history.e2.id))
+    report = ledger.verify()
+    assert not report.ok and history.revert.commit_hash in report.problems[0]
+
+
+def test_a_revert_recorded_before_schema_0002_is_read_from_extra(
+    ledger: Ledger, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = history
+    old = make_draft(ledger, "old", [h.d], roles=["reverted"], kind="revert")
+    old.extra = {"anchor": h.e1.commit_hash, "rounds": [], "reverted": [h.d.request_key]}
+    monkeypatch.setattr(ledger, "_check_draft", lambda draft: None)  # as schema 0001's writer appended it
+    version = ledger.append_version(old, "main", h.revert.commit_hash)
+    assert [r.source for r in ledger.rounds("main")] == [h.e1.commit_hash]
+    assert ledger.lineage("main").steps[-1].start == h.e1.commit_hash
+    assert [r.request_key for r in ledger.diff(h.e1.commit_hash, version.commit_hash).added] == []
+    assert ledger.verify().ok
