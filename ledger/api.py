@@ -970,6 +970,7 @@ class Ledger:
                 artifacts=artifacts,
                 scores=self._scores(session, version_id),
                 tags=tags,
+                revert=record.revert,
             )
 
     def ancestry_artifacts(self, ref: str) -> list[tuple[VersionInfo, list[ArtifactRef]]]:

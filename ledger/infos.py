@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestOutcome, Score
+from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestOutcome, RevertRecord, Score
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class VersionDetail:
     artifacts: list[ArtifactRef]
     scores: list[Score]
     tags: list[str] = field(default_factory=list)
+    revert: RevertRecord | None = None  # a revert's anchor and replayed rounds (None before schema 0002: `extra`)
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,9 @@ def test_rounds_lineage_and_the_typed_revert_record(ledger: Ledger, history: His
     assert lineage.anchor(lineage.rounds(h.e3.commit_hash)) == (h.e3.commit_hash, 3)
     assert lineage.anchor(rounds[1:]) == (h.base.commit_hash, 0)  # the base always qualifies
     assert lineage.own_round(h.e2.commit_hash).request_keys == (h.c.request_key,)
+    replayed = (RoundRecord(h.e3.commit_hash, (h.d.request_key,)),)
+    assert ledger.show("main").revert == RevertRecord(h.e1.commit_hash, replayed)
+    assert ledger.show("main~1").revert is None
 
     unrecorded = make_draft(ledger, "r2", [h.a], roles=["reverted"], kind="revert")
     with pytest.raises(LedgerError, match="only a revert, records its anchor"):
