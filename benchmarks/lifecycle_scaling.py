@@ -5,7 +5,8 @@ time and SQL statement count (a `before_cursor_execute` listener, `ledger.db.Sta
 
 - revert of the first round (replays N-1 rounds) and of the last one (replays nothing), each on its own branch;
 - `replay_same_base` (recomputes N rounds), `replay --onto` a second release of the model (N rounds, recorded);
-- checkout (first: reads every round's change; again: from the snapshot it kept), `log` (a page), `show`;
+- checkout (first: reads every round's change; again: from the snapshot it kept), `log` (a page), `show`,
+  measured first, so the reverts find the head's snapshot as they would after any checkout;
 - append (one more edit round at the head).
 
 Growth per doubling = (value at N2 / value at N1) ^ (1 / log2(N2 / N1)): about 2 for an operation that must
@@ -68,6 +69,10 @@ def at_size(info, release2, n: int) -> dict[str, dict[str, float]]:
         ledger.create_branch("revert-first", head)
         ledger.create_branch("revert-last", head)
         ops: dict[str, dict[str, float]] = {}
+        ops["checkout"] = measure(ledger.engine, lambda: space.checkout_model("main"))  # reads every change
+        ops["checkout_again"] = measure(ledger.engine, lambda: space.checkout_model("main"))  # its snapshot
+        ops["log"] = measure(ledger.engine, lambda: ledger.log("main", limit=20))
+        ops["show"] = measure(ledger.engine, lambda: ledger.show("main"))
         ops["revert_first"] = measure(ledger.engine, lambda: space.revert(requests[0].request_key,
                                                                           branch="revert-first"))
         ops["revert_last"] = measure(ledger.engine, lambda: space.revert(requests[n - 1].request_key,
@@ -75,10 +80,6 @@ def at_size(info, release2, n: int) -> dict[str, dict[str, float]]:
         ops["replay_same_base"] = measure(ledger.engine, lambda: space.replay_same_base("main"))
         ops["replay_onto"] = measure(ledger.engine, lambda: space.replay_onto(
             "main", release2.model_dir, base_name="release-2", new_branch="release-2"))
-        ops["checkout"] = measure(ledger.engine, lambda: space.checkout_model("main"))
-        ops["checkout_again"] = measure(ledger.engine, lambda: space.checkout_model("main"))
-        ops["log"] = measure(ledger.engine, lambda: ledger.log("main", limit=20))
-        ops["show"] = measure(ledger.engine, lambda: ledger.show("main"))
         ops["append"] = measure(ledger.engine, lambda: space.edit([requests[n]], batch_size=1, author="bench"))
         ledger.close()
     for name, row in ops.items():

@@ -57,6 +57,7 @@ ProgressFn = Callable[[str], None]
 
 
 SNAPSHOT_INDEX = "snapshot-index"  # the store's index of checkout snapshots, by (commit, dtype)
+REWIND_LIMIT = 8  # a revert that replays nothing rewinds the head's model over at most this many versions
 
 
 class LifecycleError(LedgerError):
@@ -513,11 +514,12 @@ class Workspace:
         anchor, kept = lineage.anchor(wanted)
         replayed = wanted[kept:]
         self.say(f"revert: replaying {len(replayed)} rounds from {anchor[:12]}")
-        before = rewrite_weights_copy(self.checkout_model(head.commit_hash)[0])
+        head_model, _ = self.checkout_model(head.commit_hash)
+        before = rewrite_weights_copy(head_model)
         if replayed:
             loaded, context_refs, results = self._replay_from(anchor, replayed, recorded_in=head.commit_hash)
         else:  # the wanted history is an ancestor's: its recorded model, nothing to compute
-            loaded, context_refs, results = self.checkout_model(anchor)[0], [], []
+            loaded, context_refs, results = self._rewound(head_model, head.commit_hash, anchor), [], []
         fault_point("revert.replayed")
         artifacts = [put_tensors(self.ledger.store, "delta", changes_to_tensors(diff_changes(loaded.model, before)))]
         artifacts += [self._keys_artifact(index, result) for index, result in enumerate(results)]
@@ -541,6 +543,24 @@ class Workspace:
             "anchor": anchor, "replayed_rounds": len(replayed),
         })
         return info
+
+    def _rewound(self, loaded: LoadedModel, head: str, ancestor: str) -> LoadedModel:
+        """The model of `ancestor`, from the model of `head` (changed in place): when only a few versions lie
+        between them, write back the old values of their recorded changes, newest first (cheaper than a checkout
+        of a version that has no snapshot); checked against `ancestor`'s recorded state hash."""
+        history = self.ledger.ancestry_artifacts(head)
+        commits = [version.commit_hash for version, _ in history]
+        after = history[commits.index(ancestor) + 1:]
+        if len(after) > REWIND_LIMIT:
+            return self.checkout_model(ancestor)[0]
+        for _, artifacts in reversed(after):
+            delta = _role(artifacts, "delta")
+            if delta is not None:
+                changes = changes_from_tensors(get_tensors(self.ledger.store, delta.sha256))
+                apply_changes(loaded.model, [replace(c, new=c.old) for c in changes.values()])
+        if state_hash(loaded.model) != history[commits.index(ancestor)][0].state_hash:
+            return self.checkout_model(ancestor)[0]  # a change that does not undo exactly: rebuild and verify
+        return loaded
 
     def _wanted_history(self, target: str, lineage: Lineage) -> tuple[list[Round], list[EditRequest], str | None]:
         """(wanted rounds, requests removed, the revert undone or None) for reverting `target` at the lineage's
