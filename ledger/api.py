@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -631,30 +631,31 @@ class Ledger:
         session.flush()
 
     def _insert_footprint(self, session: Session, version_id: int, record: ChainRecord) -> None:
+        if not record.footprint:
+            return
         layers = [
-            FootprintLayerRow(
-                version_id=version_id,
-                position=i,
-                layer=f.layer,
-                pass_index=f.pass_index,
-                n_neurons=len(f.neurons),
-                delta_norm=f.delta_norm,
-            )
+            {
+                "version_id": version_id,
+                "position": i,
+                "layer": f.layer,
+                "pass_index": f.pass_index,
+                "n_neurons": len(f.neurons),
+                "delta_norm": f.delta_norm,
+            }
             for i, f in enumerate(record.footprint)
         ]
-        if not layers:
-            return
-        session.add_all(layers)
-        session.flush()
+        # One multi-row INSERT ... RETURNING (ids in the rows' order), not one statement per layer.
+        returning = insert(FootprintLayerRow).returning(FootprintLayerRow.id, sort_by_parameter_order=True)
+        layer_ids = session.scalars(returning, layers).all()
         neurons = [
             {
-                "footprint_layer_id": row.id,
+                "footprint_layer_id": layer_id,
                 "position": j,
                 "version_id": version_id,
                 "layer": f.layer,
                 "neuron": neuron,
             }
-            for row, f in zip(layers, record.footprint, strict=True)
+            for layer_id, f in zip(layer_ids, record.footprint, strict=True)
             for j, neuron in enumerate(f.neurons)
         ]
         if neurons:
