@@ -31,6 +31,7 @@ from benchmarks.common import WORLDS_DIR, offline_and_threads, say, section_main
 FULL_SIZES = (10, 40, 160)
 QUICK_SIZES = (10, 40)
 REPLAY_OPS = ("revert_first", "replay_same_base", "replay_onto")  # must recompute N rounds
+ORDER = (*REPLAY_OPS, "revert_last", "append", "checkout", "checkout_again", "log", "show")
 
 
 def tiny_worlds():
@@ -114,7 +115,8 @@ def table(data: dict[str, Any]) -> str:
     header = ["operation", *[f"N={n} s" for n in sizes], *[f"N={n} SQL" for n in sizes],
               "growth/doubling (time)", "growth/doubling (SQL)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for op, growth in data["growth"].items():
+    for op in sorted(data["growth"], key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER)):
+        growth = data["growth"][op]
         cells = [op + (" (replays N)" if growth["replays_n"] else "")]
         cells += [f"{data['ops'][str(n)][op]['seconds']:.3f}" for n in sizes]
         cells += [str(data["ops"][str(n)][op]["statements"]) for n in sizes]
