@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -644,9 +644,17 @@ class Ledger:
             }
             for i, f in enumerate(record.footprint)
         ]
-        # One multi-row INSERT ... RETURNING (ids in the rows' order), not one statement per layer.
-        returning = insert(FootprintLayerRow).returning(FootprintLayerRow.id, sort_by_parameter_order=True)
-        layer_ids = session.scalars(returning, layers).all()
+        # One executemany and one read of the ids by (version, position): two statements for any footprint
+        # (an ordered INSERT ... RETURNING runs row by row on SQLite).
+        session.execute(FootprintLayerRow.__table__.insert(), layers)
+        id_of = dict(
+            session.execute(
+                select(FootprintLayerRow.position, FootprintLayerRow.id).where(
+                    FootprintLayerRow.version_id == version_id
+                )
+            ).all()
+        )
+        layer_ids = [id_of[i] for i in range(len(layers))]
         neurons = [
             {
                 "footprint_layer_id": layer_id,
