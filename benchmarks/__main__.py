@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--sections quality,speed,storage,ledger] [--out BENCHMARKS.md] [--report-only]`
+"""`python -m benchmarks [--quick] [--sections quality,speed,storage,ledger,scaling] [--out FILE] [--report-only]`
 
 Runs the chosen sections (each saves its raw numbers under benchmarks/results/), then writes BENCHMARKS.md and the
 plots under benchmarks/plots/ from every saved section, so a partial rerun keeps the other sections' numbers.
@@ -47,6 +47,12 @@ def _ledger(quick: bool) -> dict[str, Any]:
     return ledger_queries.run(versions=FULL_LEDGER_VERSIONS, backend="both")
 
 
+def _scaling(quick: bool) -> dict[str, Any]:
+    from benchmarks import lifecycle_scaling
+
+    return lifecycle_scaling.run(quick=quick)
+
+
 def _world(quick: bool) -> dict[str, Any]:
     from benchmarks import world_protocol
 
@@ -55,6 +61,7 @@ def _world(quick: bool) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "quality": _quality, "world": _world, "speed": _speed, "storage": _storage, "ledger": _ledger,
+    "scaling": _scaling,
 }
 
 

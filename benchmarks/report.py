@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("quality", "world", "speed", "storage", "ledger")
+SECTIONS = ("quality", "world", "speed", "storage", "ledger", "scaling")
 QUALITY_METRICS = (  # key, label, higher is better
     ("efficacy", "efficacy (all edits so far)", True),
     ("generalization", "generalization (paraphrases)", True),
@@ -538,6 +538,20 @@ def ledger_section(record: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def scaling_section(record: dict[str, Any] | None) -> list[str]:
+    lines = ["## 4b. Lifecycle costs by history length", ""]
+    if record is None:
+        return [*lines, "Not run (`python -m benchmarks --sections scaling`).", ""]
+    from benchmarks.lifecycle_scaling import table as scaling_table
+
+    lines += [env_line(record), "",
+              "N rounds of one request on the tiny world. Wall seconds and SQL statements per operation; growth per "
+              "doubling of N: about 2x for an operation that replays N rounds, about 1x for the rest.", ""]
+    with contextlib.suppress(KeyError, TypeError):
+        lines += [scaling_table(record["data"]), ""]
+    return lines
+
+
 def gpu_section() -> list[str]:
     return ["## 5. GPU", "",
             "No GPU figure exists yet: this run had no GPU machine. Every number above is CPU-only.", ""]
@@ -562,6 +576,7 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"))
     lines += storage_section(results.get("storage"), out, plots_dir)
     lines += ledger_section(results.get("ledger"))
+    lines += scaling_section(results.get("scaling"))
     lines += gpu_section()
     timed = {name: record for name, record in results.items() if record and name in SECTIONS}
     runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in timed.items()]

@@ -4,9 +4,11 @@ Every operation reads the ledger, works on a model in memory, stores its artifac
 version in one database transaction: an error or a kill before that commit leaves the ledger as it was.
 
 The history of a version is a list of *rounds* (requests, method, hyperparameters, and the version that first
-applied them). An edit appends one round; a revert rebuilds the history without the reverted request from the last
-version that still agrees with it (its *anchor*); a replay recomputes the rounds on the same or another base.
-Cp at any version is the sum of the keys its rounds recorded, in order, from its anchor back to the base.
+applied them), read from the ledger (`ledger.history`). An edit appends one round; a revert computes the wanted
+history (without the reverted requests, or for a revert of a revert, with the requests it removed back in their
+rounds), starts from the latest ancestor whose rounds are the longest prefix of it (its *anchor*) and replays the
+rest; a replay recomputes the rounds on the same or another base. Cp at any version is the sum of the keys its
+rounds recorded, in order, from its anchor back to the base.
 """
 
 from __future__ import annotations
@@ -45,14 +47,24 @@ from editor.templates import generate_context_templates
 from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError
 from ledger.faults import fault_point
+from ledger.history import Lineage, Round
 from ledger.infos import VersionInfo
 from ledger.provenance import write_provenance
-from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestEntry, Score, VersionDraft
+from ledger.records import (
+    ArtifactRef,
+    EditRequest,
+    FootprintLayer,
+    RequestEntry,
+    RevertRecord,
+    Score,
+    VersionDraft,
+)
 
 ProgressFn = Callable[[str], None]
 
 
 SNAPSHOT_INDEX = "snapshot-index"  # the store's index of checkout snapshots, by (commit, dtype)
+REWIND_LIMIT = 8  # a revert that replays nothing rewinds the head's model over at most this many versions
 
 
 class LifecycleError(LedgerError):
@@ -61,24 +73,6 @@ class LifecycleError(LedgerError):
 
 class RebuildError(LifecycleError):
     """A rebuilt model does not have the state hash its version recorded."""
-
-
-@dataclass(frozen=True)
-class Round:
-    """One edit round of a history: `source` is the commit of the version that first applied it."""
-
-    source: str
-    requests: tuple[EditRequest, ...]
-    method: str
-    hparams: dict
-
-    @property
-    def identity(self) -> tuple[str, tuple[str, ...]]:
-        return self.source, tuple(r.request_key for r in self.requests)
-
-    def without(self, request_keys: set[str]) -> Round:
-        kept = tuple(r for r in self.requests if r.request_key not in request_keys)
-        return Round(self.source, kept, self.method, self.hparams)
 
 
 @dataclass
@@ -194,12 +188,13 @@ class Workspace:
         return root_hash(tensor_digests(loaded.model, known))
 
     def corpus_for(self, base_name: str, corpus: Path | None) -> Path:
+        """The corpus of a base model's C0: `corpus` if given, else that of its newest statistics record, else
+        the one `model add --corpus` named."""
         if corpus is not None:
             return Path(corpus)
-        recorded = self.ledger.base_model(base_name).config.get("editledger_corpus")
-        for event in self.ledger.audit_events(limit=10_000):
-            if event.kind == "stats" and event.detail.get("model") == base_name:
-                recorded = event.detail.get("corpus", recorded)
+        statistics = self.ledger.statistics(base_name)
+        recorded = statistics[0].corpus_path if statistics else None
+        recorded = recorded or self.ledger.base_model(base_name).config.get("editledger_corpus")
         if not recorded:
             raise LifecycleError(
                 f"no statistics corpus for model {base_name!r}: run `editledger stats {base_name} --corpus FILE`"
@@ -216,46 +211,37 @@ class Workspace:
         _, shas = cached_second_moments(loaded, layers, Path(corpus), samples, hp.mom2_dtype,
                                         self.ledger.store, base.state_hash)
         fault_point("stats.computed")
+        recorded = self._record_statistics(base_name, Path(corpus), samples, hp.mom2_dtype, shas)
         self.ledger.record_audit("stats", actor or _author(), None, {
-            "model": base_name, "corpus": str(Path(corpus).resolve()), "corpus_sha256": file_sha256(Path(corpus)),
+            "model": base_name, "corpus": recorded.corpus_path, "corpus_sha256": recorded.corpus_sha256,
             "layers": layers, "sample_count": samples, "dtype": hp.mom2_dtype,
             "blobs": {str(k): v for k, v in shas.items()},
         })
         return layers, shas
 
+    def _record_statistics(self, base_name: str, corpus: Path, samples: int, dtype: str, shas: dict[int, str]):
+        return self.ledger.record_statistics(base_name, str(corpus.resolve()), file_sha256(corpus), samples, dtype,
+                                             shas)
+
     # ---------------------------------------------------------------- reading history
     def rounds_of(self, ref: str) -> list[Round]:
-        """The rounds that produce version `ref` from its base, in order."""
-        rounds_at: dict[str, list[Round]] = {}
-        for version in self.ledger.ancestry(ref):
-            if version.kind == "base":
-                rounds_at[version.commit_hash] = []
-            elif version.kind == "revert":
-                replayed = [self._round_from(r["source"], r["request_keys"]) for r in version.extra["rounds"]]
-                rounds_at[version.commit_hash] = rounds_at[version.extra["anchor"]] + replayed
-            else:
-                detail = self.ledger.show(version.commit_hash)
-                requests = tuple(e.request for e in detail.requests if e.role in ("edited", "replayed"))
-                round_ = Round(version.commit_hash, requests, version.method or "", version.hparams)
-                rounds_at[version.commit_hash] = [*rounds_at[version.parent_hash or ""], round_]
-        return rounds_at[self.ledger.resolve(ref).commit_hash]
+        """The rounds that produce version `ref` from its base, in order (the ledger's one definition)."""
+        return self.ledger.rounds(ref)
 
-    def _round_from(self, source: str, request_keys: Sequence[str]) -> Round:
-        version = self.ledger.resolve(source)
-        requests = tuple(self.ledger.request(key).request for key in request_keys)
-        return Round(version.commit_hash, requests, version.method or "", version.hparams)
-
-    def rebuild_cp(self, ref: str) -> dict[int, torch.Tensor]:
-        """Cp at a version: zeros plus every recorded key block of its history, in the order they were added."""
-        sequence: dict[str, list[str]] = {}
-        for version, artifacts in self.ledger.ancestry_artifacts(ref):
-            if version.kind == "base":
-                sequence[version.commit_hash] = []
-                continue
-            start = version.extra["anchor"] if version.kind == "revert" else version.parent_hash
-            sequence[version.commit_hash] = sequence[start or ""] + _keys_blobs(artifacts)
+    def rebuild_cp(self, ref: str, lineage: Lineage | None = None,
+                   history: Sequence[tuple[VersionInfo, list[ArtifactRef]]] | None = None) -> dict[int, torch.Tensor]:
+        """Cp at a version: zeros plus every recorded key block of its history, in the order they were added
+        (each version's keys after those of the version it continues: its parent, or a revert's anchor)."""
+        lineage = lineage or self.ledger.lineage(ref)
+        history = history if history is not None else self.ledger.ancestry_artifacts(lineage.head.commit_hash)
+        artifacts_of = {version.commit_hash: artifacts for version, artifacts in history}
+        blocks: list[list[str]] = []
+        at: str | None = lineage.head.commit_hash
+        while at is not None:
+            blocks.append(_keys_blobs(artifacts_of[at]))
+            at = lineage.step(at).start
         cp: dict[int, torch.Tensor] = {}
-        for sha in sequence[self.ledger.resolve(ref).commit_hash]:
+        for sha in (sha for block in reversed(blocks) for sha in block):
             add_keys_to_cp(cp, {int(name[1:]): keys for name, keys in get_tensors(self.ledger.store, sha).items()})
         return cp
 
@@ -357,6 +343,7 @@ class Workspace:
         `recorded_in` (default `ref`): a revert or a replay reads back what the original rounds recorded."""
         history = self.ledger.ancestry_artifacts(ref)
         recorded = self.ledger.ancestry_artifacts(recorded_in) if recorded_in else history
+        lineage = self.ledger.lineage(history[-1][0].commit_hash)
         chain = [version for version, _ in history]
         # Before anything loads: portable numerics in a native process restart it (NumericsRestart).
         self.active_numerics = use_numerics(mode or self._branch_numerics(chain), self.device)
@@ -376,8 +363,8 @@ class Workspace:
         templates, templates_ref = self._templates(recorded, loaded, hp)
         original = rewrite_weights_copy(loaded)
         self._apply_history(loaded, base_digests, history)
-        state = EditState(loaded, hp, templates, c0, original_weights=original, cp=self.rebuild_cp(ref),
-                          zstar_cache=self._zstar_cache(recorded, hp))
+        state = EditState(loaded, hp, templates, c0, original_weights=original,
+                          cp=self.rebuild_cp(ref, lineage, history), zstar_cache=self._zstar_cache(recorded, hp))
         return state, loaded, [*c0_refs, templates_ref]
 
     def _environment(self, loaded: LoadedModel) -> dict:
@@ -402,6 +389,7 @@ class Workspace:
         path = self.corpus_for(base.base_model, corpus)
         c0, shas = cached_second_moments(loaded, list(hp.layers), path, hp.mom2_n_samples, hp.mom2_dtype,
                                          self.ledger.store, base.state_hash)
+        self._record_statistics(base.base_model, path, hp.mom2_n_samples, hp.mom2_dtype, shas)
         store = self.ledger.store
         refs = [ArtifactRef(f"c0.L{layer}", shas[layer], "safetensors", store.path(shas[layer]).stat().st_size)
                 for layer in hp.layers]
@@ -504,7 +492,7 @@ class Workspace:
         return put_tensors(self.ledger.store, f"keys.{index}", {f"L{layer}": k for layer, k in result.keys.items()})
 
     def _history_requests(self, ref: str) -> list[EditRequest]:
-        return [r for round_ in self.rounds_of(ref) for r in round_.requests]
+        return self.ledger.lineage(ref).live_requests()
 
     def _scores(self, loaded: LoadedModel, requests: Sequence[EditRequest]) -> list[Score]:
         from editor.evaluate import evaluate_requests, report_scores
@@ -552,93 +540,142 @@ class Workspace:
         return self._replay_from(start, [r for r in rounds if r.requests], recorded_in)[0]
 
     def revert(self, target: str, *, branch: str = "main", author: str | None = None, reason: str = ""):
-        """Append a version whose model is the replay of the history without `target` (a request or a version)."""
+        """Append a version whose model is the replay of the wanted history: the branch's rounds without `target`
+        (a request, or the version that applied a round), or, when `target` is a revert, with the requests it
+        removed back in their rounds (as `git revert` of a revert). The replay starts from the anchor, the latest
+        ancestor whose rounds are the longest prefix of the wanted history, and computes every round after it."""
         head = self.ledger.resolve(branch)
-        rounds = self.rounds_of(head.commit_hash)
-        removed = self._removed_keys(target, rounds)
-        first = next(i for i, r in enumerate(rounds) if removed & {q.request_key for q in r.requests})
-        wanted = [r.without(removed) for r in rounds[first:]]
-        wanted = [r for r in wanted if r.requests]
-        anchor = self._anchor(head.commit_hash, rounds[:first])
-        self.say(f"revert: replaying {len(wanted)} rounds from {anchor[:12]}")
-        before = rewrite_weights_copy(self.checkout_model(head.commit_hash)[0])
-        loaded, context_refs, results = self._replay_from(anchor, wanted, recorded_in=head.commit_hash)
-        hparams = wanted[0].hparams if wanted else {}
+        lineage = self.ledger.lineage(head.commit_hash)
+        wanted, reverted, undone = self._wanted_history(target, lineage)
+        anchor, kept = lineage.anchor(wanted)
+        replayed = wanted[kept:]
+        self.say(f"revert: replaying {len(replayed)} rounds from {anchor[:12]}")
+        head_model, _ = self.checkout_model(head.commit_hash)
+        before = rewrite_weights_copy(head_model)
+        if replayed:
+            loaded, context_refs, results = self._replay_from(anchor, replayed, recorded_in=head.commit_hash)
+        else:  # the wanted history is an ancestor's: its recorded model, nothing to compute
+            loaded, context_refs, results = self._rewound(head_model, head.commit_hash, anchor), [], []
         fault_point("revert.replayed")
         artifacts = [put_tensors(self.ledger.store, "delta", changes_to_tensors(diff_changes(loaded.model, before)))]
         artifacts += [self._keys_artifact(index, result) for index, result in enumerate(results)]
         artifacts.extend(context_refs)
-        entries = [RequestEntry(self.ledger.request(key).request, "reverted") for key in sorted(removed)]
-        entries += [RequestEntry(r, "replayed") for round_ in wanted for r in round_.requests]
+        entries = [RequestEntry(request, "reverted") for request in reverted]
+        entries += [RequestEntry(r, "replayed") for round_ in replayed for r in round_.requests]
         draft = VersionDraft(
             kind="revert", base_model=head.base_model, state_hash=state_hash(loaded.model),
-            author=author or _author(), reason=reason, method=wanted[0].method if wanted else None,
-            hparams=hparams, environment=self._environment(loaded), requests=entries,
-            footprint=_renumbered_passes(results),
+            author=author or _author(), reason=reason, method=replayed[0].method if replayed else None,
+            hparams=replayed[0].hparams if replayed else {}, environment=self._environment(loaded),
+            requests=entries, footprint=_renumbered_passes(results),
             outcomes=[o for result in results for o in result.outcomes], artifacts=artifacts,
-            extra={"anchor": anchor, "target": target, "reverted": sorted(removed),
-                   "rounds": [{"source": r.source, "request_keys": [q.request_key for q in r.requests]}
-                              for r in wanted]},
+            revert=RevertRecord(anchor=anchor, rounds=tuple(r.record() for r in replayed), reverted_version=undone),
         )
         fault_point("revert.artifacts_stored")
         info = self.ledger.append_version(draft, branch, expected_head=head.commit_hash)
-        self.ledger.record_audit("revert", draft.author, info.commit_hash,
-                                 {"target": target, "reverted": sorted(removed), "anchor": anchor})
+        live = {q.request_key for round_ in wanted for q in round_.requests}
+        restored = sorted(live - {q.request_key for q in lineage.live_requests()})
+        self.ledger.record_audit("revert", draft.author, info.commit_hash, {
+            "target": target, "reverted": [r.request_key for r in reverted], "restored": restored,
+            "anchor": anchor, "replayed_rounds": len(replayed),
+        })
         return info
 
-    def _removed_keys(self, target: str, rounds: list[Round]) -> set[str]:
-        by_source = {r.source: r for r in rounds}
+    def _rewound(self, loaded: LoadedModel, head: str, ancestor: str) -> LoadedModel:
+        """The model of `ancestor`, from the model of `head` (changed in place): when only a few versions lie
+        between them, write back the old values of their recorded changes, newest first (cheaper than a checkout
+        of a version that has no snapshot); checked against `ancestor`'s recorded state hash."""
+        history = self.ledger.ancestry_artifacts(head)
+        commits = [version.commit_hash for version, _ in history]
+        after = history[commits.index(ancestor) + 1:]
+        if len(after) > REWIND_LIMIT:
+            return self.checkout_model(ancestor)[0]
+        for _, artifacts in reversed(after):
+            delta = _role(artifacts, "delta")
+            if delta is not None:
+                changes = changes_from_tensors(get_tensors(self.ledger.store, delta.sha256))
+                apply_changes(loaded.model, [replace(c, new=c.old) for c in changes.values()])
+        if state_hash(loaded.model) != history[commits.index(ancestor)][0].state_hash:
+            return self.checkout_model(ancestor)[0]  # a change that does not undo exactly: rebuild and verify
+        return loaded
+
+    def _wanted_history(self, target: str, lineage: Lineage) -> tuple[list[Round], list[EditRequest], str | None]:
+        """(wanted rounds, requests removed, the revert undone or None) for reverting `target` at the lineage's
+        head."""
+        rounds = lineage.rounds()
         try:
             version = self.ledger.resolve(target)
         except LedgerError:
             version = None
+        if version is not None and version.kind == "revert" and version.commit_hash in lineage:
+            return self._restored_history(lineage, version.commit_hash), [], version.commit_hash
+        by_source = {r.source: r for r in rounds}
         if version is not None and version.commit_hash in by_source:
-            return {q.request_key for q in by_source[version.commit_hash].requests}
-        key = self.ledger.request(target).request.request_key
-        if not any(key == q.request_key for r in rounds for q in r.requests):
-            raise LifecycleError(f"request {target!r} is not part of the branch's current history")
-        return {key}
+            removed = set(by_source[version.commit_hash].request_keys)
+        else:
+            try:
+                key = self.ledger.request(target).request.request_key
+            except LedgerError:
+                if version is None:
+                    raise
+                raise LifecycleError(
+                    f"version {target!r}: its round is not part of the branch's current history"
+                ) from None
+            if not any(key in r.request_keys for r in rounds):
+                raise LifecycleError(f"request {target!r} is not part of the branch's current history")
+            removed = {key}
+        reverted = [q for r in rounds for q in r.requests if q.request_key in removed]
+        wanted = [r.without(removed) for r in rounds]
+        return [r for r in wanted if r.requests], reverted, None
 
-    def _anchor(self, head: str, prefix: list[Round]) -> str:
-        """The latest ancestor whose rounds are a prefix of `prefix`, preferring the longest."""
-        best, best_len = None, -1
-        for version in self.ledger.ancestry(head):
-            mine = [r.identity for r in self.rounds_of(version.commit_hash)]
-            if len(mine) <= len(prefix) and mine == [r.identity for r in prefix[: len(mine)]] and len(mine) >= best_len:
-                best, best_len = version.commit_hash, len(mine)
-        if best_len != len(prefix):
-            raise LifecycleError("revert needs a version that ends exactly before the reverted round")
-        return best
+    @staticmethod
+    def _restored_history(lineage: Lineage, undone: str) -> list[Round]:
+        """The head's rounds with the requests that revert `undone` removed put back in their original rounds
+        (rounds keep the order in which their versions first applied them)."""
+        step = lineage.step(undone)
+        removed = set(step.reverted)
+        if not removed:
+            raise LifecycleError(f"revert {undone[:12]} removed no request: nothing to restore")
+        source_of = {q.request_key: r.source for r in lineage.rounds(step.version.parent_hash) for q in r.requests}
+        rounds = lineage.rounds()
+        live = {q.request_key for q in lineage.live_requests()}
+        restore = {key: source_of[key] for key in removed if key in source_of and key not in live}
+        if not restore:
+            raise LifecycleError(f"revert {undone[:12]}: the requests it removed are live again; nothing to restore")
+        keep = {r.source: set(r.request_keys) for r in rounds}
+        for key, source in restore.items():
+            keep.setdefault(source, set()).add(key)
+        wanted = []
+        for source in sorted(keep, key=lambda commit: lineage.step(commit).version.depth):
+            own = lineage.own_round(source)
+            wanted.append(own.without({q.request_key for q in own.requests} - keep[source]))
+        return wanted
 
     def replay_same_base(self, ref: str) -> list[ReplayStep]:
         """Recompute every version of `ref`'s history on its base, each under the numerics it recorded, and
-        compare with the recorded state hashes (explaining any difference: `ReplayStep`)."""
-        chain = self.ledger.ancestry(ref)
-        steps: list[ReplayStep] = [ReplayStep(chain[0].commit_hash, "base", chain[0].state_hash, chain[0].state_hash)]
+        compare with the recorded state hashes (explaining any difference: `ReplayStep`). One edit state carries on
+        from version to version; a revert starts again from its anchor's model."""
+        lineage = self.ledger.lineage(ref)
+        base = lineage.steps[0].version
+        steps: list[ReplayStep] = [ReplayStep(base.commit_hash, "base", base.state_hash, base.state_hash)]
         state = loaded = None
-        for version in chain[1:]:
-            rounds = self.rounds_of(version.commit_hash)
-            if version.kind == "revert":
-                new_rounds = rounds[len(self.rounds_of(version.extra["anchor"])):]
-                start = version.extra["anchor"]
-            else:
-                new_rounds = rounds[-1:]
-                start = version.parent_hash
+        at: str | None = None  # the version whose model `state` holds
+        for step in lineage.steps[1:]:
+            version = step.version
             mode = version.environment.get("numerics", "native")
-            if state is None or version.kind == "revert" or mode != self.active_numerics:
-                first = new_rounds[0] if new_rounds else None
-                state, loaded, _ = self._state_at(start, first.method if first else "nse",
+            if state is None or step.start != at or mode != self.active_numerics:
+                first = step.rounds[0] if step.rounds else None
+                state, loaded, _ = self._state_at(step.start or base.commit_hash, first.method if first else "nse",
                                                   first.hparams if first else None, None, recorded_in=ref, mode=mode)
-            results = self._replay(state, loaded, new_rounds)
-            found = state_hash(loaded.model)
-            step = ReplayStep(version.commit_hash, version.kind, version.state_hash, found)
-            if not step.ok:
-                self._explain(step, version, loaded, results)
-            steps.append(step)
+            results = self._replay(state, loaded, step.rounds)
+            replayed = ReplayStep(version.commit_hash, version.kind, version.state_hash, state_hash(loaded.model))
+            if not replayed.ok:
+                self._explain(replayed, version, loaded, results)
+            steps.append(replayed)
             self.say(f"replayed {version.commit_hash[:12]} ({version.kind}): "
-                     f"{'same state hash' if step.ok else 'DIFFERENT state hash'}")
-            if not step.ok:
-                state = None  # continue from the recorded state of the next version's parent
+                     f"{'same state hash' if replayed.ok else 'DIFFERENT state hash'}")
+            at = version.commit_hash
+            if not replayed.ok:
+                state = None  # continue from the recorded state of the next version's start
         return steps
 
     def _explain(self, step: ReplayStep, version: VersionInfo, replayed: LoadedModel, results: Sequence) -> None:
@@ -660,11 +697,12 @@ class Workspace:
 
     def replay_onto(self, branch: str, model_dir: Path, *, base_name: str, new_branch: str,
                     corpus: Path | None = None, author: str | None = None) -> ReplayOntoReport:
-        """Recompute a branch's history (z* included) on another base model, recorded on a new branch."""
+        """Recompute a branch's history (z* included) on another base model, recorded on a new branch. One edit
+        state carries through every round (the new base is loaded once)."""
         from editor.evaluate import evaluate_requests
 
         source_head = self.ledger.resolve(branch)
-        rounds = self.rounds_of(source_head.commit_hash)
+        rounds = self.ledger.rounds(source_head.commit_hash)
         corpus = self.corpus_for(source_head.base_model, corpus)
         if not any(b.name == new_branch for b in self.ledger.branches()):
             self.add_model(base_name, model_dir, branch=new_branch, author=author, corpus=corpus)
@@ -672,23 +710,26 @@ class Workspace:
             raise LifecycleError(f"--new-branch {new_branch!r}: branch exists and has versions")
         head = self.ledger.resolve(new_branch).commit_hash
         report = ReplayOntoReport(branch=new_branch, base_model=base_name, versions=[])
-        for number, round_ in enumerate(rounds, 1):
-            self.say(f"replay onto {base_name}: round {number}/{len(rounds)}")
-            state, loaded, context_refs = self._state_at(head, round_.method, round_.hparams, corpus)
+        if rounds:
+            state, loaded, context_refs = self._state_at(head, rounds[0].method, rounds[0].hparams, corpus)
             state.zstar_cache.clear()  # z* belongs to the old base: recompute on the new one
-            result = run_round(state, list(round_.requests), round_.method)
-            artifacts = self._round_artifacts(result, context_refs)
-            draft = VersionDraft(
-                kind="replay", base_model=base_name, state_hash=state_hash(loaded.model),
-                author=author or _author(), reason=f"replay of {round_.source[:12]} from branch {branch}",
-                method=round_.method, hparams=result.hparams, environment=self._environment(loaded),
-                requests=[RequestEntry(r, "replayed") for r in round_.requests], footprint=result.footprint,
-                outcomes=result.outcomes, artifacts=artifacts, extra={"replay_of": round_.source},
-            )
-            fault_point("replay.artifacts_stored")
-            info = self.ledger.append_version(draft, new_branch, expected_head=head)
-            head = info.commit_hash
-            report.versions.append(head)
+
+            def record(round_: Round, result) -> None:
+                nonlocal head
+                artifacts = self._round_artifacts(result, context_refs)
+                draft = VersionDraft(
+                    kind="replay", base_model=base_name, state_hash=state_hash(loaded.model),
+                    author=author or _author(), reason=f"replay of {round_.source[:12]} from branch {branch}",
+                    method=round_.method, hparams=result.hparams, environment=self._environment(loaded),
+                    requests=[RequestEntry(r, "replayed") for r in round_.requests], footprint=result.footprint,
+                    outcomes=result.outcomes, artifacts=artifacts, extra={"replay_of": round_.source},
+                )
+                fault_point("replay.artifacts_stored")
+                head = self.ledger.append_version(draft, new_branch, expected_head=head).commit_hash
+                report.versions.append(head)
+                self.say(f"replay onto {base_name}: round {len(report.versions)}/{len(rounds)}")
+
+            self._replay(state, loaded, rounds, on_round=record)
         requests = [r for round_ in rounds for r in round_.requests]
         if requests:
             final, _ = self.checkout_model(head)

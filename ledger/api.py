@@ -9,6 +9,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from ledger.errors import (
     UnknownRefError,
 )
 from ledger.faults import fault_point
+from ledger.history import Lineage, Round, load_lineage
 from ledger.infos import (
     AuditEvent,
     BaseModelInfo,
@@ -43,6 +45,7 @@ from ledger.infos import (
     RefLogEntry,
     RequestDetail,
     RequestInfo,
+    StatisticsInfo,
     VerifyReport,
     VersionDetail,
     VersionDiff,
@@ -65,9 +68,13 @@ from ledger.models import (
     RequestOutcomeRow,
     RequestPromptRow,
     ScoreRow,
+    StatisticsLayerRow,
+    StatisticsRow,
     TagRow,
     VersionArtifactRow,
     VersionRequestRow,
+    VersionRevertRow,
+    VersionRoundRow,
     VersionRow,
 )
 from ledger.records import ArtifactRef, EditRequest, Score, VersionDraft, canonical_json
@@ -418,6 +425,11 @@ class Ledger:
     def _check_draft(self, draft: VersionDraft) -> None:
         if draft.kind not in VERSION_KINDS or draft.kind == "base":
             raise LedgerError(f"draft kind {draft.kind!r}: expected one of {', '.join(VERSION_KINDS[1:])}")
+        if (draft.revert is not None) != (draft.kind == "revert"):
+            raise LedgerError(
+                f"draft kind {draft.kind!r}: a revert, and only a revert, records its anchor and rounds "
+                "(VersionDraft.revert)"
+            )
         for position, entry in enumerate(draft.requests):
             if entry.role not in REQUEST_ROLES:
                 raise LedgerError(
@@ -569,33 +581,91 @@ class Ledger:
             )
         self._insert_artifacts(session, version.id, draft.artifacts)
         self._insert_scores(session, version.id, draft.scores, created_at)
+        if record.revert is not None:
+            self._insert_revert(session, version, record, request_ids)
         return version
 
-    def _insert_footprint(self, session: Session, version_id: int, record: ChainRecord) -> None:
-        layers = [
-            FootprintLayerRow(
-                version_id=version_id,
-                position=i,
-                layer=f.layer,
-                pass_index=f.pass_index,
-                n_neurons=len(f.neurons),
-                delta_norm=f.delta_norm,
+    def _insert_revert(
+        self, session: Session, version: VersionRow, record: ChainRecord, request_ids: dict[str, int]
+    ) -> None:
+        """The typed revert record: its anchor and the revert it undoes must be ancestors (so must every round's
+        source), and every replayed request must be recorded."""
+        revert = record.revert
+        assert revert is not None
+        ancestors = dict(
+            session.execute(
+                select(VersionRow.commit_hash, VersionRow.id).join(
+                    chain := queries.ancestry_cte(version.parent_id),  # type: ignore[arg-type]
+                    chain.c.id == VersionRow.id,
+                )
+            ).all()
+        )
+        named = [("anchor", revert.anchor), ("reverted version", revert.reverted_version)]
+        named += [(f"round {i} source", r.source) for i, r in enumerate(revert.rounds)]
+        for what, commit in named:
+            if commit is not None and commit not in ancestors:
+                raise LedgerError(f"revert draft: its {what} {short(commit)} is not an ancestor of the new version")
+        keys = sorted({k for r in revert.rounds for k in r.request_keys} - set(request_ids))
+        request_ids.update(self._existing_request_ids(session, keys))
+        unknown = [k for k in keys if k not in request_ids]
+        if unknown:
+            raise LedgerError(f"revert draft: replayed request {short(unknown[0])} is not recorded")
+        session.add(
+            VersionRevertRow(
+                version_id=version.id,
+                anchor_version_id=ancestors[revert.anchor],
+                reverted_version_id=ancestors[revert.reverted_version] if revert.reverted_version else None,
             )
+        )
+        rows = [
+            {
+                "version_id": version.id,
+                "round": i,
+                "position": j,
+                "source_version_id": ancestors[r.source],
+                "request_id": request_ids[key],
+            }
+            for i, r in enumerate(revert.rounds)
+            for j, key in enumerate(r.request_keys)
+        ]
+        if rows:
+            session.execute(VersionRoundRow.__table__.insert(), rows)
+        session.flush()
+
+    def _insert_footprint(self, session: Session, version_id: int, record: ChainRecord) -> None:
+        if not record.footprint:
+            return
+        layers = [
+            {
+                "version_id": version_id,
+                "position": i,
+                "layer": f.layer,
+                "pass_index": f.pass_index,
+                "n_neurons": len(f.neurons),
+                "delta_norm": f.delta_norm,
+            }
             for i, f in enumerate(record.footprint)
         ]
-        if not layers:
-            return
-        session.add_all(layers)
-        session.flush()
+        # One executemany and one read of the ids by (version, position): two statements for any footprint
+        # (an ordered INSERT ... RETURNING runs row by row on SQLite).
+        session.execute(FootprintLayerRow.__table__.insert(), layers)
+        id_of = dict(
+            session.execute(
+                select(FootprintLayerRow.position, FootprintLayerRow.id).where(
+                    FootprintLayerRow.version_id == version_id
+                )
+            ).all()
+        )
+        layer_ids = [id_of[i] for i in range(len(layers))]
         neurons = [
             {
-                "footprint_layer_id": row.id,
+                "footprint_layer_id": layer_id,
                 "position": j,
                 "version_id": version_id,
                 "layer": f.layer,
                 "neuron": neuron,
             }
-            for row, f in zip(layers, record.footprint, strict=True)
+            for layer_id, f in zip(layer_ids, record.footprint, strict=True)
             for j, neuron in enumerate(f.neurons)
         ]
         if neurons:
@@ -706,16 +776,94 @@ class Ledger:
                 )
             )
 
+    def record_statistics(
+        self,
+        base_model: str,
+        corpus_path: str,
+        corpus_sha256: str,
+        sample_count: int,
+        dtype: str,
+        blobs: dict[int, str],
+        created_at: str | None = None,
+    ) -> StatisticsInfo:
+        """Record which corpus, samples and dtype a base model's C0 blobs (layer -> sha256) came from. The same
+        record twice is kept once."""
+        created_at = checked_time(created_at)
+        for layer, sha in blobs.items():
+            try:
+                validate_sha(sha)
+            except InvalidBlobAddressError as error:
+                raise LedgerError(f"statistics of layer {layer}: {error}") from None
+            if not self.store.has(sha):
+                raise BlobMissingError(f"statistics of layer {layer}: blob {sha} is not in the store (put it first)")
+        validate_sha(corpus_sha256)
+        wanted = StatisticsInfo(
+            base_model,
+            str(corpus_path),
+            corpus_sha256,
+            int(sample_count),
+            dtype,
+            {int(k): v for k, v in sorted(blobs.items())},
+            created_at,
+        )
+        with self._write() as session:
+            base_id = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == base_model))
+            if base_id is None:
+                raise UnknownRefError(f"unknown base model {base_model!r}")
+            for known in self._statistics(session, base_id):
+                if replace(known, created_at=created_at) == wanted:
+                    return known
+            row = StatisticsRow(
+                base_model_id=base_id,
+                corpus_path=wanted.corpus_path,
+                corpus_sha256=corpus_sha256,
+                sample_count=wanted.sample_count,
+                dtype=dtype,
+                created_at=created_at,
+            )
+            session.add(row)
+            session.flush()
+            session.add_all(
+                StatisticsLayerRow(statistics_id=row.id, layer=layer, sha256=sha) for layer, sha in wanted.blobs.items()
+            )
+        return wanted
+
+    def _statistics(self, session: Session, base_id: int) -> list[StatisticsInfo]:
+        name = session.scalar(select(BaseModelRow.name).where(BaseModelRow.id == base_id))
+        rows = session.scalars(
+            select(StatisticsRow).where(StatisticsRow.base_model_id == base_id).order_by(StatisticsRow.id.desc())
+        ).all()
+        blobs: dict[int, dict[int, str]] = defaultdict(dict)
+        for statistics_id, layer, sha in session.execute(
+            select(StatisticsLayerRow.statistics_id, StatisticsLayerRow.layer, StatisticsLayerRow.sha256)
+            .where(StatisticsLayerRow.statistics_id.in_([r.id for r in rows]))
+            .order_by(StatisticsLayerRow.statistics_id, StatisticsLayerRow.layer)
+        ):
+            blobs[statistics_id][layer] = sha
+        return [
+            StatisticsInfo(
+                name or "", r.corpus_path, r.corpus_sha256, r.sample_count, r.dtype, blobs[r.id], r.created_at
+            )
+            for r in rows
+        ]
+
+    def statistics(self, base_model: str) -> list[StatisticsInfo]:
+        """The C0 statistics recorded for a base model, newest first."""
+        with self._read() as session:
+            base_id = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == base_model))
+            if base_id is None:
+                raise UnknownRefError(f"unknown base model {base_model!r}")
+            return self._statistics(session, base_id)
+
     def gc(self, dry_run: bool = True) -> list[str]:
-        """Blobs in the store that nothing references (no artifact row, no audit event such as `stats`, no
-        cache index entry such as a checkout snapshot).
+        """Blobs in the store that nothing references (no artifact row, no statistics record, no cache index
+        entry such as a checkout snapshot).
 
         Run it when no writer is working: a writer puts its blobs before it appends the version naming
         them."""
         with self._read() as session:
             referenced = set(session.scalars(select(ArtifactRow.sha256)))
-            for detail_json in session.scalars(select(AuditEventRow.detail_json)):
-                referenced |= set(re.findall(r"[0-9a-f]{64}", detail_json))
+            referenced |= set(session.scalars(select(StatisticsLayerRow.sha256)))
         referenced |= self.store.indexed_blobs()
         unreferenced = [sha for sha in self.store.iter_hashes() if sha not in referenced]
         if not dry_run:
@@ -797,6 +945,16 @@ class Ledger:
         """Root (the base version) first, `ref` last."""
         with self._read() as session:
             return queries.ancestry(session, self._version_id(session, ref))[::-1]
+
+    def lineage(self, ref: str) -> Lineage:
+        """The rounds of `ref` and of each of its ancestors (see `ledger.history`), read in a fixed number of
+        statements."""
+        with self._read() as session:
+            return load_lineage(session, self._version_id(session, ref))
+
+    def rounds(self, ref: str) -> list[Round]:
+        """The rounds that produce version `ref` from its base, in order."""
+        return self.lineage(ref).rounds()
 
     def show(self, ref: str) -> VersionDetail:
         with self._read() as session:
@@ -880,6 +1038,7 @@ class Ledger:
             artifacts=artifacts,
             scores=self._scores(session, version_id),
             tags=tags,
+            revert=record.revert,
         )
 
     def ancestry_artifacts(self, ref: str) -> list[tuple[VersionInfo, list[ArtifactRef]]]:
@@ -926,9 +1085,10 @@ class Ledger:
             in_a, in_b = set(chain_a), set(chain_b)
             common = [v for v in chain_a if v in in_b]
             path = [v for v in chain_a if v not in in_b] + [v for v in chain_b if v not in in_a]
-            records = queries.chain_records(session, sorted(in_a | in_b))
+            records = queries.chain_records(session, path)
             infos = queries.versions_by_id(session, [*common[-1:], id_a, id_b, *path])
-            live_a, live_b = self._live_requests(chain_a, records), self._live_requests(chain_b, records)
+            live_a = [r.request_key for r in load_lineage(session, id_a).live_requests()]
+            live_b = [r.request_key for r in load_lineage(session, id_b).live_requests()]
             added = [k for k in live_b if k not in live_a]
             removed = [k for k in live_a if k not in live_b]
             changed = sorted(set(added) | set(removed))
@@ -955,18 +1115,6 @@ class Ledger:
                     for layer in sorted(neurons)
                 ],
             )
-
-    @staticmethod
-    def _live_requests(chain: list[int], records: dict[int, ChainRecord]) -> dict[str, None]:
-        """Requests in effect after a chain of versions: edited/replayed add them, reverted removes them."""
-        live: dict[str, None] = {}
-        for version_id in chain:
-            for key, role in records[version_id].requests:
-                if role == "reverted":
-                    live.pop(key, None)
-                else:
-                    live[key] = None
-        return live
 
     def ref_log(self, branch: str) -> list[RefLogEntry]:
         """Every move of the branch head, newest first."""

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import LedgerError
-from ledger.records import FootprintLayer, RequestOutcome, VersionDraft, canonical_json
+from ledger.records import (
+    FootprintLayer,
+    RequestOutcome,
+    RevertRecord,
+    RoundRecord,
+    VersionDraft,
+    canonical_json,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class ChainRecord:
     footprint: tuple[FootprintLayer, ...]
     outcomes: tuple[RequestOutcome, ...]
     artifacts: tuple[tuple[str, str], ...]  # (role, sha256) in order
+    revert: RevertRecord | None = None  # typed revert record (reverts recorded before schema 0002 use `extra`)
 
 
 def json_value(value: Any, what: str) -> Any:
@@ -62,7 +70,7 @@ def exact_float(value: float) -> str:
 
 
 def payload(record: ChainRecord) -> dict[str, Any]:
-    return {
+    fields = {
         "kind": record.kind,
         "base_state_hash": record.base_state_hash,
         "author": record.author,
@@ -83,6 +91,13 @@ def payload(record: ChainRecord) -> dict[str, Any]:
         ],
         "artifacts": [[role, sha] for role, sha in record.artifacts],
     }
+    if record.revert is not None:  # absent for every other version, so older commit hashes stay valid
+        fields["revert"] = {
+            "anchor": record.revert.anchor,
+            "reverted_version": record.revert.reverted_version,
+            "rounds": [[r.source, list(r.request_keys)] for r in record.revert.rounds],
+        }
+    return fields
 
 
 def commit_hash(parent_hash: str | None, record: ChainRecord) -> str:
@@ -124,4 +139,11 @@ def record_from_draft(draft: VersionDraft, base_state_hash: str, created_at: str
             for o in draft.outcomes
         ),
         artifacts=tuple((a.role, a.sha256) for a in draft.artifacts),
+        revert=None
+        if draft.revert is None
+        else RevertRecord(
+            anchor=draft.revert.anchor,
+            rounds=tuple(RoundRecord(r.source, tuple(r.request_keys)) for r in draft.revert.rounds),
+            reverted_version=draft.revert.reverted_version,
+        ),
     )

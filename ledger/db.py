@@ -135,3 +135,22 @@ def check_schema(engine: Engine) -> None:
     raise SchemaBehindError(
         f"ledger schema is at {current or 'none'}, editledger needs {head}: run `editledger db upgrade`"
     )
+
+
+class StatementCounter:
+    """Counts the SQL statements an engine sends while it is open (`with StatementCounter(engine) as c: ...;
+    c.count`): how the tests and benchmarks check that an operation's statements do not grow with history."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.count = 0
+
+    def _on_execute(self, *_args: object) -> None:
+        self.count += 1
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._on_execute)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._on_execute)

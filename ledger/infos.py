@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestOutcome, Score
+from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestOutcome, RevertRecord, Score
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class VersionDetail:
     artifacts: list[ArtifactRef]
     scores: list[Score]
     tags: list[str] = field(default_factory=list)
+    revert: RevertRecord | None = None  # a revert's anchor and replayed rounds (None before schema 0002: `extra`)
 
 
 @dataclass(frozen=True)
@@ -206,3 +207,16 @@ class LiveEdit:
     created_at: str
     reason: str
     method: str | None
+
+
+@dataclass(frozen=True)
+class StatisticsInfo:
+    """A base model's C0 statistics: the corpus they came from, how many samples, and each layer's blob."""
+
+    base_model: str
+    corpus_path: str
+    corpus_sha256: str
+    sample_count: int
+    dtype: str
+    blobs: dict[int, str]  # layer -> sha256 of its C0 blob
+    created_at: str

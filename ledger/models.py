@@ -230,3 +230,47 @@ class AuditEventRow(Base):
     created_at: Mapped[str] = mapped_column(String(32), index=True)
     version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"), index=True)
     detail_json: Mapped[str] = mapped_column(Text)
+
+
+class VersionRevertRow(Base):
+    """What a revert version replays from: its anchor (the latest ancestor whose rounds are the longest prefix
+    of the wanted history) and, for a revert of a revert, the revert it undoes."""
+
+    __tablename__ = "version_reverts"
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    anchor_version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    reverted_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
+
+
+class VersionRoundRow(Base):
+    """The rounds a revert version replayed after its anchor: one row per request, in order, each round naming
+    the version that first applied it (`source_version_id`)."""
+
+    __tablename__ = "version_rounds"
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    request_id: Mapped[int] = mapped_column(ForeignKey("edit_requests.id"))
+
+
+class StatisticsRow(Base):
+    """C0 statistics of a base model: which corpus (path and content hash), how many samples, which dtype."""
+
+    __tablename__ = "statistics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_model_id: Mapped[int] = mapped_column(ForeignKey("base_models.id"), index=True)
+    corpus_path: Mapped[str] = mapped_column(Text)
+    corpus_sha256: Mapped[str] = mapped_column(HASH)
+    sample_count: Mapped[int] = mapped_column(Integer)
+    dtype: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class StatisticsLayerRow(Base):
+    """The blob holding one layer's C0 of a statistics record."""
+
+    __tablename__ = "statistics_layers"
+    statistics_id: Mapped[int] = mapped_column(ForeignKey("statistics.id"), primary_key=True)
+    layer: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(HASH)

@@ -23,13 +23,26 @@ from ledger.models import (
     ScoreRow,
     VersionArtifactRow,
     VersionRequestRow,
+    VersionRevertRow,
+    VersionRoundRow,
     VersionRow,
 )
-from ledger.records import ArtifactRef, EditRequest, EvalPrompt, FootprintLayer, RequestOutcome
+from ledger.records import (
+    ArtifactRef,
+    EditRequest,
+    EvalPrompt,
+    FootprintLayer,
+    RequestOutcome,
+    RevertRecord,
+    RoundRecord,
+)
 
 CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 
 Parent = aliased(VersionRow, name="parent")
+Anchor = aliased(VersionRow, name="anchor")
+Reverted = aliased(VersionRow, name="reverted")
+Source = aliased(VersionRow, name="source")
 
 
 def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
@@ -162,6 +175,49 @@ def artifacts_by_version(session: Session, ids: Sequence[int]) -> dict[int, list
     return found
 
 
+# ------------------------------------------------------------------------------------ revert records
+RevertRows = dict[int, tuple[str, str | None, list[tuple[str, list[int]]]]]
+
+
+def revert_rows(session: Session, where_version: Any) -> RevertRows:
+    """Typed revert records of the versions that `where_version` (a condition on a version id column) selects:
+    version id -> (anchor commit, reverted revert's commit or None, [(source commit, [request ids])])."""
+    found: RevertRows = {}
+    query = (
+        select(VersionRevertRow.version_id, Anchor.commit_hash, Reverted.commit_hash)
+        .join(Anchor, Anchor.id == VersionRevertRow.anchor_version_id)
+        .outerjoin(Reverted, Reverted.id == VersionRevertRow.reverted_version_id)
+        .where(where_version(VersionRevertRow.version_id))
+    )
+    for version_id, anchor, reverted in session.execute(query):
+        found[version_id] = (anchor, reverted, [])
+    rounds = (
+        select(VersionRoundRow.version_id, VersionRoundRow.round, Source.commit_hash, VersionRoundRow.request_id)
+        .join(Source, Source.id == VersionRoundRow.source_version_id)
+        .where(where_version(VersionRoundRow.version_id))
+        .order_by(VersionRoundRow.version_id, VersionRoundRow.round, VersionRoundRow.position)
+    )
+    last: tuple[int, int] | None = None
+    for version_id, round_, source, request_id in session.execute(rounds):
+        entry = found.get(version_id)
+        if entry is None:
+            continue  # rounds without their revert row: verify reports the version (its hash differs)
+        if last != (version_id, round_):
+            entry[2].append((source, []))
+            last = (version_id, round_)
+        entry[2][-1][1].append(request_id)
+    return found
+
+
+def revert_record(row: tuple[str, str | None, list[tuple[str, list[int]]]], keys: dict[int, str]) -> RevertRecord:
+    anchor, reverted, rounds = row
+    return RevertRecord(
+        anchor=anchor,
+        rounds=tuple(RoundRecord(source, tuple(keys[rid] for rid in rids)) for source, rids in rounds),
+        reverted_version=reverted,
+    )
+
+
 def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord]:
     """The verify path: each version's ChainRecord rebuilt from its rows. Request keys are recomputed from the
     request rows' content (not read from the `request_key` column), so editing a request's text is caught
@@ -171,7 +227,9 @@ def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord
     outcomes: dict[int, list[tuple[int, float, float, str]]] = defaultdict(list)
     artifacts: dict[int, list[tuple[str, str]]] = defaultdict(list)
     versions: dict[int, tuple[VersionRow, str]] = {}
+    reverts: RevertRows = {}
     for part in chunks(list(ids)):
+        reverts.update(revert_rows(session, lambda column, part=part: column.in_(part)))
         query = (
             select(VersionRow, BaseModelRow.state_hash)
             .join(BaseModelRow, BaseModelRow.id == VersionRow.base_model_id)
@@ -214,6 +272,7 @@ def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord
             artifacts[version_id].append((role, sha))
     request_ids = {rid for rows in memberships.values() for rid, _ in rows}
     request_ids |= {o[0] for rows in outcomes.values() for o in rows}
+    request_ids |= {rid for _, _, rounds in reverts.values() for _, rids in rounds for rid in rids}
     keys = {rid: request.request_key for rid, request in requests_by_id(session, request_ids).items()}
     records: dict[int, ChainRecord] = {}
     for vid, (v, base_hash) in versions.items():
@@ -235,6 +294,7 @@ def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord
                 for rid, before, after, status in outcomes[vid]
             ),
             artifacts=tuple(artifacts[vid]),
+            revert=revert_record(reverts[vid], keys) if vid in reverts else None,
         )
     return records
 

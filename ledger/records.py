@@ -126,6 +126,24 @@ class Score:
     suite: str | None = None
 
 
+@dataclass(frozen=True)
+class RoundRecord:
+    """A round that a revert replayed: the version that first applied it and its request keys, in order."""
+
+    source: str
+    request_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RevertRecord:
+    """What a revert version's model is made of: the model of `anchor` (an ancestor) plus `rounds` replayed on
+    it. `reverted_version` is set when it reverts a revert (it restores what that one removed)."""
+
+    anchor: str
+    rounds: tuple[RoundRecord, ...]
+    reverted_version: str | None = None
+
+
 @dataclass
 class VersionDraft:
     """Everything a new version records. The ledger turns it into rows and a commit hash."""
@@ -143,8 +161,9 @@ class VersionDraft:
     outcomes: list[RequestOutcome] = field(default_factory=list)
     artifacts: list[ArtifactRef] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
-    # Free-form recorded facts that belong in the hash (e.g. `cp_from`: the version whose Cp a revert starts from).
+    # Free-form recorded facts that belong in the hash.
     extra: dict[str, Any] = field(default_factory=dict)
+    revert: RevertRecord | None = None  # a revert's anchor and replayed rounds (in the hash too)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -106,3 +106,18 @@ def test_results_round_trip_through_json(tmp_path: Path) -> None:
     assert record is not None and record["data"] == {"methods": [], "x": 1.5} and record["quick"] is True
     assert json.loads(path.read_text())["environment"]["threads"] >= 1
     assert load_results("quality", tmp_path) is None
+
+
+def test_scaling_section_reports_growth_per_doubling(tmp_path: Path) -> None:
+    from benchmarks.lifecycle_scaling import growth_per_doubling
+
+    ops = {10: {"revert_first": {"seconds": 1.0, "statements": 100}, "log": {"seconds": 0.01, "statements": 4}},
+           40: {"revert_first": {"seconds": 4.0, "statements": 100}, "log": {"seconds": 0.01, "statements": 4}}}
+    growth = {op: {"seconds": growth_per_doubling(ops, op, "seconds"),
+                   "statements": growth_per_doubling(ops, op, "statements"), "replays_n": op == "revert_first"}
+              for op in ("log", "revert_first")}
+    assert growth["revert_first"]["seconds"] == 2.0 and growth["log"]["seconds"] == 1.0
+    data = {"world": "tiny", "sizes": [10, 40], "ops": {str(n): row for n, row in ops.items()}, "growth": growth}
+    text = write_report({"scaling": _record(data)}, tmp_path / "B.md", tmp_path / "plots").read_text()
+    assert "| revert_first (replays N) | 1.000 | 4.000 | 100 | 100 | 2.00x | 1.00x |" in text
+    assert text.index("revert_first (replays N)") < text.index("| log |")

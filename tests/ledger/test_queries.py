@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ledger import ConflictError, Ledger, LedgerError, UnknownRefError, VersionInfo
 from ledger.db import transaction
-from ledger.models import Base
-from ledger.records import EditRequest, Score
+from ledger.models import Base, VersionRoundRow
+from ledger.records import EditRequest, RevertRecord, RoundRecord, Score
 from tests.ledger.helpers import add_base, make_draft, make_request
 
 
@@ -35,9 +35,9 @@ def history(ledger: Ledger) -> History:
     e1 = ledger.append_version(make_draft(ledger, "e1", [a, b]), "main", base.commit_hash)
     e2 = ledger.append_version(make_draft(ledger, "e2", [c], neurons=(7, 8)), "main", e1.commit_hash)
     e3 = ledger.append_version(make_draft(ledger, "e3", [d], layer=2, neurons=(7,)), "main", e2.commit_hash)
-    revert = ledger.append_version(
-        make_draft(ledger, "r", [c, d], roles=["reverted", "replayed"], kind="revert"), "main", e3.commit_hash
-    )
+    reverting = make_draft(ledger, "r", [c, d], roles=["reverted", "replayed"], kind="revert")
+    reverting.revert = RevertRecord(anchor=e1.commit_hash, rounds=(RoundRecord(e3.commit_hash, (d.request_key,)),))
+    revert = ledger.append_version(reverting, "main", e3.commit_hash)
     return History(base, e1, e2, e3, revert, a, b, c, d)
 
 
@@ -188,10 +188,73 @@ def test_base_models_branches_and_gc(ledger: Ledger, history: History) -> None:
     refused_blob = make_draft(ledger, "x").artifacts[0].sha256  # put by the refused draft, never recorded
     orphan = ledger.store.put(b"nobody refers to me")
     stats = ledger.store.put(b"statistics")
-    ledger.record_audit("stats", "tests", None, {"blobs": {"1": stats}})
-    assert sorted(ledger.gc()) == sorted([orphan, refused_blob])
-    assert len(ledger.gc(dry_run=False)) == 2 and not ledger.store.has(orphan) and ledger.store.has(stats)
+    in_audit_only = ledger.store.put(b"named by an audit event only")
+    ledger.record_audit("stats", "tests", None, {"blobs": {"1": in_audit_only}})
+    recorded = ledger.record_statistics("tiny", "/corpus.txt", "c" * 64, 100, "float32", {1: stats})
+    assert ledger.record_statistics("tiny", "/corpus.txt", "c" * 64, 100, "float32", {1: stats}) == recorded
+    assert ledger.statistics("tiny") == [recorded] and recorded.blobs == {1: stats}
+    with pytest.raises(LedgerError, match="layer 2: blob"):
+        ledger.record_statistics("tiny", "/corpus.txt", "c" * 64, 100, "float32", {2: "d" * 64})
+    # gc keeps what a statistics record names, not what an audit event mentions
+    assert sorted(ledger.gc()) == sorted([orphan, refused_blob, in_audit_only])
+    assert len(ledger.gc(dry_run=False)) == 3 and not ledger.store.has(orphan) and ledger.store.has(stats)
     assert [e.kind for e in ledger.audit_events(limit=2)] == ["gc", "stats"]
     assert ledger.gc() == [] and ledger.verify().ok
     with pytest.raises(LedgerError, match="audit event kind 'party'"):
         ledger.record_audit("party", "tests", None, {})
+
+
+def test_rounds_lineage_and_the_typed_revert_record(ledger: Ledger, history: History) -> None:
+    h = history
+    rounds = ledger.rounds("main")
+    assert [r.identity for r in rounds] == [
+        (h.e1.commit_hash, (h.a.request_key, h.b.request_key)),
+        (h.e3.commit_hash, (h.d.request_key,)),
+    ]
+    lineage = ledger.lineage("main")
+    last = lineage.steps[-1]
+    assert (last.start, last.reverted, last.reverted_version) == (h.e1.commit_hash, (h.c.request_key,), None)
+    assert [r.request_key for r in lineage.live_requests(h.e2.commit_hash)] == [
+        h.a.request_key,
+        h.b.request_key,
+        h.c.request_key,
+    ]
+    assert lineage.anchor(rounds) == (h.revert.commit_hash, 2)  # the latest version with exactly these rounds
+    assert lineage.anchor(rounds[:1]) == (h.e1.commit_hash, 1)
+    assert lineage.anchor(lineage.rounds(h.e3.commit_hash)) == (h.e3.commit_hash, 3)
+    assert lineage.anchor(rounds[1:]) == (h.base.commit_hash, 0)  # the base always qualifies
+    assert lineage.own_round(h.e2.commit_hash).request_keys == (h.c.request_key,)
+    replayed = (RoundRecord(h.e3.commit_hash, (h.d.request_key,)),)
+    assert ledger.show("main").revert == RevertRecord(h.e1.commit_hash, replayed)
+    assert ledger.show("main~1").revert is None
+
+    unrecorded = make_draft(ledger, "r2", [h.a], roles=["reverted"], kind="revert")
+    with pytest.raises(LedgerError, match="only a revert, records its anchor"):
+        ledger.append_version(unrecorded, "main", h.revert.commit_hash)
+    ledger.create_branch("side", h.e1.commit_hash)
+    elsewhere = make_draft(ledger, "r3", [h.a], roles=["reverted"], kind="revert")
+    elsewhere.revert = RevertRecord(anchor=h.e2.commit_hash, rounds=())  # e2 is not an ancestor of side
+    with pytest.raises(LedgerError, match=f"anchor {h.e2.commit_hash[:12]} is not an ancestor"):
+        ledger.append_version(elsewhere, "side", h.e1.commit_hash)
+    assert ledger.verify().ok
+
+
+def test_tampering_a_revert_record_is_named(ledger: Ledger, history: History) -> None:
+    with transaction(ledger.engine, write=True) as session:
+        session.execute(update(VersionRoundRow).values(source_version_id=history.e2.id))
+    report = ledger.verify()
+    assert not report.ok and history.revert.commit_hash in report.problems[0]
+
+
+def test_a_revert_recorded_before_schema_0002_is_read_from_extra(
+    ledger: Ledger, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = history
+    old = make_draft(ledger, "old", [h.d], roles=["reverted"], kind="revert")
+    old.extra = {"anchor": h.e1.commit_hash, "rounds": [], "reverted": [h.d.request_key]}
+    monkeypatch.setattr(ledger, "_check_draft", lambda draft: None)  # as schema 0001's writer appended it
+    version = ledger.append_version(old, "main", h.revert.commit_hash)
+    assert [r.source for r in ledger.rounds("main")] == [h.e1.commit_hash]
+    assert ledger.lineage("main").steps[-1].start == h.e1.commit_hash
+    assert [r.request_key for r in ledger.diff(h.e1.commit_hash, version.commit_hash).added] == []
+    assert ledger.verify().ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,40 @@ def test_finding_a_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         nested, store_dir=tmp_path / "argument"
     ) as from_argument:  # arguments beat the environment
         assert from_argument.store.root == tmp_path / "argument"
+
+
+def test_upgrading_to_0002_copies_stats_audit_events_into_statistics(tmp_path: Path, db_url: str | None) -> None:
+    url = db_url or f"sqlite:///{tmp_path / 'ledger.db'}"
+    upgrade(url, "0001")
+    content = b"C0 of layer 2"
+    blob = hashlib.sha256(content).hexdigest()
+    detail = (
+        '{"blobs":{"2":"' + blob + '"},"corpus":"/data/corpus.txt","corpus_sha256":"' + "c" * 64 + '",'
+        '"dtype":"float32","layers":[2],"model":"tiny","sample_count":50}'
+    )
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO base_models (name, state_hash, architecture, config_json, created_at) "
+                "VALUES ('tiny', :h, 'gpt2', '{}', '2026-01-01T00:00:00.000000Z')"
+            ),
+            {"h": "b" * 64},
+        )
+        for event in (detail, '{"model":"tiny"}'):  # the second is incomplete: nothing to copy
+            connection.execute(
+                text(
+                    "INSERT INTO audit_events (kind, actor, created_at, detail_json) "
+                    "VALUES ('stats', 'tests', '2026-01-02T00:00:00.000000Z', :d)"
+                ),
+                {"d": event},
+            )
+    engine.dispose()
+    upgrade(url)
+    with Ledger(None, url, tmp_path / "blobs") as ledger:
+        (statistics,) = ledger.statistics("tiny")
+        assert (statistics.corpus_path, statistics.sample_count) == ("/data/corpus.txt", 50)
+        assert statistics.blobs == {2: blob}
+        assert ledger.store.put(content) == blob
+        unreferenced = ledger.store.put(b"unreferenced")
+        assert ledger.gc() == [unreferenced]
