@@ -21,3 +21,7 @@ class HparamsError(EditorError):
 
 class SolveError(EditorError):
     """A solve produced non-finite values; the weights were left untouched."""
+
+
+class ModelDirectoryError(EditorError):
+    """A model directory that cannot be loaded: missing, no config, or weights only as pickle files."""

@@ -561,6 +561,12 @@ class Ledger:
                         "residual_before": o.residual_before,
                         "residual_after": o.residual_after,
                         "status": o.status,
+                        "zstar_loss": o.zstar_loss,
+                        "zstar_target_prob": o.zstar_target_prob,
+                        "target_prob_before": o.target_prob_before,
+                        "target_prob_after": o.target_prob_after,
+                        "already_true": o.already_true,
+                        "took": o.took,
                     }
                     for i, o in enumerate(record.outcomes)
                 ],
