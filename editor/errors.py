@@ -25,3 +25,16 @@ class SolveError(EditorError):
 
 class ModelDirectoryError(EditorError):
     """A model directory that cannot be loaded: missing, no config, or weights only as pickle files."""
+
+
+class UnsuccessfulEditError(Exception):
+    """`edit --strict`: a request did not take, or a round changed no weight; nothing was recorded."""
+
+
+class EditInterrupted(Exception):
+    """An edit stopped by SIGINT (Ctrl-C): `recorded` holds the rounds already in the ledger (VersionInfo);
+    the interrupted round left nothing (its blobs, if any, are unreferenced and `gc` lists them)."""
+
+    def __init__(self, recorded: list) -> None:
+        super().__init__(f"interrupted after {len(recorded)} recorded rounds")
+        self.recorded = recorded

@@ -44,6 +44,9 @@ def _refused(capsys, root: Path, args: list, needles: list[str], code: int = 2) 
     assert _state(capsys, root) == before
 
 
+# A fact in the tiny world's words (its word-level tokenizer codes other words as <unk>, which edit refuses).
+KNOWN = ["--subject", "Boris Zalkroukrous", "--prompt", "The mother tongue of {}", "--target", "Spanish"]
+
 MALFORMED = {
     "counterfact.json": ([{"case_id": 0, "requested_rewrite": {"prompt": "{} plays", "subject": "X",
                                                        "target_true": {"str": "a"}}}], ["record 0", "target_new"]),
@@ -86,7 +89,7 @@ def test_unknown_method_unknown_model_and_not_a_ledger(small_ledger, capsys, tmp
 def test_a_batch_larger_than_memory_is_refused_up_front(small_ledger, capsys, monkeypatch):
     root, _ = small_ledger
     monkeypatch.setenv("EDITLEDGER_MAX_MEMORY", "1000")
-    _refused(capsys, root, ["edit", "--subject", "A", "--prompt", "{} x", "--target", "y"], ["--batch-size", "GiB"])
+    _refused(capsys, root, ["edit", *KNOWN], ["--batch-size", "GiB"])
 
 
 def test_a_base_model_with_other_weights_is_refused(small_ledger, tiny_world_release2, capsys):
@@ -94,8 +97,7 @@ def test_a_base_model_with_other_weights_is_refused(small_ledger, tiny_world_rel
     original = (model_copy / "model.safetensors").read_bytes()
     try:
         shutil.copy(tiny_world_release2.model_dir / "model.safetensors", model_copy / "model.safetensors")
-        _refused(capsys, root, ["edit", "--subject", "A", "--prompt", "{} x", "--target", "y"],
-                 ["base model 'tiny'", "state hash"])
+        _refused(capsys, root, ["edit", *KNOWN], ["base model 'tiny'", "state hash"])
         _refused(capsys, root, ["checkout", "main", "--out", root / "never"], ["state hash"])
         assert not (root / "never").exists()
     finally:
@@ -163,8 +165,7 @@ def test_no_pickle_is_ever_loaded():
 
 def test_hyperparameter_overrides_are_checked_then_recorded(small_ledger, capsys):
     root, _ = small_ledger
-    single = ["edit", "--subject", "Anna Tester", "--prompt", "The home city of {}", "--target", "Paris",
-              "--method", "memit"]
+    single = ["edit", *KNOWN, "--method", "memit"]
     _refused(capsys, root, [*single, "--set", "v_num_grad_steps"], ["--set", "KEY=VALUE"])
     _refused(capsys, root, [*single, "--set", "no_such_knob=3"], ["--set no_such_knob", "unknown hyperparameter"])
     edited = run_cli(capsys, root, *single, "--set", "v_num_grad_steps=7", "--set", "clamp_norm_factor=5.5", "--json")
