@@ -32,7 +32,7 @@ def test_sigint_during_edit_exits_130_and_leaves_only_whole_rounds(tiny_world, t
         if line.startswith("round 2/"):
             process.send_signal(signal.SIGINT)
             break
-    stdout, rest = process.communicate(timeout=300)
+    _, rest = process.communicate(timeout=300)
     stderr = "".join(seen) + rest
     assert process.returncode == 130, stderr
     last = stderr.strip().splitlines()[-1]
