@@ -541,11 +541,34 @@ def world_build(
 def demo(directory: Annotated[Path, typer.Option("--dir", help="Where the world and the ledger go.")] = Path(".demo"),
          edits: Annotated[int, typer.Option(help="Number of edits.")] = 100,
          batch_size: Annotated[int, typer.Option("--batch-size")] = 20,
-         preset: Annotated[str, typer.Option(help="World preset.")] = "default") -> None:
+         preset: Annotated[str, typer.Option(help="World preset.")] = "default",
+         force: Annotated[bool, typer.Option(help="Replace a ledger already in DIR/ledger.")] = False) -> None:
     """Build (or reuse) the default fact world and run the whole lifecycle on it, then print a summary."""
     from editor.demo import run_demo
 
-    run_demo(directory, edits=edits, batch_size=batch_size, preset=preset, console=out)
+    report = run_demo(directory, edits=edits, batch_size=batch_size, preset=preset, force=force,
+                      progress=lambda line: out.print(line, markup=False, highlight=False))
+    table = Table(title="editledger demo: summary", show_header=True)
+    table.add_column("what")
+    table.add_column("result")
+    table.add_row("base model", f"fact-world {short(report.base_state_hash)} ({report.n_facts} facts)")
+    table.add_row("edits", f"{report.n_edits} in {report.n_rounds} NSE rounds, {report.edit_seconds:.1f}s")
+    for metric in ("efficacy", "generalization", "specificity"):
+        if metric in report.scores:
+            table.add_row(f"  {metric} after the last round", f"{report.scores[metric]:.3f}")
+    table.add_row("revert", f"{short(report.revert_commit)}: reverted fact back to its base answer: "
+                  f"{'yes' if report.reverted_back else 'no'}; others' efficacy {report.others_efficacy:.3f}")
+    table.add_row("checkout", f"{report.checkouts} versions rebuilt and verified; round 1 exported to "
+                  f"{report.export_dir}")
+    table.add_row("replay", f"{report.replayed_ok}/{report.replayed} versions reproduced bit-exactly")
+    table.add_row("verify", f"{'ok' if report.verify_ok else 'FAILED'}: {report.versions_checked} versions, "
+                  f"{report.blobs_checked} blobs")
+    table.add_row("files", f"world {report.world_dir}, ledger {report.ledger_dir / '.editledger'}")
+    table.add_row("time", f"{report.seconds:.1f}s")
+    out.print(table)
+    out.print(f"Explore: cd {report.ledger_dir} && editledger log")
+    if not (report.verify_ok and report.replay_ok):
+        raise Fail("the demo's ledger did not verify or replay (see the summary)", 1)
 
 
 def fail_line(message: str) -> None:

@@ -166,8 +166,9 @@ class Workspace:
 
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
-                  corpus: Path | None = None):
-        dtype = self.dtype or UNRECORDED_DTYPE
+                  corpus: Path | None = None, dtype: str | None = None):
+        """Record a base model by its state hash in `dtype` (default: the workspace's, else float32)."""
+        dtype = dtype or self.dtype or UNRECORDED_DTYPE
         check_model_directory(path)
         if corpus is not None and not Path(corpus).is_file():
             raise LifecycleError(f"--corpus {corpus}: file not found")
@@ -773,7 +774,8 @@ class Workspace:
         rounds = self.rounds_of(source_head.commit_hash)
         corpus = self.corpus_for(source_head.base_model, corpus)
         if not any(b.name == new_branch for b in self.ledger.branches()):
-            self.add_model(base_name, model_dir, branch=new_branch, author=author, corpus=corpus)
+            self.add_model(base_name, model_dir, branch=new_branch, author=author, corpus=corpus,
+                           dtype=self.dtype_of(source_head.base_model))  # the new base in the old one's dtype
         elif self.ledger.resolve(new_branch).kind != "base" or self.ledger.resolve(new_branch).base_model != base_name:
             raise LifecycleError(f"--new-branch {new_branch!r}: branch exists and has versions")
         head = self.ledger.resolve(new_branch).commit_hash
