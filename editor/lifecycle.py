@@ -43,12 +43,12 @@ from editor.engine import (
     rewrite_weights_copy,
     run_round,
 )
-from editor.errors import EditInterrupted, RequestError, UnsuccessfulEditError
+from editor.errors import EditInterrupted, UnsuccessfulEditError
 from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
 from editor.hparams import EditHparams, check_overrides, derive_hparams
 from editor.model import LoadedModel, check_dtype, check_model_directory, load_model, resolve_device
 from editor.stats import cached_second_moments, file_sha256
-from editor.targets import check_requests
+from editor.targets import check_requests, validate_known_tokens
 from editor.templates import generate_context_templates
 from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError
@@ -588,13 +588,10 @@ class Workspace:
         n_layers = config.get("num_hidden_layers", config.get("n_layer"))
         checked = check_overrides(overrides, n_layers if isinstance(n_layers, int) else None)
         self.dtype_of(base_name)
-        for index, request in enumerate(requests):
-            if request.prompt.count("{}") != 1:
-                raise RequestError(f"request {index} (subject {request.subject!r}): prompt {request.prompt!r} must "
-                                   f"contain exactly one {{}} where the subject goes")
         tokenizer = AutoTokenizer.from_pretrained(check_model_directory(self.base_directory(base_name)),
                                                   local_files_only=True)
         check_requests(tokenizer, requests)
+        validate_known_tokens(tokenizer, requests)
         return checked
 
     def _edit_draft(self, state: EditState, loaded: LoadedModel, context_refs: list[ArtifactRef],
