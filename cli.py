@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from editor.errors import EditInterrupted, UnsuccessfulEditError
 from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError
 
@@ -42,6 +43,11 @@ BranchOpt = Annotated[str, typer.Option("--branch", "-b", help="Branch to work o
 AuthorOpt = Annotated[str | None, typer.Option("--author", envvar="EDITLEDGER_AUTHOR", help="Who makes the change.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Hyperparameter KEY=VALUE (VALUE as JSON), repeatable: --set v_num_grad_steps=50.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available, else cpu), cpu or cuda.")]
+DtypeOpt = Annotated[str | None, typer.Option(
+    "--dtype", help="float32 | float16 | bfloat16 (default: the dtype the base model was recorded in).")]
+BasePathOpt = Annotated[Path | None, typer.Option(
+    "--base-path", help="The base model's directory, if it moved (verified by its state hash).")]
 
 
 class Fail(Exception):
@@ -112,12 +118,14 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", module=r"transformers(\.|$)")  # deprecation notes about its own API
 
 
-def workspace(device: str = "cpu", dtype: str = "float32", full_verify: bool = False, numerics: str | None = None):
+def workspace(device: str = "auto", dtype: str | None = None, full_verify: bool = False,
+              base_path: Path | None = None, numerics: str | None = None):
     from editor.lifecycle import Workspace
 
     quiet_transformers()
-    return Workspace(open_ledger(), device=device, dtype=dtype, full_verify=full_verify, numerics=numerics,
-                     progress=progress)
+    return Workspace(open_ledger(), device=device, dtype=dtype, full_verify=full_verify, base_path=base_path,
+                     numerics=numerics, progress=progress,
+                     warn=lambda line: err.print(line, style="yellow", markup=False, soft_wrap=True))
 
 
 def plain(value: Any) -> Any:
@@ -178,11 +186,22 @@ def _discover_url() -> str:
 def model_add(name: str, path: Annotated[Path, typer.Option("--path", help="Hugging Face model directory.")],
               branch: BranchOpt = "main", author: AuthorOpt = None,
               corpus: Annotated[Path | None, typer.Option(help="Text corpus for covariance statistics.")] = None,
-              device: str = "cpu", dtype: str = "float32") -> None:
-    """Record a base model (by its state hash) and start a branch on it."""
+              device: DeviceOpt = "auto",
+              dtype: Annotated[str, typer.Option(
+                  "--dtype", help="float32 | float16 | bfloat16: recorded, and used by every later command.")
+              ] = "float32") -> None:
+    """Record a base model (by its state hash, in its dtype) and start a branch on it."""
     version = workspace(device, dtype).add_model(name, path, branch=branch, author=author, corpus=corpus)
-    out.print(f"model {name!r} recorded: state {short(version.state_hash)}, "
+    out.print(f"model {name!r} recorded: state {short(version.state_hash)} ({dtype}), "
               f"branch {branch!r} at {short(version.commit_hash)}")
+
+
+@model_app.command("relocate")
+def model_relocate(name: str, path: Annotated[Path, typer.Option("--path", help="The model's new directory.")],
+                   author: AuthorOpt = None, device: DeviceOpt = "auto") -> None:
+    """Record a new directory for a base model that moved: hashed there first, refused unless it is the same."""
+    where = workspace(device).relocate(name, path, actor=author)
+    out.print(f"model {name!r} is now read from {where} (state hash verified)")
 
 
 @model_app.command("list")
@@ -201,12 +220,15 @@ def model_list(as_json: JsonOpt = False) -> None:
 def stats(name: str, corpus: Annotated[Path, typer.Option("--corpus", help="Text or JSONL corpus.")],
           layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: the method's).")] = None,
           samples: Annotated[int | None, typer.Option(help="Number of corpus samples.")] = None,
-          device: str = "cpu", dtype: str = "float32") -> None:
+          device: DeviceOpt = "auto", dtype: DtypeOpt = None, base_path: BasePathOpt = None) -> None:
     """Compute (or reuse) covariance statistics C0 of a base model and record them."""
     if not corpus.is_file():
         raise Fail(f"--corpus {corpus}: file not found")
-    layer_list = [int(x) for x in layers.split(",")] if layers else None
-    done, shas = workspace(device, dtype).compute_stats(name, corpus, layer_list, samples)
+    try:
+        layer_list = [int(x) for x in layers.split(",")] if layers else None
+    except ValueError:
+        raise Fail(f"--layers {layers!r}: expected comma-separated block numbers") from None
+    done, shas = workspace(device, dtype, base_path=base_path).compute_stats(name, corpus, layer_list, samples)
     out.print(f"statistics for {name!r}, layers {done}: " + ", ".join(f"L{k}={short(v)}" for k, v in shas.items()))
 
 
@@ -248,21 +270,28 @@ def edit(
     evaluate: Annotated[bool, typer.Option("--eval", help="Score the round's and all earlier requests.")] = False,
     corpus: Annotated[Path | None, typer.Option(help="Corpus for statistics (default: the recorded one).")] = None,
     retry: Annotated[int, typer.Option(help="Retry a round that lost a race on the new head, N times.")] = 0,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 and record nothing if a request did not take or a round changed no weight.")
+    ] = False,
     hparam: SetOpt = None,
     numerics: Annotated[str | None, typer.Option(
         help="CPU kernels: native (fast, bit-exact on the same kind of CPU) or portable (the same bits on any "
              "x86-64 CPU, slower); recorded with each version. Default: what the branch recorded last.")] = None,
-    device: str = "cpu", dtype: str = "float32", as_json: JsonOpt = False,
+    device: DeviceOpt = "auto", dtype: DtypeOpt = None, base_path: BasePathOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Edit facts: one from flags or many from a file, in rounds; each round is one recorded version."""
     from editor.engine import METHODS
-    from editor.readers import read_requests
+    from editor.readers import read_request_file
     from ledger.records import EditRequest
 
     if method not in METHODS:
         raise Fail(f"--method {method!r}: unknown method; choose one of {', '.join(METHODS)}")
     if file is not None:
-        requests = read_requests(file, fmt=fmt, limit=limit, skip_invalid=skip_invalid)
+        read = read_request_file(file, fmt=fmt, limit=limit, skip_invalid=skip_invalid)
+        requests = read.requests
+        if read.skipped:
+            err.print(f"skipped {len(read.skipped)} invalid records: " + "; ".join(read.skipped[:3])
+                      + ("; ..." if len(read.skipped) > 3 else ""), style="yellow", markup=False, soft_wrap=True)
     elif subject and prompt and target:
         requests = [EditRequest(subject=subject, prompt=prompt, target_new=target, target_true=target_true)]
     else:
@@ -270,9 +299,10 @@ def edit(
     from editor.audit import edit_rounds
 
     overrides = hparam_overrides(hparam or [])
-    rounds = edit_rounds(workspace(device, dtype, numerics=numerics), requests, branch=branch, method=method,
-                         batch_size=batch_size, author=author, reason=reason, evaluate=evaluate, corpus=corpus,
-                         overrides=overrides, retry=retry)
+    ws = workspace(device, dtype, base_path=base_path, numerics=numerics)
+    rounds = edit_rounds(ws, requests, branch=branch, method=method, batch_size=batch_size, author=author,
+                         reason=reason, evaluate=evaluate, corpus=corpus, overrides=overrides, retry=retry,
+                         strict=strict)
     if as_json:
         return emit_json([{**plain(r.version), "scores": plain(r.scores)} for r in rounds])
     for r in rounds:
@@ -284,9 +314,10 @@ def edit(
 
 @app.command("eval")
 def eval_(ref: Annotated[str, typer.Argument(help="Version (commit prefix, tag, branch).")] = "main",
+          device: DeviceOpt = "auto", dtype: DtypeOpt = None, base_path: BasePathOpt = None,
           as_json: JsonOpt = False) -> None:
     """Score every request in a version's history on that version's model, and record the scores."""
-    report = workspace().evaluate(ref)
+    report = workspace(device, dtype, base_path=base_path).evaluate(ref)
     if as_json:
         return emit_json(report.aggregate)
     table = Table("metric", "value")
@@ -301,9 +332,11 @@ def checkout(ref: str, out_dir: Annotated[Path, typer.Option("--out", help="Dire
              full_verify: Annotated[bool, typer.Option(
                  "--full-verify", help="Hash every tensor of the base too, even when none of its files changed.")
              ] = False,
-             author: AuthorOpt = None) -> None:
+             author: AuthorOpt = None, device: DeviceOpt = "auto", dtype: DtypeOpt = None,
+             base_path: BasePathOpt = None) -> None:
     """Write a version as a Hugging Face directory, rebuilt from the recorded changes and verified."""
-    path = workspace(full_verify=full_verify).export(ref, out_dir, force=force, actor=author)
+    ws = workspace(device, dtype, full_verify=full_verify, base_path=base_path)
+    path = ws.export(ref, out_dir, force=force, actor=author)
     out.print(f"checked out {ref} to {path} (state hash verified)")
 
 
@@ -313,9 +346,11 @@ app.command("export", help="Same as checkout.")(checkout)
 @app.command()
 def revert(target: Annotated[str, typer.Argument(help="Request key prefix or version commit prefix.")],
            reason: Annotated[str, typer.Option(help="Why it is reverted.")],
-           branch: BranchOpt = "main", author: AuthorOpt = None) -> None:
+           branch: BranchOpt = "main", author: AuthorOpt = None, device: DeviceOpt = "auto",
+           dtype: DtypeOpt = None, base_path: BasePathOpt = None) -> None:
     """Append a version whose model is the history replayed without TARGET."""
-    version = workspace().revert(target, branch=branch, author=author, reason=reason)
+    version = workspace(device, dtype, base_path=base_path).revert(target, branch=branch, author=author,
+                                                                  reason=reason)
     out.print(f"[green]{short(version.commit_hash)}[/green] revert of {target}: state {short(version.state_hash)}")
 
 
@@ -325,9 +360,10 @@ def replay(branch: BranchOpt = "main",
            name: Annotated[str | None, typer.Option(help="Name of the new base model (with --onto).")] = None,
            new_branch: Annotated[str | None, typer.Option("--new-branch", help="Branch for the replay.")] = None,
            corpus: Annotated[Path | None, typer.Option(help="Statistics corpus for the new base.")] = None,
-           author: AuthorOpt = None, as_json: JsonOpt = False) -> None:
+           author: AuthorOpt = None, device: DeviceOpt = "auto", dtype: DtypeOpt = None,
+           base_path: BasePathOpt = None, as_json: JsonOpt = False) -> None:
     """Replay a branch: on its own base (must reproduce every state hash) or --onto another base."""
-    ws = workspace()
+    ws = workspace(device, dtype, base_path=base_path)
     if onto is None:
         steps = ws.replay_same_base(branch)
         if as_json:
@@ -641,12 +677,13 @@ def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay e
                Path | None, typer.Option(help="Write (when absent), or check, a checkpoint file kept outside the "
                                               "database.")
            ] = None,
+           device: DeviceOpt = "auto", dtype: DtypeOpt = None, base_path: BasePathOpt = None,
            as_json: JsonOpt = False) -> None:
     """Recompute every commit hash and blob hash; optionally replay every branch and check a checkpoint."""
     if replay_:
         from editor.audit import verify_with_replay
 
-        full = verify_with_replay(workspace(full_verify=True), checkpoint)
+        full = verify_with_replay(workspace(device, dtype, full_verify=True, base_path=base_path), checkpoint)
         report, problems = full.ledger, full.problems
         steps, branches = full.replayed, full.branches
     else:
@@ -789,11 +826,34 @@ def world_build(
 def demo(directory: Annotated[Path, typer.Option("--dir", help="Where the world and the ledger go.")] = Path(".demo"),
          edits: Annotated[int, typer.Option(help="Number of edits.")] = 100,
          batch_size: Annotated[int, typer.Option("--batch-size")] = 20,
-         preset: Annotated[str, typer.Option(help="World preset.")] = "default") -> None:
+         preset: Annotated[str, typer.Option(help="World preset.")] = "default",
+         force: Annotated[bool, typer.Option(help="Replace a ledger already in DIR/ledger.")] = False) -> None:
     """Build (or reuse) the default fact world and run the whole lifecycle on it, then print a summary."""
     from editor.demo import run_demo
 
-    run_demo(directory, edits=edits, batch_size=batch_size, preset=preset, console=out)
+    report = run_demo(directory, edits=edits, batch_size=batch_size, preset=preset, force=force,
+                      progress=lambda line: out.print(line, markup=False, highlight=False))
+    table = Table(title="editledger demo: summary", show_header=True)
+    table.add_column("what")
+    table.add_column("result")
+    table.add_row("base model", f"fact-world {short(report.base_state_hash)} ({report.n_facts} facts)")
+    table.add_row("edits", f"{report.n_edits} in {report.n_rounds} NSE rounds, {report.edit_seconds:.1f}s")
+    for metric in ("efficacy", "generalization", "specificity"):
+        if metric in report.scores:
+            table.add_row(f"  {metric} after the last round", f"{report.scores[metric]:.3f}")
+    table.add_row("revert", f"{short(report.revert_commit)}: reverted fact back to its base answer: "
+                  f"{'yes' if report.reverted_back else 'no'}; others' efficacy {report.others_efficacy:.3f}")
+    table.add_row("checkout", f"{report.checkouts} versions rebuilt and verified; round 1 exported to "
+                  f"{report.export_dir}")
+    table.add_row("replay", f"{report.replayed_ok}/{report.replayed} versions reproduced bit-exactly")
+    table.add_row("verify", f"{'ok' if report.verify_ok else 'FAILED'}: {report.versions_checked} versions, "
+                  f"{report.blobs_checked} blobs")
+    table.add_row("files", f"world {report.world_dir}, ledger {report.ledger_dir / '.editledger'}")
+    table.add_row("time", f"{report.seconds:.1f}s")
+    out.print(table)
+    out.print(f"Explore: cd {report.ledger_dir} && editledger log")
+    if not (report.verify_ok and report.replay_ok):
+        raise Fail("the demo's ledger did not verify or replay (see the summary)", 1)
 
 
 def replay_verdict(step: Any) -> str:
@@ -856,6 +916,13 @@ def main() -> None:
     except Fail as error:
         fail_line(f"error: {error}")
         raise SystemExit(error.code) from None
+    except EditInterrupted as stopped:
+        done = ", ".join(short(v.commit_hash) for v in stopped.recorded) or "none"
+        fail_line(f"interrupted: the round in progress was not recorded; rounds recorded before it: {done}")
+        raise SystemExit(130) from None
+    except UnsuccessfulEditError as error:
+        fail_line(f"error: {error}")
+        raise SystemExit(1) from None
     except (LedgerError, ValueError, FileNotFoundError, KeyError) as error:
         fail_line(f"error: {error}" if str(error).strip() else f"error: {type(error).__name__}")
         raise SystemExit(2) from None

@@ -18,11 +18,13 @@ from editor.errors import HparamsError, RequestError, SolveError
 from editor.hparams import EditHparams
 from editor.model import LoadedModel, is_conv1d, read_columns, write_columns
 from editor.targets import (
+    BARE_TEMPLATE,
     compute_keys,
     compute_keys_layers,
     compute_zstar,
     hidden_states,
     keys_per_template,
+    target_fit,
     validate_layers,
     validate_requests,
 )
@@ -142,13 +144,19 @@ def diff_changes(model: nn.Module, before: Mapping[str, torch.Tensor]) -> dict[s
 @contextmanager
 def rewound(state: EditState) -> Iterator[None]:
     """The original rewrite weights in place of the current ones; the current ones restored exactly after."""
-    model = state.loaded.model
+    with weights_in_place(state.loaded.model, state.original_weights):
+        yield
+
+
+@contextmanager
+def weights_in_place(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """`weights` (by parameter name) in place of the model's; the model's own restored exactly after."""
     saved = {}
     with torch.no_grad():
-        for name, original in state.original_weights.items():
+        for name, values in weights.items():
             weight = model.get_parameter(name)
             saved[name] = weight.detach().clone()
-            weight.copy_(original.to(weight.device))
+            weight.copy_(values.to(weight.device))
     try:
         yield
     finally:
@@ -313,6 +321,33 @@ def classify(residuals: torch.Tensor, hp: EditHparams) -> list[str]:
     ]
 
 
+ZSTAR_REACHED = 0.5  # z* "reached" its target when the target's probability with z* in place is at least this
+
+
+def outcome_warnings(result: RoundResult, requests: Sequence[EditRequest]) -> list[str]:
+    """One line per request that did not take, or of a round that changed no weight, naming it and why."""
+    lines = []
+    by_key = {r.request_key: r for r in requests}
+    for outcome in result.outcomes:
+        request = by_key[outcome.request_key]
+        if result.changes and outcome.took is not False:
+            continue
+        if outcome.zstar_target_prob is not None and outcome.zstar_target_prob < ZSTAR_REACHED:
+            why = (f"z* did not reach its target (probability {outcome.zstar_target_prob:.3g} at z*, "
+                   f"loss {outcome.zstar_loss:.3g})")
+        elif not result.changes and outcome.already_true:
+            why = "the model already gave this target before the edit"
+        elif not result.changes:
+            why = f"status {outcome.status}: z* is within alpha of the current hidden state, so nothing was written"
+        else:
+            why = (f"the target is not the model's prediction after the round (probability "
+                   f"{outcome.target_prob_after:.3g}, before {outcome.target_prob_before:.3g})")
+        if not result.changes:
+            why = f"the round changed no weight: {why}"
+        lines.append(f"request {outcome.request_key[:12]} ({request.subject!r} -> {request.target_new!r}): {why}")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------ the round
 def _method_function(method: str):
     from editor.methods import alphaedit, memit, nse, rome
@@ -347,8 +382,14 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
     }
     try:
         h_before = current_hidden(state, requests)
+        fit_before = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
         output = _method_function(method)(state, requests)
         h_after = current_hidden(state, requests)
+        fit_after = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
+        # z* measured on the weights it was optimised on: NSE's original ones, the round's starting ones else.
+        with weights_in_place(loaded.model, state.original_weights if method == "nse" else before):
+            shift = output.zstar - current_hidden(state, requests)
+            fit_zstar = target_fit(loaded, requests, state.templates, hp.z_layer, shift)
         round_keys = compute_keys_layers(loaded, requests, hp.layers, state.templates)
     except BaseException:
         with torch.no_grad():
@@ -362,7 +403,12 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
     residual_before = (output.zstar - h_before).norm(dim=1).tolist()
     residual_after = (output.zstar - h_after).norm(dim=1).tolist()
     outcomes = [
-        RequestOutcome(r.request_key, residual_before[i], residual_after[i], output.statuses[i])  # type: ignore[arg-type]
+        RequestOutcome(
+            r.request_key, residual_before[i], residual_after[i], output.statuses[i],  # type: ignore[arg-type]
+            zstar_loss=fit_zstar.nll[i], zstar_target_prob=fit_zstar.probability[i],
+            target_prob_before=fit_before.probability[i], target_prob_after=fit_after.probability[i],
+            already_true=fit_before.top[i], took=fit_after.top[i],
+        )
         for i, r in enumerate(requests)
     ]
     return RoundResult(

@@ -30,3 +30,20 @@ class NumericsError(EditorError):
 class NumericsRestart(NumericsError):
     """This process runs native kernels and the work needs portable ones: start again with
     `editor.determinism.portable_environment()` (the CLI does so by itself). Raised before anything is written."""
+
+
+class ModelDirectoryError(EditorError):
+    """A model directory that cannot be loaded: missing, no config, or weights only as pickle files."""
+
+
+class UnsuccessfulEditError(Exception):
+    """`edit --strict`: a request did not take, or a round changed no weight; nothing was recorded."""
+
+
+class EditInterrupted(Exception):
+    """An edit stopped by SIGINT (Ctrl-C): `recorded` holds the rounds already in the ledger (VersionInfo);
+    the interrupted round left nothing (its blobs, if any, are unreferenced and `gc` lists them)."""
+
+    def __init__(self, recorded: list) -> None:
+        super().__init__(f"interrupted after {len(recorded)} recorded rounds")
+        self.recorded = recorded

@@ -36,6 +36,7 @@ Any field can be overridden: `derive_hparams(loaded, "nse", mom2_update_weight=5
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -85,6 +86,52 @@ class EditHparams:
         values["layers"] = [int(layer) for layer in values["layers"]]
         values["extra"] = dict(values.get("extra") or {})
         return cls(**values)
+
+
+_INTEGERS = ("v_num_grad_steps", "mom2_n_samples", "max_iterations", "template_seed", "seed")
+_POSITIVE_INTEGERS = ("v_num_grad_steps", "mom2_n_samples", "max_iterations")
+_NUMBERS = ("v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor", "mom2_update_weight", "alpha", "upper_bound",
+            "neuron_threshold", "nullspace_threshold", "L2")
+
+
+def check_overrides(overrides: dict[str, Any], n_layers: int | None = None) -> dict[str, Any]:
+    """`--set` values checked against each field's type (and the model's depth, when known) before any model
+    loads; the error names the option. Returns them with numbers as floats where the field is a float."""
+    known = {f.name for f in fields(EditHparams)}
+    checked: dict[str, Any] = {}
+    for key, value in overrides.items():
+        where = f"--set {key}={json.dumps(value)}"
+        if key not in known:
+            raise HparamsError(f"--set {key}: unknown hyperparameter (known: {', '.join(sorted(known))})")
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if key == "layers":
+            if not isinstance(value, list) or not value or not all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in value):
+                raise HparamsError(f"{where}: expected a non-empty list of block indices, e.g. [1,2]")
+            if value != sorted(set(value)):
+                raise HparamsError(f"{where}: block indices must be ascending without repeats")
+            if n_layers is not None and not all(0 <= x < n_layers for x in value):
+                raise HparamsError(f"{where}: the model has blocks 0..{n_layers - 1}")
+        elif key == "v_loss_layer":
+            if value is not None and not is_int:
+                raise HparamsError(f"{where}: expected a block index or null")
+        elif key in _INTEGERS:
+            if not is_int or (key in _POSITIVE_INTEGERS and value < 1):
+                raise HparamsError(f"{where}: expected a {'positive ' if key in _POSITIVE_INTEGERS else ''}integer")
+        elif key in _NUMBERS:
+            if not (is_int or isinstance(value, float)) or not math.isfinite(value):
+                raise HparamsError(f"{where}: expected a number")
+            value = float(value)
+        elif key == "nullspace_relative":
+            if not isinstance(value, bool):
+                raise HparamsError(f"{where}: expected true or false")
+        elif key == "mom2_dtype":
+            if value not in ("float32", "float16", "bfloat16"):
+                raise HparamsError(f"{where}: expected float32, float16 or bfloat16")
+        elif key == "extra" and not isinstance(value, dict):
+            raise HparamsError(f"{where}: expected an object")
+        checked[key] = value
+    return checked
 
 
 _SHARED = dict(

@@ -16,8 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,11 +41,22 @@ from editor.determinism import (
     numerics_differences,
     use_numerics,
 )
-from editor.engine import EditState, add_keys_to_cp, apply_changes, diff_changes, rewrite_weights_copy, run_round
+from editor.engine import (
+    METHODS,
+    EditState,
+    add_keys_to_cp,
+    apply_changes,
+    diff_changes,
+    outcome_warnings,
+    rewrite_weights_copy,
+    run_round,
+)
+from editor.errors import EditInterrupted, UnsuccessfulEditError
 from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
-from editor.hparams import EditHparams, derive_hparams
-from editor.model import LoadedModel, load_model
+from editor.hparams import EditHparams, check_overrides, derive_hparams
+from editor.model import LoadedModel, check_dtype, check_model_directory, load_model, resolve_device
 from editor.stats import cached_second_moments, file_sha256
+from editor.targets import check_requests, validate_known_tokens
 from editor.templates import generate_context_templates
 from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError
@@ -65,6 +79,8 @@ ProgressFn = Callable[[str], None]
 
 SNAPSHOT_INDEX = "snapshot-index"  # the store's index of checkout snapshots, by (commit, dtype)
 REWIND_LIMIT = 8  # a revert that replays nothing rewinds the head's model over at most this many versions
+NUMERICS_KEY = "editledger_numerics"  # in a base model's recorded config: the dtype (and device) it was added in
+UNRECORDED_DTYPE = "float32"  # bases recorded before their numerics were: editledger then always loaded float32
 
 
 class LifecycleError(LedgerError):
@@ -73,6 +89,23 @@ class LifecycleError(LedgerError):
 
 class RebuildError(LifecycleError):
     """A rebuilt model does not have the state hash its version recorded."""
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """SIGINT held back until the block ends, so that a round is either recorded and reported, or neither.
+    (Only the main thread can install signal handlers; elsewhere the block runs as it is.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -124,25 +157,43 @@ def _author() -> str:
 class Workspace:
     """A ledger plus the engine settings used to materialise its models."""
 
-    def __init__(self, ledger: Ledger, device: str = "cpu", dtype: str = "float32",
-                 progress: ProgressFn | None = None, full_verify: bool = False, numerics: str | None = None) -> None:
+    def __init__(self, ledger: Ledger, device: str = "auto", dtype: str | None = None,
+                 progress: ProgressFn | None = None, full_verify: bool = False, base_path: Path | None = None,
+                 warn: ProgressFn | None = None, numerics: str | None = None) -> None:
+        """`dtype` None: each base model in the dtype it was recorded in (an explicit other one is refused).
+        `base_path`: where the base model is now, instead of its recorded directory (verified by state hash)."""
+        resolve_device(device)  # `--device cuda` without CUDA: refused before anything loads
+        if dtype is not None:
+            check_dtype(dtype)
         self.ledger = ledger
         self.device = device
         self.dtype = dtype
+        self.base_path = Path(base_path) if base_path is not None else None
         # None: new versions keep the numerics their branch recorded last (native on a new branch).
         self.numerics = numerics
         self.active_numerics = "native"  # what the current computation runs under, recorded with its version
         self.say = progress or _no_progress
+        self.warn = warn or self.say
+        self._dtypes: dict[str, str] = {}
+        self._added: set[str] = set()  # bases recorded by this workspace: `base_path` is not theirs
+        self._warned: list[str] = []  # the warnings of the rounds computed so far
         # True: hash every tensor of a base model on every load, never trusting remembered digests.
         self.full_verify = full_verify
         self.base_digests = BaseDigests(ledger.store)
 
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
-                  corpus: Path | None = None):
+                  corpus: Path | None = None, dtype: str | None = None):
+        """Record a base model by its state hash in `dtype` (default: the workspace's, else float32)."""
+        dtype = dtype or self.dtype or UNRECORDED_DTYPE
+        check_model_directory(path)
+        if corpus is not None and not Path(corpus).is_file():
+            raise LifecycleError(f"--corpus {corpus}: file not found")
         fingerprint = directory_fingerprint(Path(path))
-        loaded = load_model(path, device=self.device, dtype=self.dtype)
+        loaded = load_model(path, device=self.device, dtype=dtype)
         config = loaded.model.config.to_dict()
+        # The state hash holds only in this dtype: every later load of this base uses it.
+        config[NUMERICS_KEY] = {"dtype": dtype, "device": str(loaded.device)}
         if corpus is not None:
             config = {**config, "editledger_corpus": str(Path(corpus).resolve())}
         digests = tensor_digests(loaded.model)
@@ -150,9 +201,55 @@ class Workspace:
             name, root_hash(digests), loaded.arch.family, config, str(Path(path).resolve()),
             branch=branch, author=author or _author(),
         )
+        self._added.add(name)
+        self._dtypes[name] = dtype
         # The first edit or checkout then hashes only what it writes.
-        self.base_digests.remember(version.base_state_hash, self.dtype, Path(path), fingerprint, digests)
+        self.base_digests.remember(version.base_state_hash, dtype, Path(path), fingerprint, digests)
         return version
+
+    def dtype_of(self, base_name: str) -> str:
+        """The dtype a base model was recorded in; an explicit other `dtype` is refused, naming both."""
+        if base_name not in self._dtypes:
+            numerics = self.ledger.base_model(base_name).config.get(NUMERICS_KEY) or {}
+            recorded = numerics.get("dtype", UNRECORDED_DTYPE)
+            if self.dtype is not None and self.dtype != recorded:
+                raise LifecycleError(
+                    f"--dtype {self.dtype}: base model {base_name!r} was recorded in {recorded}, and its state "
+                    f"hashes hold only in {recorded}; omit --dtype to use it"
+                )
+            self._dtypes[base_name] = recorded
+        return self._dtypes[base_name]
+
+    def base_directory(self, name: str, path: Path | None = None) -> Path:
+        """Where base model `name` is read from: `path`, else the workspace's `base_path`, else the recorded one."""
+        if path is None and self.base_path is not None and name not in self._added:
+            path = self.base_path
+        source = Path(path) if path is not None else Path(self.ledger.base_model(name).source_path or "")
+        if not source.is_dir():
+            raise LifecycleError(
+                f"base model {name!r}: directory {str(source)!r} not found (give --base-path DIR, or record its "
+                f"new place with `editledger model relocate {name} --path DIR`)"
+            )
+        return source
+
+    def relocate(self, name: str, path: Path, actor: str | None = None) -> Path:
+        """Record a new directory for base model `name`, after hashing the model there in full: refused unless
+        it has the recorded state hash."""
+        base = self.ledger.base_model(name)
+        path = check_model_directory(path).resolve()
+        dtype = self.dtype_of(name)
+        fingerprint = directory_fingerprint(path)
+        loaded = load_model(path, device=self.device, dtype=dtype)
+        digests = tensor_digests(loaded.model)
+        found = root_hash(digests)
+        if found != base.state_hash:
+            raise LifecycleError(
+                f"--path {path}: the model there has state hash {found[:12]} in {dtype}, base model {name!r} "
+                f"recorded {base.state_hash[:12]}; not relocated"
+            )
+        self.ledger.relocate_base_model(name, str(path), actor or _author())
+        self.base_digests.remember(base.state_hash, dtype, path, fingerprint, digests)
+        return path
 
     def load_base(self, name: str, path: Path | None = None, verify: bool = True) -> LoadedModel:
         """Load a recorded base model and refuse it if its weights are not the recorded ones (`verify=False`:
@@ -163,21 +260,20 @@ class Workspace:
         """The base model and its verified per-tensor digests: remembered ones while none of its files changed
         (unless `full_verify`), else hashed now when `verify` (None when neither)."""
         base = self.ledger.base_model(name)
-        source = Path(path) if path is not None else Path(base.source_path or "")
-        if not source.is_dir():
-            raise LifecycleError(f"base model {name!r}: directory {str(source)!r} not found (pass --base-path)")
+        dtype = self.dtype_of(name)
+        source = self.base_directory(name, path)
         fingerprint = directory_fingerprint(source)
-        loaded = load_model(source, device=self.device, dtype=self.dtype)
-        digests = None if self.full_verify else self.base_digests.lookup(base.state_hash, self.dtype, fingerprint)
+        loaded = load_model(source, device=self.device, dtype=dtype)
+        digests = None if self.full_verify else self.base_digests.lookup(base.state_hash, dtype, fingerprint)
         if verify and digests is None:
             digests = tensor_digests(loaded.model)
             found = root_hash(digests)
             if found != base.state_hash:
                 raise LifecycleError(
                     f"base model {name!r}: {source} has state hash {found[:12]}, the ledger recorded "
-                    f"{base.state_hash[:12]}; refusing to apply edits to another model"
+                    f"{base.state_hash[:12]} (in {dtype}); refusing to apply edits to another model"
                 )
-            self.base_digests.remember(base.state_hash, self.dtype, source, fingerprint, digests)
+            self.base_digests.remember(base.state_hash, dtype, source, fingerprint, digests)
         return loaded, digests
 
     @staticmethod
@@ -298,11 +394,11 @@ class Workspace:
             snapshot = put_tensors(self.ledger.store, "snapshot", written)
             self.ledger.store.write_index(SNAPSHOT_INDEX, self._snapshot_key(last), {
                 "blob": snapshot.sha256, "commit": last.commit_hash, "state_hash": last.state_hash,
-                "dtype": self.dtype,
+                "dtype": self.dtype_of(last.base_model),
             })
 
     def _snapshot_key(self, version: VersionInfo) -> str:
-        return hashlib.sha256(f"{version.commit_hash}:{self.dtype}".encode()).hexdigest()
+        return hashlib.sha256(f"{version.commit_hash}:{self.dtype_of(version.base_model)}".encode()).hexdigest()
 
     def _snapshot(self, version: VersionInfo) -> dict[str, torch.Tensor] | None:
         """The written tensors of `version` kept by an earlier checkout (a cache: None when absent or broken)."""
@@ -346,7 +442,7 @@ class Workspace:
         lineage = self.ledger.lineage(history[-1][0].commit_hash)
         chain = [version for version, _ in history]
         # Before anything loads: portable numerics in a native process restart it (NumericsRestart).
-        self.active_numerics = use_numerics(mode or self._branch_numerics(chain), self.device)
+        self.active_numerics = use_numerics(mode or self._branch_numerics(chain), str(resolve_device(self.device)))
         base = self.ledger.base_model(chain[0].base_model)
         loaded, base_digests = self._load_base(base.name, None, verify=True)
         if isinstance(hparams, dict):
@@ -422,45 +518,114 @@ class Workspace:
     # ---------------------------------------------------------------- edit
     def edit(self, requests: Sequence[EditRequest], *, branch: str = "main", method: str = "nse",
              batch_size: int = 20, author: str | None = None, reason: str = "", evaluate: bool = False,
-             corpus: Path | None = None, overrides: dict | None = None, retry: int = 0) -> list:
-        """Apply requests in rounds of `batch_size`; each round is one recorded version."""
-        if not requests:
-            raise LifecycleError("no requests to edit")
-        if batch_size < 1:
-            raise LifecycleError(f"--batch-size {batch_size}: must be at least 1")
-        recorded = []
+             corpus: Path | None = None, overrides: dict | None = None, retry: int = 0,
+             strict: bool = False) -> list:
+        """Apply requests in rounds of `batch_size`; each round is one recorded version.
+
+        A request that did not take, and every request of a round that changed no weight, gets a warning line
+        (`warn`); `strict` records nothing when there is any (UnsuccessfulEditError). SIGINT stops the edit with
+        EditInterrupted, naming the rounds already recorded; the interrupted round is not recorded."""
+        head = self.ledger.resolve(branch)
+        overrides = self._check_edit_input(requests, head.base_model, method, batch_size, overrides or {})
+        author = author or _author()
+        recorded: list[VersionInfo] = []
         batches = [list(requests[i:i + batch_size]) for i in range(0, len(requests), batch_size)]
-        head = self.ledger.resolve(branch).commit_hash
-        state, loaded, context_refs = self._state_at(head, method, None, corpus, overrides)
-        needed, free = estimate_round_bytes(loaded, state.hparams, len(batches[0])), available_memory_bytes()
-        if needed > free:
-            raise LifecycleError(
-                f"--batch-size {len(batches[0])}: a round needs about {_gib(needed)}, only {_gib(free)} "
-                f"is available; use a smaller batch"
-            )
-        for number, batch in enumerate(batches, 1):
-            self.say(f"round {number}/{len(batches)}: {len(batch)} requests with {method}")
-            attempts = 0
-            while True:
-                try:
-                    info = self._edit_round(state, loaded, context_refs, batch, branch, head, method,
-                                            author or _author(), reason, evaluate)
-                    break
-                except ConflictRetry as lost:
-                    attempts += 1
-                    if attempts > retry:
-                        raise lost.error from None
-                    head = self.ledger.resolve(branch).commit_hash
-                    self.say(f"branch {branch!r} moved; retrying on {head[:12]}")
-                    state, loaded, context_refs = self._state_at(head, method, None, corpus, overrides)
-            recorded.append(info)
-            head = info.commit_hash
+        try:
+            state, loaded, context_refs = self._state_at(head.commit_hash, method, None, corpus, overrides)
+            needed, free = estimate_round_bytes(loaded, state.hparams, len(batches[0])), available_memory_bytes()
+            if needed > free:
+                raise LifecycleError(
+                    f"--batch-size {len(batches[0])}: a round needs about {_gib(needed)}, only {_gib(free)} "
+                    f"is available; use a smaller batch"
+                )
+            earlier = self._history_requests(head.commit_hash) if evaluate else []
+            if strict:
+                return self._edit_strict(state, loaded, context_refs, batches, branch, head.commit_hash, method,
+                                         author, reason, evaluate, earlier, recorded)
+            current = head.commit_hash
+            for number, batch in enumerate(batches, 1):
+                self.say(f"round {number}/{len(batches)}: {len(batch)} requests with {method}")
+                attempts = 0
+                while True:
+                    draft = self._edit_draft(state, loaded, context_refs, batch, current, method, author, reason,
+                                             [*earlier, *batch] if evaluate else None)
+                    try:
+                        self._append_reported(draft, branch, current, recorded)
+                        break
+                    except ConflictError as error:
+                        attempts += 1
+                        if attempts > retry:
+                            raise error from None
+                        current = self.ledger.resolve(branch).commit_hash
+                        self.say(f"branch {branch!r} moved; retrying on {current[:12]}")
+                        state, loaded, context_refs = self._state_at(current, method, None, corpus, overrides)
+                        earlier = self._history_requests(current) if evaluate else []
+                current = recorded[-1].commit_hash
+                earlier += batch
+        except KeyboardInterrupt:
+            raise EditInterrupted(recorded) from None
         return recorded
 
-    def _edit_round(self, state: EditState, loaded: LoadedModel, context_refs: list[ArtifactRef],
-                    batch: list[EditRequest], branch: str, head: str, method: str, author: str, reason: str,
-                    evaluate: bool):
+    def _edit_strict(self, state: EditState, loaded: LoadedModel, context_refs: list[ArtifactRef],
+                     batches: list[list[EditRequest]], branch: str, head: str, method: str, author: str,
+                     reason: str, evaluate: bool, earlier: list[EditRequest], recorded: list[VersionInfo]) -> list:
+        """Every round computed first; recorded only when none has a warning."""
+        drafts, warnings = [], 0
+        for number, batch in enumerate(batches, 1):
+            self.say(f"round {number}/{len(batches)}: {len(batch)} requests with {method}")
+            before = len(self._warned)
+            drafts.append(self._edit_draft(state, loaded, context_refs, batch, head, method, author, reason,
+                                           [*earlier, *batch] if evaluate else None))
+            warnings += len(self._warned) - before
+            earlier += batch
+        if warnings:
+            raise UnsuccessfulEditError(
+                f"--strict: {warnings} of {sum(map(len, batches))} requests did not take or changed no weight "
+                f"(warnings above); nothing recorded"
+            )
+        current = head
+        for draft in drafts:
+            self._append_reported(draft, branch, current, recorded)
+            current = recorded[-1].commit_hash
+        return recorded
+
+    def _append_reported(self, draft: VersionDraft, branch: str, head: str, recorded: list[VersionInfo]) -> None:
+        """Append a round's version; SIGINT waits until it is in `recorded` (or refused), never between."""
+        with interrupts_deferred():
+            recorded.append(self.ledger.append_version(draft, branch, expected_head=head))
+
+    def _check_edit_input(self, requests: Sequence[EditRequest], base_name: str, method: str, batch_size: int,
+                          overrides: dict) -> dict:
+        """What can be refused before any model loads: method, batch size, `--set` values, and the requests
+        with the base's tokenizer alone (prompts, subjects found, targets not the unknown token)."""
+        from transformers import AutoTokenizer
+
+        if not requests:
+            raise LifecycleError("no requests to edit")
+        if method not in METHODS:
+            raise LifecycleError(f"--method {method!r}: unknown method; choose one of {', '.join(METHODS)}")
+        if batch_size < 1:
+            raise LifecycleError(f"--batch-size {batch_size}: must be at least 1")
+        if method == "rome" and min(batch_size, len(requests)) > 1:
+            raise LifecycleError(f"--batch-size {batch_size}: rome edits one request per round; use --batch-size 1")
+        config = self.ledger.base_model(base_name).config
+        n_layers = config.get("num_hidden_layers", config.get("n_layer"))
+        checked = check_overrides(overrides, n_layers if isinstance(n_layers, int) else None)
+        self.dtype_of(base_name)
+        tokenizer = AutoTokenizer.from_pretrained(check_model_directory(self.base_directory(base_name)),
+                                                  local_files_only=True)
+        check_requests(tokenizer, requests)
+        validate_known_tokens(tokenizer, requests)
+        return checked
+
+    def _edit_draft(self, state: EditState, loaded: LoadedModel, context_refs: list[ArtifactRef],
+                    batch: list[EditRequest], head: str, method: str, author: str, reason: str,
+                    scored: list[EditRequest] | None) -> VersionDraft:
+        """One round computed on the in-memory model and its version drafted (its blobs stored first)."""
         result = run_round(state, batch, method)
+        for line in outcome_warnings(result, batch):
+            self._warned.append(line)
+            self.warn(f"warning: {line}")
         fault_point("edit.round_computed")
         artifacts = self._round_artifacts(result, context_refs)
         draft = VersionDraft(
@@ -469,13 +634,10 @@ class Workspace:
             environment=self._environment(loaded), requests=[RequestEntry(r) for r in batch],
             footprint=result.footprint, outcomes=result.outcomes, artifacts=artifacts,
         )
-        if evaluate:
-            draft.scores = self._scores(loaded, [*self._history_requests(head), *batch])
+        if scored is not None:
+            draft.scores = self._scores(loaded, scored)
         fault_point("edit.artifacts_stored")
-        try:
-            return self.ledger.append_version(draft, branch, expected_head=head)
-        except ConflictError as error:
-            raise ConflictRetry(error) from None
+        return draft
 
     def _round_artifacts(self, result, context_refs: list[ArtifactRef]) -> list[ArtifactRef]:
         """Blobs of one round, stored before its version is appended: the change, the keys, the z*."""
@@ -705,7 +867,8 @@ class Workspace:
         rounds = self.ledger.rounds(source_head.commit_hash)
         corpus = self.corpus_for(source_head.base_model, corpus)
         if not any(b.name == new_branch for b in self.ledger.branches()):
-            self.add_model(base_name, model_dir, branch=new_branch, author=author, corpus=corpus)
+            self.add_model(base_name, model_dir, branch=new_branch, author=author, corpus=corpus,
+                           dtype=self.dtype_of(source_head.base_model))  # the new base in the old one's dtype
         elif self.ledger.resolve(new_branch).kind != "base" or self.ledger.resolve(new_branch).base_model != base_name:
             raise LifecycleError(f"--new-branch {new_branch!r}: branch exists and has versions")
         head = self.ledger.resolve(new_branch).commit_hash
@@ -797,11 +960,3 @@ def estimate_round_bytes(loaded: LoadedModel, hp: EditHparams, n_requests: int, 
     sequences = 7 * n_requests
     activations = sequences * seq_len * arch.d_model * arch.n_layers * 4 * 24
     return len(hp.layers) * per_layer + activations
-
-
-class ConflictRetry(Exception):
-    """Internal: a round lost the race for the branch head."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from editor.errors import UnsupportedModelError
+from editor.errors import ModelDirectoryError, UnsupportedModelError
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,42 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def resolve_device(device: str) -> torch.device:
+    """`auto`: CUDA when this torch has it, else the CPU; `cuda` on a CPU-only torch is refused in one line."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device {device!r}: expected auto, cpu or cuda")
+        raise ValueError(f"--device {device!r}: expected auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this torch {torch.__version__} has no CUDA device; "
+                         f"use --device cpu or auto")
     return torch.device(device)
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def check_model_directory(path: str | Path) -> Path:
+    """A local Hugging Face directory with safetensors weights, checked before anything loads. A directory whose
+    weights exist only as pickles (pytorch_model.bin) is refused: loading a pickle can run code."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelDirectoryError(f"model directory {path}: not found")
+    if not path.is_dir():
+        raise ModelDirectoryError(f"model directory {path}: not a directory")
+    if not (path / "config.json").is_file():
+        raise ModelDirectoryError(f"model directory {path}: no config.json (not a Hugging Face model directory)")
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        if pickles:
+            raise ModelDirectoryError(
+                f"model directory {path}: weights only as pickle files ({', '.join(pickles[:3])}); editledger "
+                f"loads safetensors only: convert them (save_pretrained(..., safe_serialization=True))"
+            )
+        raise ModelDirectoryError(f"model directory {path}: no *.safetensors weights")
+    return path
 
 
 def load_model(
@@ -153,17 +184,13 @@ def load_model(
     """A local Hugging Face directory (safetensors only, never the hub), in eval mode with a pad token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model directory {path}: no config.json")
-    torch_dtype = DTYPES[dtype]
+    torch_dtype = check_dtype(dtype)
+    path = check_model_directory(path)
+    target = resolve_device(device) if device_map is None else None
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=torch_dtype, use_safetensors=True, local_files_only=True, device_map=device_map
     )
-    if device_map is None:
-        target = resolve_device(device)
+    if target is not None:
         model.to(target)
     else:
         target = next(model.parameters()).device

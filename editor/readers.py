@@ -9,9 +9,10 @@ file, the record index and the field at fault.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,9 +222,17 @@ CONVERTERS: dict[str, Callable[[Record], list[EditRequest]]] = {
 
 
 # ------------------------------------------------------------------------------------------------ files
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestFileError(f"{path}: not a UTF-8 text file (invalid byte at offset {error.start}); "
+                               f"expected JSON, JSONL or CSV records") from None
+
+
 def _load_json(path: Path) -> list[Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise RequestFileError(f"{path}: not valid JSON (line {error.lineno}): {error.msg}") from None
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
@@ -235,7 +244,7 @@ def _load_json(path: Path) -> list[Any]:
 
 def _load_jsonl(path: Path) -> list[Any]:
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
@@ -246,7 +255,7 @@ def _load_jsonl(path: Path) -> list[Any]:
 
 
 def _load_csv(path: Path) -> list[Any]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with io.StringIO(_read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in PLAIN_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -272,13 +281,30 @@ def detect_format(path: Path, first: Any) -> str:
         return "knowedit"
     if set(PLAIN_COLUMNS) <= keys:
         return "jsonl"
+    if {"subject", "prompt"} <= keys:  # a plain record without its target: name the field, not "unknown format"
+        missing = next(c for c in PLAIN_COLUMNS if c not in keys)
+        raise RequestFileError(f"{path}: record 0: field {missing!r}: missing")
     raise RequestFileError(f"{path}: record 0: unknown format (keys {sorted(keys)}); pass a format: "
                            f"{', '.join(FORMATS)}")
+
+
+@dataclass
+class RequestFile:
+    """The requests of a file, and (with skip_invalid) one reason per record that was skipped."""
+
+    requests: list[EditRequest]
+    skipped: list[str] = field(default_factory=list)
 
 
 def read_requests(path: Path, fmt: str = "auto", limit: int | None = None, *,
                   skip_invalid: bool = False) -> list[EditRequest]:
     """Every request of a file, all validated before any is returned (or, with skip_invalid, the valid ones)."""
+    return read_request_file(path, fmt, limit, skip_invalid=skip_invalid).requests
+
+
+def read_request_file(path: Path, fmt: str = "auto", limit: int | None = None, *,
+                      skip_invalid: bool = False) -> RequestFile:
+    """`read_requests`, with the reason for each record skipped."""
     path = Path(path)
     if fmt != "auto" and fmt not in FORMATS:
         raise RequestFileError(f"format {fmt!r}: unknown (choose from auto, {', '.join(FORMATS)})")
@@ -296,13 +322,14 @@ def read_requests(path: Path, fmt: str = "auto", limit: int | None = None, *,
         raise RequestFileError(f"{path}: no records")
     raw = raw[:limit] if limit is not None else raw
     fmt = detect_format(path, raw[0]) if fmt == "auto" else fmt
-    requests: list[EditRequest] = []
+    read = RequestFile([])
     for index, data in enumerate(raw):
         try:
-            requests.extend(CONVERTERS[fmt](Record(path, index, data)))
-        except RequestFileError:
+            read.requests.extend(CONVERTERS[fmt](Record(path, index, data)))
+        except RequestFileError as error:
             if not skip_invalid:
                 raise
-    if not requests:
-        raise RequestFileError(f"{path}: no valid records")
-    return requests
+            read.skipped.append(str(error).removeprefix(f"{path}: "))
+    if not read.requests:
+        raise RequestFileError(f"{path}: no valid records" + (f" ({read.skipped[0]})" if read.skipped else ""))
+    return read

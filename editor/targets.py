@@ -79,6 +79,11 @@ def target_token_ids(tokenizer, context: str, target: str) -> list[int]:
 
 def validate_requests(loaded: LoadedModel, requests: Sequence[EditRequest]) -> None:
     """Refuse, before any work, a request that cannot be edited; the error names its index and subject."""
+    check_requests(loaded.tokenizer, requests)
+
+
+def check_requests(tokenizer, requests: Sequence[EditRequest]) -> None:
+    """What `validate_requests` checks, with the tokenizer alone (before a model is loaded)."""
     if not requests:
         raise RequestError("requests: the round has no requests")
     for index, request in enumerate(requests):
@@ -88,11 +93,27 @@ def validate_requests(loaded: LoadedModel, requests: Sequence[EditRequest]) -> N
         if not request.target_new.strip():
             raise RequestError(f"{where}: empty target_new")
         try:
-            encode_with_subject(loaded.tokenizer, request.prompt, request.subject)
+            encode_with_subject(tokenizer, request.prompt, request.subject)
         except RequestError as error:
             raise RequestError(f"{where}: {error}") from None
-        if not target_token_ids(loaded.tokenizer, request.text, request.target_new):
+        if not target_token_ids(tokenizer, request.text, request.target_new):
             raise RequestError(f"{where}: target_new {request.target_new!r} has no tokens")
+
+
+def validate_known_tokens(tokenizer, requests: Sequence[EditRequest]) -> None:
+    """Refuse a subject or target that the tokenizer codes (partly) as its unknown token: the model would be
+    edited to produce, or to recall from, `<unk>` instead of the words asked for. Checked for new edits only:
+    a replay recomputes what the ledger recorded, as it was recorded."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if unknown is None:
+        return
+    for index, request in enumerate(requests):
+        where = f"request {index} (subject {request.subject!r})"
+        if unknown in tokenizer(request.subject, add_special_tokens=False)["input_ids"]:
+            raise RequestError(f"{where}: the subject tokenizes to the unknown token {tokenizer.unk_token!r}")
+        if unknown in target_token_ids(tokenizer, request.text, request.target_new):
+            raise RequestError(f"{where}: target_new {request.target_new!r} tokenizes to the unknown token "
+                               f"{tokenizer.unk_token!r}")
 
 
 def validate_layers(loaded: LoadedModel, hp: EditHparams) -> None:
@@ -425,6 +446,64 @@ def compute_zstar(
                 stopped = ~active.to(device)
                 delta[stopped] = frozen[stopped]  # a request that reached its target no longer moves
     return h0 + delta.detach().float().cpu()
+
+
+@dataclass
+class TargetFit:
+    """How well each request's target is predicted: mean NLL over its prompts, exp(-NLL), and whether every
+    target token is the top prediction in every prompt (teacher forced)."""
+
+    nll: list[float]
+    probability: list[float]
+    top: list[bool]
+
+
+@torch.no_grad()
+def target_fit(
+    loaded: LoadedModel,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    layer: int,
+    shift: torch.Tensor | None = None,
+) -> TargetFit:
+    """The target's fit in the rewriting prompts (one per template), with `shift[i]` [n, d_model] added to block
+    `layer`'s output at the subject's last token of request i's prompts (None: the model as it is). With
+    shift = z* − h it measures z* as its optimisation does (the NLL term of its loss)."""
+    model, arch, device = loaded.model, loaded.arch, loaded.device
+    batch = _zstar_batch(loaded, requests, templates)
+    rewriting = torch.nonzero(~batch.is_essence).squeeze(1).tolist()
+    unembed = model.get_submodule(arch.unembed)
+    n = len(requests)
+    nll_sum = torch.zeros(n, dtype=torch.float64)
+    prompts = torch.zeros(n, dtype=torch.float64)
+    top = [True] * n
+    for start in range(0, len(rewriting), SEQUENCES_PER_FORWARD):
+        rows = rewriting[start : start + SEQUENCES_PER_FORWARD]
+        ids, mask = pad([batch.sequences[i] for i in rows], loaded.tokenizer.pad_token_id, device)
+        local = {row: position for position, row in enumerate(rows)}
+        handles = []
+        if shift is not None:
+            at = (torch.arange(len(rows), device=device), batch.subject_at[rows].to(device))
+            added = shift[batch.request_of[rows]].to(device)
+
+            def add(module: nn.Module, args: tuple, output, at=at, added=added):
+                hidden = block_hidden(output)
+                return with_block_hidden(output, hidden.index_put(at, hidden[at] + added.to(hidden.dtype)))
+
+            handles.append(arch.block_module(model, layer).register_forward_hook(add))
+        with hooked(handles):
+            final = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        for row in rows:
+            chosen = torch.nonzero(batch.target_rows == row).squeeze(1)
+            cols = batch.target_cols[chosen].to(device)
+            targets = batch.target_ids[chosen]
+            log_probs = torch.log_softmax(unembed(final[local[row], cols]).float(), dim=-1).cpu()
+            r = int(batch.request_of[row])
+            nll_sum[r] += -log_probs[torch.arange(len(targets)), targets].double().mean()
+            prompts[r] += 1
+            top[r] = top[r] and bool((log_probs.argmax(dim=-1) == targets).all())
+    nll = (nll_sum / prompts.clamp(min=1)).tolist()
+    return TargetFit(nll, [float(torch.exp(torch.tensor(-v))) for v in nll], top)
 
 
 def per_request_sum(

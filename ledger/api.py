@@ -575,6 +575,12 @@ class Ledger:
                         "residual_before": o.residual_before,
                         "residual_after": o.residual_after,
                         "status": o.status,
+                        "zstar_loss": o.zstar_loss,
+                        "zstar_target_prob": o.zstar_target_prob,
+                        "target_prob_before": o.target_prob_before,
+                        "target_prob_after": o.target_prob_after,
+                        "already_true": o.already_true,
+                        "took": o.took,
                     }
                     for i, o in enumerate(record.outcomes)
                 ],
@@ -755,6 +761,18 @@ class Ledger:
             if session.scalar(select(TagRow.id).where(TagRow.name == name)) is not None:
                 raise LedgerError(f"tag {name!r} already exists")
             session.add(TagRow(name=name, version_id=self._version_id(session, at), created_at=utc_now()))
+
+    def relocate_base_model(self, name: str, source_path: str, actor: str) -> None:
+        """Record where base model `name` now lives (the caller has verified its state hash there). The path is
+        not in any commit hash; the move is kept as a `relocate` audit event with the old and new paths."""
+        with self._write() as session:
+            row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == name))
+            if row is None:
+                raise UnknownRefError(f"unknown base model {name!r}")
+            old, row.source_path = row.source_path, source_path
+            session.add(AuditEventRow(kind="relocate", actor=actor, created_at=utc_now(), version_id=None,
+                                      detail_json=canonical_json({"model": name, "from": old, "to": source_path,
+                                                                  "state_hash": row.state_hash})))
 
     def record_scores(self, at: str, scores: list[Score]) -> None:
         with self._write() as session:

@@ -85,10 +85,7 @@ def payload(record: ChainRecord) -> dict[str, Any]:
         "footprint": [
             [f.layer, f.pass_index, list(f.neurons), exact_float(f.delta_norm)] for f in record.footprint
         ],
-        "outcomes": [
-            [o.request_key, exact_float(o.residual_before), exact_float(o.residual_after), o.status]
-            for o in record.outcomes
-        ],
+        "outcomes": [outcome_entry(o) for o in record.outcomes],
         "artifacts": [[role, sha] for role, sha in record.artifacts],
     }
     if record.revert is not None:  # absent for every other version, so older commit hashes stay valid
@@ -98,6 +95,16 @@ def payload(record: ChainRecord) -> dict[str, Any]:
             "rounds": [[r.source, list(r.request_keys)] for r in record.revert.rounds],
         }
     return fields
+
+
+def outcome_entry(outcome: RequestOutcome) -> list[Any]:
+    """An outcome in the payload; the measures of whether it took are appended only when it has them, so the
+    versions recorded before they existed keep their commit hashes."""
+    entry: list[Any] = [outcome.request_key, exact_float(outcome.residual_before),
+                        exact_float(outcome.residual_after), outcome.status]
+    if outcome.measured:
+        entry.append([v if v is None or isinstance(v, bool) else exact_float(v) for v in outcome.measures()])
+    return entry
 
 
 def commit_hash(parent_hash: str | None, record: ChainRecord) -> str:
@@ -129,15 +136,7 @@ def record_from_draft(draft: VersionDraft, base_state_hash: str, created_at: str
             )
             for f in draft.footprint
         ),
-        outcomes=tuple(
-            RequestOutcome(
-                o.request_key,
-                finite(o.residual_before, f"outcome {o.request_key[:12]} residual_before"),
-                finite(o.residual_after, f"outcome {o.request_key[:12]} residual_after"),
-                o.status,
-            )
-            for o in draft.outcomes
-        ),
+        outcomes=tuple(normalised_outcome(o) for o in draft.outcomes),
         artifacts=tuple((a.role, a.sha256) for a in draft.artifacts),
         revert=None
         if draft.revert is None
@@ -146,4 +145,25 @@ def record_from_draft(draft: VersionDraft, base_state_hash: str, created_at: str
             rounds=tuple(RoundRecord(r.source, tuple(r.request_keys)) for r in draft.revert.rounds),
             reverted_version=draft.revert.reverted_version,
         ),
+    )
+
+
+def normalised_outcome(outcome: RequestOutcome) -> RequestOutcome:
+    """Finite floats and plain bools, as the rows give them back."""
+    what = f"outcome {outcome.request_key[:12]}"
+
+    def number(value: float | None, name: str) -> float | None:
+        return None if value is None else finite(value, f"{what} {name}")
+
+    return RequestOutcome(
+        outcome.request_key,
+        finite(outcome.residual_before, f"{what} residual_before"),
+        finite(outcome.residual_after, f"{what} residual_after"),
+        outcome.status,
+        number(outcome.zstar_loss, "zstar_loss"),
+        number(outcome.zstar_target_prob, "zstar_target_prob"),
+        number(outcome.target_prob_before, "target_prob_before"),
+        number(outcome.target_prob_after, "target_prob_after"),
+        None if outcome.already_true is None else bool(outcome.already_true),
+        None if outcome.took is None else bool(outcome.took),
     )

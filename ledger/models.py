@@ -9,6 +9,7 @@ Dicts are stored as canonical JSON text (not JSONB, which would reorder and reno
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Double,
     ForeignKey,
@@ -38,6 +39,7 @@ AUDIT_KINDS = (
     "init",
     "upgrade",
     "checkpoint",
+    "relocate",
 )
 HASH = String(64)
 
@@ -187,6 +189,13 @@ class RequestOutcomeRow(Base):
     residual_before: Mapped[float] = mapped_column(Double())
     residual_after: Mapped[float] = mapped_column(Double())
     status: Mapped[str] = mapped_column(String(16))
+    # Whether the request took (revision 0003; NULL in versions recorded before it): see RequestOutcome.
+    zstar_loss: Mapped[float | None] = mapped_column(Double())
+    zstar_target_prob: Mapped[float | None] = mapped_column(Double())
+    target_prob_before: Mapped[float | None] = mapped_column(Double())
+    target_prob_after: Mapped[float | None] = mapped_column(Double())
+    already_true: Mapped[bool | None] = mapped_column(Boolean())
+    took: Mapped[bool | None] = mapped_column(Boolean())
 
 
 class ArtifactRow(Base):

@@ -224,7 +224,7 @@ def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord
     too."""
     memberships: dict[int, list[tuple[int, str]]] = defaultdict(list)
     footprint: dict[int, list[FootprintLayer]] = defaultdict(list)
-    outcomes: dict[int, list[tuple[int, float, float, str]]] = defaultdict(list)
+    outcomes: dict[int, list[RequestOutcomeRow]] = defaultdict(list)
     artifacts: dict[int, list[tuple[str, str]]] = defaultdict(list)
     versions: dict[int, tuple[VersionRow, str]] = {}
     reverts: RevertRows = {}
@@ -247,7 +247,7 @@ def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord
             .where(RequestOutcomeRow.version_id.in_(part))
             .order_by(RequestOutcomeRow.version_id, RequestOutcomeRow.position)
         ):
-            outcomes[o.version_id].append((o.request_id, o.residual_before, o.residual_after, o.status))
+            outcomes[o.version_id].append(o)
         neurons: dict[int, list[int]] = defaultdict(list)
         for layer_id, neuron in session.execute(
             select(FootprintNeuronRow.footprint_layer_id, FootprintNeuronRow.neuron)
@@ -271,7 +271,7 @@ def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord
         ):
             artifacts[version_id].append((role, sha))
     request_ids = {rid for rows in memberships.values() for rid, _ in rows}
-    request_ids |= {o[0] for rows in outcomes.values() for o in rows}
+    request_ids |= {o.request_id for rows in outcomes.values() for o in rows}
     request_ids |= {rid for _, _, rounds in reverts.values() for _, rids in rounds for rid in rids}
     keys = {rid: request.request_key for rid, request in requests_by_id(session, request_ids).items()}
     records: dict[int, ChainRecord] = {}
@@ -289,10 +289,7 @@ def chain_records(session: Session, ids: Sequence[int]) -> dict[int, ChainRecord
             extra=json.loads(v.extra_json),
             requests=tuple((keys[rid], role) for rid, role in memberships[vid]),
             footprint=tuple(footprint[vid]),
-            outcomes=tuple(
-                RequestOutcome(keys[rid], before, after, status)
-                for rid, before, after, status in outcomes[vid]
-            ),
+            outcomes=tuple(outcome_of_row(o, keys[o.request_id]) for o in outcomes[vid]),
             artifacts=tuple(artifacts[vid]),
             revert=revert_record(reverts[vid], keys) if vid in reverts else None,
         )
@@ -331,6 +328,14 @@ def blame(session: Session, layer: int, neuron: int) -> list[BlameEntry]:
         )
         for c, p, d, k, a, r, t in session.execute(query)
     ]
+
+
+def outcome_of_row(row: RequestOutcomeRow, request_key: str) -> RequestOutcome:
+    return RequestOutcome(
+        request_key, row.residual_before, row.residual_after, row.status,  # type: ignore[arg-type]
+        row.zstar_loss, row.zstar_target_prob, row.target_prob_before, row.target_prob_after,
+        None if row.already_true is None else bool(row.already_true), None if row.took is None else bool(row.took),
+    )
 
 
 def history(session: Session, request_ids: Sequence[int]) -> list[HistoryEvent]:

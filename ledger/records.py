@@ -100,12 +100,32 @@ class FootprintLayer:
 
 @dataclass(frozen=True)
 class RequestOutcome:
-    """Per request: distance to its target value before and after the round, and what happened to it."""
+    """Per request: distance to its target value before and after the round, and what happened to it.
+
+    Whether it took (None in versions recorded before these were measured): `zstar_loss` is the target's mean
+    negative log-likelihood with z* in place (the loss z* minimises, without its KL and decay terms) and
+    `zstar_target_prob` its exp(-loss); `target_prob_before` / `target_prob_after` are the target's probability
+    at the bare prompt on the model before and after the round; `already_true` / `took`: every target token is
+    the model's top prediction (teacher forced) before / after the round."""
 
     request_key: str
     residual_before: float
     residual_after: float
     status: RequestStatus
+    zstar_loss: float | None = None
+    zstar_target_prob: float | None = None
+    target_prob_before: float | None = None
+    target_prob_after: float | None = None
+    already_true: bool | None = None
+    took: bool | None = None
+
+    @property
+    def measured(self) -> bool:
+        return any(v is not None for v in self.measures())
+
+    def measures(self) -> tuple[float | bool | None, ...]:
+        return (self.zstar_loss, self.zstar_target_prob, self.target_prob_before, self.target_prob_after,
+                self.already_true, self.took)
 
 
 @dataclass(frozen=True)

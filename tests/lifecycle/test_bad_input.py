@@ -44,6 +44,9 @@ def _refused(capsys, root: Path, args: list, needles: list[str], code: int = 2) 
     assert _state(capsys, root) == before
 
 
+# A fact in the tiny world's words (its word-level tokenizer codes other words as <unk>, which edit refuses).
+KNOWN = ["--subject", "Boris Zalkroukrous", "--prompt", "The mother tongue of {}", "--target", "Spanish"]
+
 MALFORMED = {
     "counterfact.json": ([{"case_id": 0, "requested_rewrite": {"prompt": "{} plays", "subject": "X",
                                                        "target_true": {"str": "a"}}}], ["record 0", "target_new"]),
@@ -86,7 +89,7 @@ def test_unknown_method_unknown_model_and_not_a_ledger(small_ledger, capsys, tmp
 def test_a_batch_larger_than_memory_is_refused_up_front(small_ledger, capsys, monkeypatch):
     root, _ = small_ledger
     monkeypatch.setenv("EDITLEDGER_MAX_MEMORY", "1000")
-    _refused(capsys, root, ["edit", "--subject", "A", "--prompt", "{} x", "--target", "y"], ["--batch-size", "GiB"])
+    _refused(capsys, root, ["edit", *KNOWN], ["--batch-size", "GiB"])
 
 
 def test_a_base_model_with_other_weights_is_refused(small_ledger, tiny_world_release2, capsys):
@@ -94,8 +97,7 @@ def test_a_base_model_with_other_weights_is_refused(small_ledger, tiny_world_rel
     original = (model_copy / "model.safetensors").read_bytes()
     try:
         shutil.copy(tiny_world_release2.model_dir / "model.safetensors", model_copy / "model.safetensors")
-        _refused(capsys, root, ["edit", "--subject", "A", "--prompt", "{} x", "--target", "y"],
-                 ["base model 'tiny'", "state hash"])
+        _refused(capsys, root, ["edit", *KNOWN], ["base model 'tiny'", "state hash"])
         _refused(capsys, root, ["checkout", "main", "--out", root / "never"], ["state hash"])
         assert not (root / "never").exists()
     finally:
@@ -163,8 +165,7 @@ def test_no_pickle_is_ever_loaded():
 
 def test_hyperparameter_overrides_are_checked_then_recorded(small_ledger, capsys):
     root, _ = small_ledger
-    single = ["edit", "--subject", "Anna Tester", "--prompt", "The home city of {}", "--target", "Paris",
-              "--method", "memit"]
+    single = ["edit", *KNOWN, "--method", "memit"]
     _refused(capsys, root, [*single, "--set", "v_num_grad_steps"], ["--set", "KEY=VALUE"])
     _refused(capsys, root, [*single, "--set", "no_such_knob=3"], ["--set no_such_knob", "unknown hyperparameter"])
     edited = run_cli(capsys, root, *single, "--set", "v_num_grad_steps=7", "--set", "clamp_norm_factor=5.5", "--json")
@@ -173,3 +174,61 @@ def test_hyperparameter_overrides_are_checked_then_recorded(small_ledger, capsys
     recorded = run_cli(capsys, root, "show", commit, "--json").json()["version"]["hparams"]
     assert recorded["v_num_grad_steps"] == 7 and recorded["clamp_norm_factor"] == 5.5
     assert "v_num_grad_steps=7" in run_cli(capsys, root, "show", commit).stdout
+
+
+def test_edit_input_is_checked_before_the_model_loads(small_ledger, tiny_world, tiny_world_release2, capsys):
+    """With other weights in the base's directory, a check made after loading would end in "state hash":
+    each of these names its own cause instead, so it was made before."""
+    root, model_copy = small_ledger
+    two = root / "two.jsonl"
+    two.write_text("".join(json.dumps({"subject": r.subject, "prompt": r.prompt, "target_new": r.target_new}) + "\n"
+                           for r in tiny_world.requests()[2:4]))
+    original = (model_copy / "model.safetensors").read_bytes()
+    try:
+        shutil.copy(tiny_world_release2.model_dir / "model.safetensors", model_copy / "model.safetensors")
+        _refused(capsys, root, ["edit", *KNOWN, "--set", "layers=[99]"], ["--set layers=[99]", "blocks 0..3"])
+        _refused(capsys, root, ["edit", *KNOWN, "--set", "layers=3"], ["--set layers=3", "list of block indices"])
+        _refused(capsys, root, ["edit", *KNOWN, "--set", "v_lr=abc"], ['--set v_lr="abc"', "expected a number"])
+        _refused(capsys, root, ["edit", two, "--method", "rome"], ["--batch-size 20", "rome", "--batch-size 1"])
+        _refused(capsys, root, ["edit", "--subject", "Boris Zalkroukrous", "--prompt", "The mother tongue of",
+                                "--target", "Spanish"], ["request 0", "prompt", "{}"])
+        _refused(capsys, root, ["edit", "--subject", "Anna Tester", "--prompt", "The mother tongue of {}",
+                                "--target", "Spanish"], ["subject 'Anna Tester'", "unknown token"])
+        _refused(capsys, root, ["edit", *KNOWN[:4], "--target", "Klingon"], ["target_new 'Klingon'", "unknown token"])
+    finally:
+        (model_copy / "model.safetensors").write_bytes(original)
+
+
+def test_bad_model_directories_and_request_files(small_ledger, tiny_world, capsys):
+    root, _ = small_ledger
+    _refused(capsys, root, ["model", "add", "ghost", "--path", root / "no-such-model"],
+             ["model directory", "no-such-model", "not found"])
+    pickled = root / "pickle-only"
+    pickled.mkdir(exist_ok=True)
+    shutil.copy(tiny_world.model_dir / "config.json", pickled / "config.json")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not loaded, ever")
+    _refused(capsys, root, ["model", "add", "pickled", "--path", pickled], ["pytorch_model.bin", "safetensors"])
+    garbage = root / "garbage.json"
+    garbage.write_bytes(bytes(range(128, 256)) * (5 * 2**20 // 128))
+    _refused(capsys, root, ["edit", garbage], ["garbage.json", "UTF-8"])
+    no_target = root / "no-target.jsonl"
+    no_target.write_text(json.dumps({"subject": "Boris Zalkroukrous", "prompt": "The mother tongue of {}"}) + "\n")
+    _refused(capsys, root, ["edit", no_target], ["no-target.jsonl", "record 0", "'target_new'", "missing"])
+
+
+def test_skip_invalid_reports_what_it_skipped(small_ledger, tiny_world, capsys):
+    root, _ = small_ledger
+    request = tiny_world.requests()[5]
+    mixed = root / "mixed.jsonl"
+    mixed.write_text("\n".join([
+        json.dumps({"subject": request.subject, "prompt": request.prompt, "target_new": request.target_new}),
+        json.dumps({"subject": "X", "prompt": "no slot", "target_new": "y"}),
+        json.dumps({"subject": "X", "prompt": "{} z"}),
+    ]) + "\n")
+    before = len(_state(capsys, root)[0])
+    result = run_cli(capsys, root, "edit", mixed, "--skip-invalid")
+    assert result.code == 0, result.stderr
+    skipped = next(line for line in result.stderr.splitlines() if line.startswith("skipped"))
+    assert skipped.startswith("skipped 2 invalid records: record 1: field 'prompt'")
+    assert "record 2: field 'target_new': missing" in skipped
+    assert len(_state(capsys, root)[0]) == before + 1
