@@ -118,7 +118,7 @@ class Workspace:
         self.say = progress or _no_progress
         # True: hash every tensor of a base model on every load, never trusting remembered digests.
         self.full_verify = full_verify
-        self.base_digests = BaseDigests(ledger.store)
+        self.base_digests = BaseDigests(ledger.store.machine_index)
 
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
@@ -367,7 +367,7 @@ class Workspace:
         c0, shas = cached_second_moments(loaded, list(hp.layers), path, hp.mom2_n_samples, hp.mom2_dtype,
                                          self.ledger.store, base.state_hash)
         store = self.ledger.store
-        refs = [ArtifactRef(f"c0.L{layer}", shas[layer], "safetensors", store.path(shas[layer]).stat().st_size)
+        refs = [ArtifactRef(f"c0.L{layer}", shas[layer], "safetensors", store.size(shas[layer]))
                 for layer in hp.layers]
         return c0, refs
 
