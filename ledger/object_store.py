@@ -217,7 +217,7 @@ class ObjectBlobStore(ContentStore):
         except ValueError as error:
             raise LedgerError(f"--store {url}: {_first_line(error)}") from None
         if hasattr(self.fs, "retries"):
-            self.fs.retries = 2  # s3fs's own retry loop on top of botocore's: keep a dead endpoint's error quick
+            self.fs.retries = 1  # s3fs's retry loop would multiply botocore's attempts: keep a dead endpoint quick
 
     def __repr__(self) -> str:
         return f"ObjectBlobStore({self.url})"
