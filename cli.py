@@ -106,9 +106,18 @@ def init(db: DbOpt = None, store: StoreOpt = None) -> None:
 
 
 @app.command()
-def connect(db: DbOpt = None, store: StoreOpt = None) -> None:
+def connect(db: DbOpt = None, store: StoreOpt = None,
+            model: Annotated[list[str] | None, typer.Option(
+                "--model", help="NAME=PATH: where this machine keeps a base model (repeatable).")] = None) -> None:
     """Join a team ledger from this directory: --db URL --store s3://BUCKET/PREFIX, written to .editledger/."""
-    ledger = Ledger.connect(Path.cwd(), db_url=db or _options.get("db"), store=store or _options.get("store"))
+    paths = {}
+    for item in model or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise Fail(f"--model {item!r}: expected NAME=PATH")
+        paths[name] = Path(path)
+    ledger = Ledger.connect(Path.cwd(), db_url=db or _options.get("db"), store=store or _options.get("store"),
+                            model_paths=paths)
     out.print(f"connected {ledger.root}/.editledger: database {ledger.db_url.split('://')[0]}, "
               f"store {ledger.store.location}")
 

@@ -37,7 +37,7 @@ from editor.model import LoadedModel, load_model
 from editor.stats import cached_second_moments, file_sha256
 from editor.templates import generate_context_templates
 from ledger import Ledger
-from ledger.errors import ConflictError, LedgerError
+from ledger.errors import ConflictError, LedgerError, StoreUnavailableError
 from ledger.faults import fault_point
 from ledger.infos import VersionInfo
 from ledger.records import ArtifactRef, EditRequest, FootprintLayer, RequestEntry, Score, VersionDraft
@@ -146,7 +146,7 @@ class Workspace:
         """The base model and its verified per-tensor digests: remembered ones while none of its files changed
         (unless `full_verify`), else hashed now when `verify` (None when neither)."""
         base = self.ledger.base_model(name)
-        source = Path(path) if path is not None else Path(base.source_path or "")
+        source = Path(path or self.ledger.model_paths.get(name) or base.source_path or "")
         if not source.is_dir():
             raise LifecycleError(f"base model {name!r}: directory {str(source)!r} not found (pass --base-path)")
         fingerprint = directory_fingerprint(source)
@@ -286,11 +286,14 @@ class Workspace:
             )
         written = {name: loaded.model.get_parameter(name) for name in sorted(changed)}
         if read_bytes > 2 * sum(t.numel() * t.element_size() for t in written.values()):
-            snapshot = put_tensors(self.ledger.store, "snapshot", written)
-            self.ledger.store.write_index(SNAPSHOT_INDEX, self._snapshot_key(last), {
-                "blob": snapshot.sha256, "commit": last.commit_hash, "state_hash": last.state_hash,
-                "dtype": self.dtype,
-            })
+            try:
+                snapshot = put_tensors(self.ledger.store, "snapshot", written)
+                self.ledger.store.write_index(SNAPSHOT_INDEX, self._snapshot_key(last), {
+                    "blob": snapshot.sha256, "commit": last.commit_hash, "state_hash": last.state_hash,
+                    "dtype": self.dtype,
+                })
+            except StoreUnavailableError:
+                pass  # a snapshot is a cache: a store this machine may only read (or that failed now) skips it
 
     def _snapshot_key(self, version: VersionInfo) -> str:
         return hashlib.sha256(f"{version.commit_hash}:{self.dtype}".encode()).hexdigest()

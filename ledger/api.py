@@ -164,6 +164,9 @@ class Ledger:
     def __init__(self, root: Path | None, db_url: str, store_dir: str | Path, migrate: bool = False) -> None:
         self.root = root
         self.db_url = db_url
+        config = _read_config(root / LEDGER_DIR) if root and (root / LEDGER_DIR / CONFIG_FILE).is_file() else {}
+        # Where this machine keeps each base model (`connect --model NAME=PATH`); else its recorded path.
+        self.model_paths: dict[str, str] = dict(config.get("model_paths") or {})
         # Remote blobs are cached on this machine: in this ledger directory's `cache/` unless told otherwise.
         self.store = open_store(store_dir, default_cache_dir(root / LEDGER_DIR if root else None))
         if migrate:
@@ -199,10 +202,12 @@ class Ledger:
         return ledger
 
     @classmethod
-    def connect(cls, root: Path, db_url: str | None = None, store: str | Path | None = None) -> Ledger:
+    def connect(cls, root: Path, db_url: str | None = None, store: str | Path | None = None,
+                model_paths: dict[str, Path] | None = None) -> Ledger:
         """Join an existing (team) ledger from this directory: check that its database has the editledger schema
         and that the store answers, then write `.editledger/config.json` so that later commands here use them.
-        Only the URLs are written: credentials stay in the environment or the client's own configuration."""
+        Only the URLs are written: credentials stay in the environment or the client's own configuration.
+        `model_paths` says where this machine keeps base models whose recorded path is another machine's."""
         ledger_dir = Path(root).resolve() / LEDGER_DIR
         if (ledger_dir / CONFIG_FILE).exists():
             raise LedgerError(f"a ledger is already configured in {ledger_dir}")
@@ -219,8 +224,15 @@ class Ledger:
                 check_reachable()
             elif not Path(store).is_dir():
                 raise LedgerError(f"--store {store}: no such directory")
+            for name, path in (model_paths or {}).items():
+                ledger.base_model(name)  # an unknown name is refused
+                if not Path(path).is_dir():
+                    raise LedgerError(f"--model {name}={path}: no such directory")
             ledger_dir.mkdir(parents=True, exist_ok=True)
-            config = {"format": 1, "db_url": db_url, "store": _config_store(store)}
+            config: dict[str, Any] = {"format": 1, "db_url": db_url, "store": _config_store(store)}
+            if model_paths:
+                ledger.model_paths = {name: str(Path(path).resolve()) for name, path in model_paths.items()}
+                config["model_paths"] = ledger.model_paths
             (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         except BaseException:
             ledger.close()

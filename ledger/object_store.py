@@ -36,6 +36,7 @@ from ledger.records import canonical_json
 from ledger.store import (
     INDEX_NAME,
     SHA256_HEX,
+    TEMP_PREFIX,
     BlobStore,
     ContentStore,
     DirectoryIndex,
@@ -155,10 +156,15 @@ class BlobCache:
             return None
 
     def put(self, sha: str, data: bytes) -> None:
+        """Keep a copy if it fits; a cache that cannot be written (disk full, a race with an eviction) is only
+        a slower cache, never a failed operation."""
         if len(data) > self.max_bytes or self.path(sha).is_file():
             return
-        write_atomically(self.path(sha), data)
-        self._evict()
+        try:
+            write_atomically(self.path(sha), data)
+            self._evict()
+        except OSError:
+            pass
 
     def discard(self, sha: str) -> None:
         self.path(sha).unlink(missing_ok=True)
@@ -169,6 +175,8 @@ class BlobCache:
     def _entries(self) -> list[tuple[float, Path, int]]:
         entries = []
         for path in (self.root / "blobs").glob("*/*"):
+            if path.name.startswith(TEMP_PREFIX):
+                continue  # another process's copy being written
             try:
                 stat = path.stat()
             except FileNotFoundError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,9 +64,13 @@ def test_two_machines_share_one_ledger_and_one_bucket(tiny_world, tmp_path, s3_e
         assert json.loads(config_text) == {"format": 1, "db_url": db_url, "store": store}
         assert os.environ["AWS_SECRET_ACCESS_KEY"] not in config_text  # credentials stay in the environment
 
-        # B joins in one command and checks out each of A's versions, verified, through its own cache
-        joined = run_cli(capsys, b, "connect", "--db", db_url, "--store", store)
+        # B keeps the base model elsewhere, joins in one command, and checks out each of A's versions, verified
+        # against the recorded state hashes, through its own cache
+        b_model = shutil.copytree(tiny_world.model_dir, tmp_path / "b-models" / "tiny-world")
+        joined = run_cli(capsys, b, "connect", "--db", db_url, "--store", store, "--model", f"tiny-world={b_model}")
         assert joined.code == 0, joined.stderr
+        assert json.loads((b / ".editledger" / "config.json").read_text())["model_paths"] == {
+            "tiny-world": str(b_model)}
         assert [v["commit_hash"] for v in run_cli(capsys, b, "log", "--json").json()][:3] == rounds[::-1]
         assert _cached_blobs(b) == set()
         for number, commit in enumerate(rounds):
@@ -160,13 +165,14 @@ def test_connect_refuses_unreachable_missing_denied_and_silent_stores(tmp_path, 
         machine = tmp_path / "new-machine"
         machine.mkdir()
 
-        def connect(store: str):
-            result = run_cli(capsys, machine, "connect", "--db", db_url, "--store", store)
+        def connect(store: str, *more: str):
+            result = run_cli(capsys, machine, "connect", "--db", db_url, "--store", store, *more)
             assert result.code == 2 and not (machine / ".editledger" / "config.json").exists()
             return _one_line_error(result)
 
         assert "bucket 'no-such-bucket' does not exist" in connect("s3://no-such-bucket/ledger")
         assert "needs --store" in _one_line_error(run_cli(capsys, machine, "connect", "--db", db_url))
+        assert "unknown base model" in connect("s3://errors/ledger", "--model", "nobody=.")
 
         monkeypatch.setenv("EDITLEDGER_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
         assert "cannot reach the endpoint" in connect("s3://errors/ledger")
