@@ -197,9 +197,20 @@ class Ledger:
             _store_location(store) if store else ledger_dir / "blobs",
             migrate=True,
         )
+        try:
+            ledger._check_store_reachable()
+        except BaseException:
+            ledger.close()
+            raise
         # Written last: a ledger exists once its config does (a failed init can simply be run again).
         (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return ledger
+
+    def _check_store_reachable(self) -> None:
+        """Object storage answers now (endpoint, bucket, credentials), or a one-line error says why."""
+        check_reachable = getattr(self.store, "check_reachable", None)
+        if check_reachable is not None:
+            check_reachable()
 
     @classmethod
     def connect(cls, root: Path, db_url: str | None = None, store: str | Path | None = None,
@@ -217,13 +228,11 @@ class Ledger:
             raise LedgerError("connect needs --db URL (or EDITLEDGER_DB): the shared ledger's database")
         if not store:
             raise LedgerError("connect needs --store URL (or EDITLEDGER_STORE): the shared blob store")
+        if not is_store_url(store) and not Path(store).is_dir():  # a shared directory must exist already
+            raise LedgerError(f"--store {store}: no such directory")
         ledger = cls(ledger_dir.parent, db_url, _store_location(store))
         try:
-            check_reachable = getattr(ledger.store, "check_reachable", None)
-            if check_reachable is not None:
-                check_reachable()
-            elif not Path(store).is_dir():
-                raise LedgerError(f"--store {store}: no such directory")
+            ledger._check_store_reachable()
             for name, path in (model_paths or {}).items():
                 ledger.base_model(name)  # an unknown name is refused
                 if not Path(path).is_dir():

@@ -23,6 +23,8 @@ def _store(server: S3Server, tmp_path: Path, bucket: str, cache_max: int = 1 << 
 
 def test_put_get_layout_listing_and_delete(s3_env: S3Server, tmp_path: Path) -> None:
     store = _store(s3_env, tmp_path, "layout")
+    store.check_reachable()  # an empty bucket is a store with no blobs yet
+    assert list(store.iter_blobs()) == [] and store.indexed_blobs() == set()
     sha = store.put(b"weights")
     assert sha == hashlib.sha256(b"weights").hexdigest()
     key = f"team/blobs/{sha[:2]}/{sha[2:]}"

@@ -171,6 +171,9 @@ def test_connect_refuses_unreachable_missing_denied_and_silent_stores(tmp_path, 
             return _one_line_error(result)
 
         assert "bucket 'no-such-bucket' does not exist" in connect("s3://no-such-bucket/ledger")
+        created = run_cli(capsys, machine, "init", "--db", db_url, "--store", "s3://no-such-bucket/ledger")
+        assert created.code == 2 and "does not exist" in _one_line_error(created)
+        assert not (machine / ".editledger" / "config.json").exists()
         assert "needs --store" in _one_line_error(run_cli(capsys, machine, "connect", "--db", db_url))
         assert "unknown base model" in connect("s3://errors/ledger", "--model", "nobody=.")
 
