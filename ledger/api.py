@@ -198,19 +198,13 @@ class Ledger:
             migrate=True,
         )
         try:
-            ledger._check_store_reachable()
+            ledger.store.check_reachable()
         except BaseException:
             ledger.close()
             raise
         # Written last: a ledger exists once its config does (a failed init can simply be run again).
         (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return ledger
-
-    def _check_store_reachable(self) -> None:
-        """Object storage answers now (endpoint, bucket, credentials), or a one-line error says why."""
-        check_reachable = getattr(self.store, "check_reachable", None)
-        if check_reachable is not None:
-            check_reachable()
 
     @classmethod
     def connect(cls, root: Path, db_url: str | None = None, store: str | Path | None = None,
@@ -232,7 +226,7 @@ class Ledger:
             raise LedgerError(f"--store {store}: no such directory")
         ledger = cls(ledger_dir.parent, db_url, _store_location(store))
         try:
-            ledger._check_store_reachable()
+            ledger.store.check_reachable()
             for name, path in (model_paths or {}).items():
                 ledger.base_model(name)  # an unknown name is refused
                 if not Path(path).is_dir():

@@ -193,6 +193,10 @@ class ContentStore(ABC):
     def indexed_blobs(self) -> set[str]:
         """Every blob that an index entry names: caches that `gc` keeps."""
 
+    @abstractmethod
+    def check_reachable(self) -> None:
+        """Fail now, with a one-line error, if the store cannot be used."""
+
     @property
     @abstractmethod
     def machine_index(self) -> DirectoryIndex:
@@ -271,6 +275,9 @@ class BlobStore(ContentStore):
 
     def indexed_blobs(self) -> set[str]:
         return self._index.indexed_blobs()
+
+    def check_reachable(self) -> None:
+        return None  # the directory was created when the store was opened
 
     @property
     def machine_index(self) -> DirectoryIndex:
