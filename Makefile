@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls the CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,bench,s3]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -37,7 +37,8 @@ err = Console(stderr=True)
 DbOpt = Annotated[
     str | None, typer.Option("--db", envvar="EDITLEDGER_DB", help="Database URL (default: SQLite in .editledger/).")
 ]
-StoreOpt = Annotated[Path | None, typer.Option("--store", envvar="EDITLEDGER_STORE", help="Blob store directory.")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", envvar="EDITLEDGER_STORE", help="Blob store: a directory, or object storage as s3://BUCKET/PREFIX.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 BranchOpt = Annotated[str, typer.Option("--branch", "-b", help="Branch to work on.")]
 AuthorOpt = Annotated[str | None, typer.Option("--author", envvar="EDITLEDGER_AUTHOR", help="Who makes the change.")]
@@ -155,6 +156,23 @@ def init(db: DbOpt = None, store: StoreOpt = None) -> None:
     """Create a ledger (.editledger/) in the current directory."""
     ledger = Ledger.init(Path.cwd(), db_url=db or _options.get("db"), store_dir=store or _options.get("store"))
     out.print(f"Initialised an editledger ledger in {ledger.root}/.editledger ({ledger.db_url.split('://')[0]})")
+
+
+@app.command()
+def connect(db: DbOpt = None, store: StoreOpt = None,
+            model: Annotated[list[str] | None, typer.Option(
+                "--model", help="NAME=PATH: where this machine keeps a base model (repeatable).")] = None) -> None:
+    """Join a team ledger from this directory: --db URL --store s3://BUCKET/PREFIX, written to .editledger/."""
+    paths = {}
+    for item in model or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise Fail(f"--model {item!r}: expected NAME=PATH")
+        paths[name] = Path(path)
+    ledger = Ledger.connect(Path.cwd(), db_url=db or _options.get("db"), store=store or _options.get("store"),
+                            model_paths=paths)
+    out.print(f"connected {ledger.root}/.editledger: database {ledger.db_url.split('://')[0]}, "
+              f"store {ledger.store.location}")
 
 
 @db_app.command("upgrade")
@@ -720,9 +738,12 @@ def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay e
 
 
 @app.command()
-def gc(apply: Annotated[bool, typer.Option("--apply", help="Delete (default: list only).")] = False) -> None:
+def gc(apply: Annotated[bool, typer.Option("--apply", help="Delete (default: list only).")] = False,
+       grace: Annotated[float | None, typer.Option(
+           "--grace", help="Keep blobs written less than SECONDS ago (default: 0 local, 3600 object storage).")
+       ] = None) -> None:
     """List (or with --apply delete) blobs that no version references."""
-    removed = open_ledger().gc(dry_run=not apply)
+    removed = open_ledger().gc(dry_run=not apply, grace_seconds=grace)
     for sha in removed:
         out.print(sha)
     out.print(f"{len(removed)} unreferenced blobs {'deleted' if apply else 'found (dry run; --apply deletes)'}")

@@ -15,7 +15,7 @@ from safetensors.torch import save as save_safetensors
 
 from editor.engine import ColumnChange
 from ledger.records import ArtifactRef, canonical_json
-from ledger.store import BlobStore
+from ledger.store import ContentStore
 
 
 def tensors_to_bytes(tensors: Mapping[str, torch.Tensor]) -> bytes:
@@ -26,21 +26,21 @@ def tensors_from_bytes(data: bytes) -> dict[str, torch.Tensor]:
     return load_safetensors(data)
 
 
-def put_tensors(store: BlobStore, role: str, tensors: Mapping[str, torch.Tensor]) -> ArtifactRef:
+def put_tensors(store: ContentStore, role: str, tensors: Mapping[str, torch.Tensor]) -> ArtifactRef:
     data = tensors_to_bytes(tensors)
     return ArtifactRef(role=role, sha256=store.put(data), kind="safetensors", size_bytes=len(data))
 
 
-def put_json(store: BlobStore, role: str, value: Any) -> ArtifactRef:
+def put_json(store: ContentStore, role: str, value: Any) -> ArtifactRef:
     data = canonical_json(value).encode()
     return ArtifactRef(role=role, sha256=store.put(data), kind="json", size_bytes=len(data))
 
 
-def get_tensors(store: BlobStore, sha256: str) -> dict[str, torch.Tensor]:
+def get_tensors(store: ContentStore, sha256: str) -> dict[str, torch.Tensor]:
     return tensors_from_bytes(store.get(sha256))
 
 
-def get_json(store: BlobStore, sha256: str) -> Any:
+def get_json(store: ContentStore, sha256: str) -> Any:
     return json.loads(store.get(sha256))
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ledger.records import canonical_json
-from ledger.store import BlobStore
+from ledger.store import Index
 
 HASH_THREADS = min(4, os.cpu_count() or 1)
 THREADED_BYTES = 32 << 20  # below this, starting threads costs more than it saves
@@ -81,8 +81,8 @@ def directory_fingerprint(directory: Path) -> dict[str, list[int]]:
 class BaseDigests:
     """Per-tensor digests of verified base model directories, one index entry per (state hash, dtype)."""
 
-    def __init__(self, store: BlobStore) -> None:
-        self.store = store
+    def __init__(self, index: Index) -> None:
+        self.index = index  # this machine's own: the file stats it keeps describe local files
 
     @staticmethod
     def _key(base_state_hash: str, dtype: str) -> str:
@@ -90,7 +90,7 @@ class BaseDigests:
 
     def lookup(self, base_state_hash: str, dtype: str, fingerprint: dict[str, list[int]]) -> dict[str, bytes] | None:
         """The digests recorded for this base, if its directory's files are still as `fingerprint` found them."""
-        entry = self.store.read_index(DIGEST_INDEX_DIR, self._key(base_state_hash, dtype))
+        entry = self.index.read_index(DIGEST_INDEX_DIR, self._key(base_state_hash, dtype))
         try:
             if entry is None or entry["state_hash"] != base_state_hash or entry["files"] != fingerprint:
                 return None
@@ -105,7 +105,7 @@ class BaseDigests:
         recorded state hash and no file changed since."""
         if root_hash(digests) != base_state_hash or directory_fingerprint(directory) != fingerprint:
             return
-        self.store.write_index(DIGEST_INDEX_DIR, self._key(base_state_hash, dtype), {
+        self.index.write_index(DIGEST_INDEX_DIR, self._key(base_state_hash, dtype), {
             "state_hash": base_state_hash, "dtype": dtype, "files": fingerprint,
             "digests": {name: digest.hex() for name, digest in sorted(digests.items())},
         })

@@ -59,7 +59,7 @@ from editor.stats import cached_second_moments, file_sha256
 from editor.targets import check_requests, validate_known_tokens
 from editor.templates import generate_context_templates
 from ledger import Ledger
-from ledger.errors import ConflictError, LedgerError
+from ledger.errors import ConflictError, LedgerError, StoreUnavailableError
 from ledger.faults import fault_point
 from ledger.history import Lineage, Round
 from ledger.infos import VersionInfo
@@ -179,7 +179,7 @@ class Workspace:
         self._warned: list[str] = []  # the warnings of the rounds computed so far
         # True: hash every tensor of a base model on every load, never trusting remembered digests.
         self.full_verify = full_verify
-        self.base_digests = BaseDigests(ledger.store)
+        self.base_digests = BaseDigests(ledger.store.machine_index)
 
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
@@ -221,10 +221,13 @@ class Workspace:
         return self._dtypes[base_name]
 
     def base_directory(self, name: str, path: Path | None = None) -> Path:
-        """Where base model `name` is read from: `path`, else the workspace's `base_path`, else the recorded one."""
+        """Where base model `name` is read from: `path`, else the workspace's `base_path`, else this machine's
+        configured one, else the recorded one."""
         if path is None and self.base_path is not None and name not in self._added:
             path = self.base_path
-        source = Path(path) if path is not None else Path(self.ledger.base_model(name).source_path or "")
+        # This machine's own place for it (`connect --model NAME=PATH`), else where it was recorded.
+        recorded = self.ledger.model_paths.get(name) or self.ledger.base_model(name).source_path
+        source = Path(path) if path is not None else Path(recorded or "")
         if not source.is_dir():
             raise LifecycleError(
                 f"base model {name!r}: directory {str(source)!r} not found (give --base-path DIR, or record its "
@@ -391,11 +394,14 @@ class Workspace:
             )
         written = {name: loaded.model.get_parameter(name) for name in sorted(changed)}
         if read_bytes > 2 * sum(t.numel() * t.element_size() for t in written.values()):
-            snapshot = put_tensors(self.ledger.store, "snapshot", written)
-            self.ledger.store.write_index(SNAPSHOT_INDEX, self._snapshot_key(last), {
-                "blob": snapshot.sha256, "commit": last.commit_hash, "state_hash": last.state_hash,
-                "dtype": self.dtype_of(last.base_model),
-            })
+            try:
+                snapshot = put_tensors(self.ledger.store, "snapshot", written)
+                self.ledger.store.write_index(SNAPSHOT_INDEX, self._snapshot_key(last), {
+                    "blob": snapshot.sha256, "commit": last.commit_hash, "state_hash": last.state_hash,
+                    "dtype": self.dtype_of(last.base_model),
+                })
+            except StoreUnavailableError:
+                pass  # a snapshot is a cache: a store this machine may only read (or that failed now) skips it
 
     def _snapshot_key(self, version: VersionInfo) -> str:
         return hashlib.sha256(f"{version.commit_hash}:{self.dtype_of(version.base_model)}".encode()).hexdigest()
@@ -487,7 +493,7 @@ class Workspace:
                                          self.ledger.store, base.state_hash)
         self._record_statistics(base.base_model, path, hp.mom2_n_samples, hp.mom2_dtype, shas)
         store = self.ledger.store
-        refs = [ArtifactRef(f"c0.L{layer}", shas[layer], "safetensors", store.path(shas[layer]).stat().st_size)
+        refs = [ArtifactRef(f"c0.L{layer}", shas[layer], "safetensors", store.size(shas[layer]))
                 for layer in hp.layers]
         return c0, refs
 

@@ -4,7 +4,7 @@ All requested layers are read in one forward pass per batch (forward pre-hooks o
 the forward stops after the deepest one. Σ k kᵀ is symmetric, so only its upper blocks are multiplied (about
 half the work of a full K Kᵀ, which otherwise costs more than a block's forward) and the lower triangle is
 mirrored at the end. Sums accumulate in float64; the result is stored in `dtype` on CPU.
-The cache is content-addressed: each layer's C0 is a safetensors blob in the ledger's BlobStore, found through
+The cache is content-addressed: each layer's C0 is a safetensors blob in the ledger's blob store, found through
 `<store root>/stats-index/<key>.json`, where key = sha256 of canonical JSON of (model state hash, layer,
 corpus sha256, sample count, dtype, rewrite module name).
 """
@@ -26,7 +26,7 @@ from editor.model import DTYPES, LoadedModel
 from editor.targets import _StopForward, hooked, pad
 from ledger.errors import LedgerError
 from ledger.records import canonical_json
-from ledger.store import BlobStore
+from ledger.store import ContentStore
 
 STATS_FORMAT = 2  # part of the cache key: bump when the computation changes (2: upper blocks, mirrored)
 INDEX_DIR = "stats-index"
@@ -149,7 +149,7 @@ def stats_key(
     ).hexdigest()
 
 
-def _cached(store: BlobStore, key: str) -> tuple[torch.Tensor, str] | None:
+def _cached(store: ContentStore, key: str) -> tuple[torch.Tensor, str] | None:
     entry = store.read_index(INDEX_DIR, key)
     try:
         sha = entry["blob"] if entry else None
@@ -164,7 +164,7 @@ def cached_second_moments(
     corpus_path: Path,
     sample_count: int,
     dtype: str,
-    store: BlobStore | None,
+    store: ContentStore | None,
     model_state_hash: str,
     progress: bool = True,
 ) -> tuple[dict[int, torch.Tensor], dict[int, str]]:

@@ -12,6 +12,7 @@ from ledger.errors import (
     NotALedgerError,
     SchemaAheadError,
     SchemaBehindError,
+    StoreUnavailableError,
     TamperError,
     UnknownRefError,
 )
@@ -30,7 +31,8 @@ from ledger.infos import (
     VersionInfo,
     VersionRequest,
 )
-from ledger.store import BlobStore
+from ledger.object_store import ObjectBlobStore, open_store
+from ledger.store import BlobStore, ContentStore
 
 __all__ = [
     "AuditEvent",
@@ -41,16 +43,19 @@ __all__ = [
     "BlobStore",
     "BranchInfo",
     "ConflictError",
+    "ContentStore",
     "DiffLayer",
     "HistoryEvent",
     "InvalidBlobAddressError",
     "Ledger",
     "LedgerError",
     "NotALedgerError",
+    "ObjectBlobStore",
     "RefLogEntry",
     "RequestInfo",
     "SchemaAheadError",
     "SchemaBehindError",
+    "StoreUnavailableError",
     "TamperError",
     "UnknownRefError",
     "VerifyReport",
@@ -59,4 +64,5 @@ __all__ = [
     "VersionInfo",
     "VersionRequest",
     "find_ledger_url",
+    "open_store",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -77,8 +78,9 @@ from ledger.models import (
     VersionRoundRow,
     VersionRow,
 )
+from ledger.object_store import default_cache_dir, is_store_url, open_store
 from ledger.records import ArtifactRef, EditRequest, Score, VersionDraft, canonical_json
-from ledger.store import BlobStore, validate_sha
+from ledger.store import validate_sha
 
 LEDGER_DIR = ".editledger"
 CONFIG_FILE = "config.json"
@@ -136,10 +138,16 @@ def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def _store_location(store: str | Path) -> str | Path:
+    """A `--store` value as kept: a URL as given (object storage), anything else as a directory path."""
+    return str(store).rstrip("/") if is_store_url(store) else Path(store)
+
+
 def locate(
-    start: Path | None = None, db_url: str | None = None, store_dir: Path | None = None
-) -> tuple[Path | None, str, Path]:
-    """(root, db_url, store) by precedence: arguments > EDITLEDGER_DB / EDITLEDGER_STORE > found config."""
+    start: Path | None = None, db_url: str | None = None, store_dir: str | Path | None = None
+) -> tuple[Path | None, str, str | Path]:
+    """(root, db_url, store) by precedence: arguments > EDITLEDGER_DB / EDITLEDGER_STORE > found config.
+    The store is a directory path or an object storage URL (`s3://bucket/prefix`)."""
     ledger_dir = find_ledger_dir(start)
     config = _read_config(ledger_dir)
     url = db_url or os.environ.get("EDITLEDGER_DB") or config.get("db_url")
@@ -150,7 +158,11 @@ def locate(
     if not url or not store:
         where = Path(start or Path.cwd()).resolve()
         raise NotALedgerError(f"no editledger ledger found in {where} or its parents: run `editledger init`")
-    return (ledger_dir.parent if ledger_dir else None), url, Path(store)
+    return (ledger_dir.parent if ledger_dir else None), url, _store_location(store)
+
+
+def _config_store(store: str | Path) -> str:
+    return str(store).rstrip("/") if is_store_url(store) else str(Path(store).resolve())
 
 
 def find_ledger_url(start: Path | None = None) -> str:
@@ -158,10 +170,14 @@ def find_ledger_url(start: Path | None = None) -> str:
 
 
 class Ledger:
-    def __init__(self, root: Path | None, db_url: str, store_dir: Path, migrate: bool = False) -> None:
+    def __init__(self, root: Path | None, db_url: str, store_dir: str | Path, migrate: bool = False) -> None:
         self.root = root
         self.db_url = db_url
-        self.store = BlobStore(store_dir)
+        config = _read_config(root / LEDGER_DIR) if root and (root / LEDGER_DIR / CONFIG_FILE).is_file() else {}
+        # Where this machine keeps each base model (`connect --model NAME=PATH`); else its recorded path.
+        self.model_paths: dict[str, str] = dict(config.get("model_paths") or {})
+        # Remote blobs are cached on this machine: in this ledger directory's `cache/` unless told otherwise.
+        self.store = open_store(store_dir, default_cache_dir(root / LEDGER_DIR if root else None))
         if migrate:
             upgrade(db_url)
         self.engine: Engine = make_engine(db_url)
@@ -172,7 +188,7 @@ class Ledger:
             raise
 
     @classmethod
-    def init(cls, root: Path, db_url: str | None = None, store_dir: Path | None = None) -> Ledger:
+    def init(cls, root: Path, db_url: str | None = None, store_dir: str | Path | None = None) -> Ledger:
         ledger_dir = Path(root).resolve() / LEDGER_DIR
         if (ledger_dir / CONFIG_FILE).exists():
             raise LedgerError(f"a ledger already exists in {ledger_dir}")
@@ -183,20 +199,61 @@ class Ledger:
         if db_url:
             config["db_url"] = db_url
         if store:
-            config["store"] = str(Path(store).resolve())
+            config["store"] = _config_store(store)
         ledger = cls(
             ledger_dir.parent,
             db_url or _sqlite_url(ledger_dir / "ledger.db"),
-            Path(store) if store else ledger_dir / "blobs",
+            _store_location(store) if store else ledger_dir / "blobs",
             migrate=True,
         )
+        try:
+            ledger.store.check_reachable()
+        except BaseException:
+            ledger.close()
+            raise
         # Written last: a ledger exists once its config does (a failed init can simply be run again).
         (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return ledger
 
     @classmethod
+    def connect(cls, root: Path, db_url: str | None = None, store: str | Path | None = None,
+                model_paths: dict[str, Path] | None = None) -> Ledger:
+        """Join an existing (team) ledger from this directory: check that its database has the editledger schema
+        and that the store answers, then write `.editledger/config.json` so that later commands here use them.
+        Only the URLs are written: credentials stay in the environment or the client's own configuration.
+        `model_paths` says where this machine keeps base models whose recorded path is another machine's."""
+        ledger_dir = Path(root).resolve() / LEDGER_DIR
+        if (ledger_dir / CONFIG_FILE).exists():
+            raise LedgerError(f"a ledger is already configured in {ledger_dir}")
+        db_url = db_url or os.environ.get("EDITLEDGER_DB")
+        store = store or os.environ.get("EDITLEDGER_STORE")
+        if not db_url:
+            raise LedgerError("connect needs --db URL (or EDITLEDGER_DB): the shared ledger's database")
+        if not store:
+            raise LedgerError("connect needs --store URL (or EDITLEDGER_STORE): the shared blob store")
+        if not is_store_url(store) and not Path(store).is_dir():  # a shared directory must exist already
+            raise LedgerError(f"--store {store}: no such directory")
+        ledger = cls(ledger_dir.parent, db_url, _store_location(store))
+        try:
+            ledger.store.check_reachable()
+            for name, path in (model_paths or {}).items():
+                ledger.base_model(name)  # an unknown name is refused
+                if not Path(path).is_dir():
+                    raise LedgerError(f"--model {name}={path}: no such directory")
+            ledger_dir.mkdir(parents=True, exist_ok=True)
+            config: dict[str, Any] = {"format": 1, "db_url": db_url, "store": _config_store(store)}
+            if model_paths:
+                ledger.model_paths = {name: str(Path(path).resolve()) for name, path in model_paths.items()}
+                config["model_paths"] = ledger.model_paths
+            (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    @classmethod
     def open(
-        cls, start: Path | None = None, db_url: str | None = None, store_dir: Path | None = None
+        cls, start: Path | None = None, db_url: str | None = None, store_dir: str | Path | None = None
     ) -> Ledger:
         root, url, store = locate(start, db_url, store_dir)
         return cls(root, url, store)
@@ -450,7 +507,7 @@ class Ledger:
             if not self.store.has(artifact.sha256):
                 raise BlobMissingError(
                     f"artifact {artifact.role!r}: blob {artifact.sha256} is not in the store "
-                    f"{self.store.root} (put it first); nothing was written"
+                    f"{self.store.location} (put it first); nothing was written"
                 )
             if artifact.size_bytes < 0:
                 raise LedgerError(f"artifact {artifact.role!r}: size_bytes {artifact.size_bytes} is negative")
@@ -873,21 +930,38 @@ class Ledger:
                 raise UnknownRefError(f"unknown base model {base_model!r}")
             return self._statistics(session, base_id)
 
-    def gc(self, dry_run: bool = True) -> list[str]:
+    def gc(self, dry_run: bool = True, grace_seconds: float | None = None) -> list[str]:
         """Blobs in the store that nothing references (no artifact row, no statistics record, no cache index
-        entry such as a checkout snapshot).
+        entry such as a checkout snapshot) and that were last written longer than `grace_seconds` ago (default:
+        the store's own, 0 for a local directory, 1 hour for object storage).
 
-        Run it when no writer is working: a writer puts its blobs before it appends the version naming
-        them."""
+        A writer puts its blobs before it appends the version naming them, and `put` refreshes the time of a
+        blob that is already there. So a blob a concurrent writer is about to reference is younger than the
+        grace period, provided its round takes less than the grace period (half of it for a blob that was
+        already in object storage). With a grace of 0 (a local store's default), run it when no writer works."""
+        grace = self.store.gc_grace_seconds if grace_seconds is None else grace_seconds
+        if grace < 0:
+            raise LedgerError(f"--grace {grace:g}: must not be negative")
+        # References first, then the listing: a blob put after the references were read is younger than the
+        # grace period when its time is looked at.
         with self._read() as session:
             referenced = set(session.scalars(select(ArtifactRow.sha256)))
             referenced |= set(session.scalars(select(StatisticsLayerRow.sha256)))
         referenced |= self.store.indexed_blobs()
-        unreferenced = [sha for sha in self.store.iter_hashes() if sha not in referenced]
+
+        def old_enough(written: float | None) -> bool:
+            return written is not None and written <= time.time() - grace
+
+        unreferenced = [sha for sha, written in self.store.iter_blobs()
+                        if sha not in referenced and old_enough(written)]
         if not dry_run:
+            deleted = []
             for sha in unreferenced:
-                self.store.delete(sha)
-            self.record_audit("gc", "editledger", None, {"deleted": unreferenced})
+                if old_enough(self.store.modified(sha)):  # not put again since the listing
+                    self.store.delete(sha)
+                    deleted.append(sha)
+            unreferenced = deleted
+            self.record_audit("gc", "editledger", None, {"deleted": unreferenced, "grace_seconds": grace})
         return unreferenced
 
     # --------------------------------------------------------------------------------------- reads
@@ -1248,7 +1322,7 @@ class Ledger:
             checked.add(sha)
             blobs_checked += 1
             try:
-                self.store.get(sha)
+                self.store.check(sha)
             except (BlobMissingError, BlobCorruptError, InvalidBlobAddressError) as error:
                 problems.append(f"{error} (artifact {role!r} of version {short(commit)})")
         checkpoint_action = None

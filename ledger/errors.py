@@ -41,3 +41,7 @@ class InvalidBlobAddressError(LedgerError):
 
 class TamperError(LedgerError):
     """A recorded row does not match its commit hash."""
+
+
+class StoreUnavailableError(LedgerError):
+    """The blob store could not be used: endpoint unreachable, bucket missing, access denied, timed out."""

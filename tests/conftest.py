@@ -37,3 +37,7 @@ def tiny_world_release2(tmp_path_factory: pytest.TempPathFactory):
 
     return build_world(tmp_path_factory.mktemp("tiny_world_release2"), preset="tiny", seed=0, train_seed=1,
                        progress=False)
+
+
+# A real S3-compatible server (moto's, as its own process) for the object-storage tests: `s3_server`, `s3_env`.
+from tests.s3 import s3_env, s3_server  # noqa: E402, F401
