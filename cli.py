@@ -298,8 +298,8 @@ def edit(
     device: DeviceOpt = "auto", dtype: DtypeOpt = None, base_path: BasePathOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Edit facts: one from flags or many from a file, in rounds; each round is one recorded version."""
-    from editor.engine import METHODS
     from editor.readers import read_request_file
+    from editor.rounds import METHODS
     from ledger.records import EditRequest
 
     if method not in METHODS:

@@ -139,9 +139,10 @@ def checkout_cost(path: Path, texts: list[str], grad_steps: int, repeats: int = 
 def run(quick: bool = False) -> dict:
     offline_and_threads()
     from editor.determinism import apply_determinism
-    from editor.engine import METHODS, EditState, run_round
+    from editor.engine import EditState
     from editor.hparams import derive_hparams
     from editor.model import load_model
+    from editor.rounds import METHODS, run_round
     from editor.stats import second_moments, second_moments_one_layer_per_pass
     from editor.targets import compute_zstar
     from editor.templates import generate_context_templates

@@ -34,7 +34,7 @@ REPLAY_GOAL = 0.3
 
 def seconds_per_edit(info, batch_sizes: tuple[int, ...], edits_per_setting: int) -> list[dict[str, Any]]:
     """Mean seconds per edit over enough rounds to edit `edits_per_setting` requests (at least two rounds)."""
-    from editor.engine import run_round
+    from editor.rounds import run_round
 
     requests = info.requests()
     rows = []

@@ -85,8 +85,9 @@ def _scores(model, tokenizer, edited: list, first_round: list, fluency_prompts: 
 def run_sequence(info, variant: Variant, requests: list, round_size: int) -> dict[str, Any]:
     """Apply `requests` in rounds with one variant; score after every round. An engine error ends the sequence
     (recorded, so the report shows how far it got) instead of the whole benchmark."""
-    from editor.engine import rewrite_weights_copy, run_round
+    from editor.engine import rewrite_weights_copy
     from editor.evaluate import evaluate_requests, perplexity
+    from editor.rounds import run_round
 
     state = edit_state(info, variant.method, variant.overrides)
     model, tokenizer = state.loaded.model, state.loaded.tokenizer

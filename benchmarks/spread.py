@@ -38,10 +38,11 @@ def measure(seed: int, lambda_factor: float, overrides: dict[str, Any]) -> dict[
     """Every asserted metric of the suite on world `seed`, computed as the tests compute it."""
     import torch
 
-    from editor.engine import EditState, run_round
+    from editor.engine import EditState
     from editor.evaluate import evaluate_requests, perplexity
     from editor.hparams import derive_hparams
     from editor.model import load_model
+    from editor.rounds import run_round
     from editor.stats import second_moments
     from editor.templates import generate_context_templates
     from editor.world import load_world

@@ -1,8 +1,9 @@
 """The round machinery every method shares: state, z* (with rewinding), keys, the solve, writing columns, Cp.
 
 A method (editor/methods/) is a short function that strings these steps together the way its formula in
-NSE.md reads. `run_round` validates the input, runs the method, and turns what it did into a `RoundResult`;
-if anything fails the rewrite weights are restored exactly and the state is left as it was.
+NSE.md reads. `editor.rounds.run_round` (above the methods, as a registry sits above the files it names)
+validates the input, runs the method, and turns what it did into a `RoundResult`; if anything fails the rewrite
+weights are restored exactly and the state is left as it was.
 """
 
 from __future__ import annotations
@@ -14,23 +15,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from editor.errors import HparamsError, RequestError, SolveError
+from editor.errors import HparamsError, SolveError
 from editor.hparams import EditHparams
 from editor.model import LoadedModel, is_conv1d, read_columns, write_columns
 from editor.targets import (
-    BARE_TEMPLATE,
     compute_keys,
-    compute_keys_layers,
     compute_zstar,
     hidden_states,
     keys_per_template,
-    target_fit,
-    validate_layers,
-    validate_requests,
 )
 from ledger.records import EditRequest, FootprintLayer, RequestOutcome
-
-METHODS: tuple[str, ...] = ("nse", "memit", "memit-cp", "alphaedit", "rome")
 
 
 @dataclass
@@ -346,78 +340,3 @@ def outcome_warnings(result: RoundResult, requests: Sequence[EditRequest]) -> li
             why = f"the round changed no weight: {why}"
         lines.append(f"request {outcome.request_key[:12]} ({request.subject!r} -> {request.target_new!r}): {why}")
     return lines
-
-
-# ------------------------------------------------------------------------------------------------ the round
-def _method_function(method: str):
-    from editor.methods import alphaedit, memit, nse, rome
-
-    functions = {
-        "nse": nse.nse_round,
-        "memit": memit.memit_round,
-        "memit-cp": memit.memit_cp_round,
-        "alphaedit": alphaedit.alphaedit_round,
-        "rome": rome.rome_round,
-    }
-    return functions[method]
-
-
-def run_round(state: EditState, requests: list[EditRequest], method: str) -> RoundResult:
-    """One round of `method` over `requests`: edits the model in place; grows state.cp, state.zstar_cache."""
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: unknown (choose from {', '.join(METHODS)})")
-    loaded, hp = state.loaded, state.hparams
-    validate_layers(loaded, hp)
-    validate_requests(loaded, requests)
-    if any("{}" not in t for t in state.templates):
-        raise HparamsError("templates: every context template needs {} for the prompt")
-    if method == "rome" and len(requests) != 1:
-        raise RequestError(f"rome edits one request per round, got {len(requests)}")
-    for layer in hp.layers:
-        state.c0_of(layer)
-    arch = loaded.arch
-    before = {
-        arch.rewrite_weight_name(layer): arch.rewrite_weight(loaded.model, layer).detach().clone()
-        for layer in hp.layers
-    }
-    try:
-        h_before = current_hidden(state, requests)
-        fit_before = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
-        output = _method_function(method)(state, requests)
-        h_after = current_hidden(state, requests)
-        fit_after = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
-        # z* measured on the weights it was optimised on: NSE's original ones, the round's starting ones else.
-        with weights_in_place(loaded.model, state.original_weights if method == "nse" else before):
-            shift = output.zstar - current_hidden(state, requests)
-            fit_zstar = target_fit(loaded, requests, state.templates, hp.z_layer, shift)
-        round_keys = compute_keys_layers(loaded, requests, hp.layers, state.templates)
-    except BaseException:
-        with torch.no_grad():
-            for name, weight in before.items():
-                loaded.model.get_parameter(name).copy_(weight)
-        raise
-    add_keys_to_cp(state.cp, round_keys)
-    zstar = {r.request_key: output.zstar[i].clone() for i, r in enumerate(requests)}
-    if method == "nse":
-        state.zstar_cache.update(zstar)
-    residual_before = (output.zstar - h_before).norm(dim=1).tolist()
-    residual_after = (output.zstar - h_after).norm(dim=1).tolist()
-    outcomes = [
-        RequestOutcome(
-            r.request_key, residual_before[i], residual_after[i], output.statuses[i],  # type: ignore[arg-type]
-            zstar_loss=fit_zstar.nll[i], zstar_target_prob=fit_zstar.probability[i],
-            target_prob_before=fit_before.probability[i], target_prob_after=fit_after.probability[i],
-            already_true=fit_before.top[i], took=fit_after.top[i],
-        )
-        for i, r in enumerate(requests)
-    ]
-    return RoundResult(
-        method=method,
-        hparams=hp.to_dict(),
-        templates=list(state.templates),
-        changes=diff_changes(loaded.model, before),
-        footprint=output.footprint,
-        outcomes=outcomes,
-        zstar=zstar,
-        keys=round_keys,
-    )

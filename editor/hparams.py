@@ -41,6 +41,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from editor.activations import typical_residual_norm
 from editor.errors import HparamsError
 
 
@@ -195,8 +196,6 @@ def default_layers(n_layers: int) -> list[int]:
 
 def derive_hparams(loaded: Any, method: str, **overrides: Any) -> EditHparams:
     """Defaults for any model (see the module docstring for the reasoning), then `overrides`."""
-    from editor.targets import typical_residual_norm
-
     arch = loaded.arch
     layers = [int(x) for x in overrides.get("layers", default_layers(arch.n_layers))]
     if method == "rome" and "layers" not in overrides:

@@ -42,19 +42,18 @@ from editor.determinism import (
     use_numerics,
 )
 from editor.engine import (
-    METHODS,
     EditState,
     add_keys_to_cp,
     apply_changes,
     diff_changes,
     outcome_warnings,
     rewrite_weights_copy,
-    run_round,
 )
 from editor.errors import EditInterrupted, UnsuccessfulEditError
 from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
 from editor.hparams import EditHparams, check_overrides, derive_hparams
 from editor.model import LoadedModel, check_dtype, check_model_directory, load_model, resolve_device
+from editor.rounds import METHODS, run_round
 from editor.stats import cached_second_moments, file_sha256
 from editor.targets import check_requests, validate_known_tokens
 from editor.templates import generate_context_templates

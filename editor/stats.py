@@ -22,8 +22,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from editor.activations import StopForward, hooked, pad
 from editor.model import DTYPES, LoadedModel
-from editor.targets import _StopForward, hooked, pad
 from ledger.errors import LedgerError
 from ledger.records import canonical_json
 from ledger.store import ContentStore
@@ -91,7 +91,7 @@ def second_moments(
             keys = args[0][token_mask[0]].to(torch.float32)  # non-padding tokens only
             add_upper_gram(sums[layer], keys)
             if layer == layers[-1]:
-                raise _StopForward
+                raise StopForward
 
         return hook
 
@@ -107,7 +107,7 @@ def second_moments(
             ids, mask = pad(sequences, tokenizer.pad_token_id, loaded.device)
             token_mask[:] = [mask.bool()]
             tokens += int(mask.sum())
-            with suppress(_StopForward):
+            with suppress(StopForward):
                 model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
             bar.advance(task, len(batch))
     return {layer: (mirror_upper(sums[layer]) / tokens).to("cpu", DTYPES[dtype]) for layer in layers}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editor.engine import METHODS, EditState, apply_changes, run_round, solve_rank_one
+from editor.engine import EditState, apply_changes, solve_rank_one
 from editor.errors import HparamsError, RequestError, SolveError
 from editor.hashing import state_hash
 from editor.hparams import EditHparams
+from editor.rounds import METHODS, run_round
 from editor.targets import compute_zstar
 from ledger.records import EditRequest
 from tests.editor.conftest import FAMILIES, TEMPLATES, make_requests
