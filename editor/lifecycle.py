@@ -61,7 +61,7 @@ from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError, StoreUnavailableError
 from ledger.faults import fault_point
 from ledger.history import Lineage, Round
-from ledger.infos import VersionInfo
+from ledger.infos import BaseModelInfo, VersionInfo
 from ledger.provenance import write_provenance
 from ledger.records import (
     ArtifactRef,
@@ -242,15 +242,8 @@ class Workspace:
         dtype = self.dtype_of(name)
         fingerprint = directory_fingerprint(path)
         loaded = load_model(path, device=self.device, dtype=dtype)
-        digests = tensor_digests(loaded.model)
-        found = root_hash(digests)
-        if found != base.state_hash:
-            raise LifecycleError(
-                f"--path {path}: the model there has state hash {found[:12]} in {dtype}, base model {name!r} "
-                f"recorded {base.state_hash[:12]}; not relocated"
-            )
+        self._checked_digests(base, loaded, dtype, path, fingerprint, f"--path {path}: not relocated")
         self.ledger.relocate_base_model(name, str(path), actor or _author())
-        self.base_digests.remember(base.state_hash, dtype, path, fingerprint, digests)
         return path
 
     def load_base(self, name: str, path: Path | None = None, verify: bool = True) -> LoadedModel:
@@ -268,15 +261,21 @@ class Workspace:
         loaded = load_model(source, device=self.device, dtype=dtype)
         digests = None if self.full_verify else self.base_digests.lookup(base.state_hash, dtype, fingerprint)
         if verify and digests is None:
-            digests = tensor_digests(loaded.model)
-            found = root_hash(digests)
-            if found != base.state_hash:
-                raise LifecycleError(
-                    f"base model {name!r}: {source} has state hash {found[:12]}, the ledger recorded "
-                    f"{base.state_hash[:12]} (in {dtype}); refusing to apply edits to another model"
-                )
-            self.base_digests.remember(base.state_hash, dtype, source, fingerprint, digests)
+            digests = self._checked_digests(base, loaded, dtype, source, fingerprint,
+                                            "refusing to apply edits to another model")
         return loaded, digests
+
+    def _checked_digests(self, base: BaseModelInfo, loaded: LoadedModel, dtype: str, source: Path,
+                         fingerprint: dict[str, list[int]], refusal: str) -> dict[str, bytes]:
+        """Every tensor of `loaded` (read from `source`) hashed; refused unless that is `base`'s recorded state hash,
+        then remembered with the directory's fingerprint."""
+        digests = tensor_digests(loaded.model)
+        found = root_hash(digests)
+        if found != base.state_hash:
+            raise LifecycleError(f"base model {base.name!r}: {source} has state hash {found[:12]} in {dtype}, the "
+                                 f"ledger recorded {base.state_hash[:12]}; {refusal}")
+        self.base_digests.remember(base.state_hash, dtype, source, fingerprint, digests)
+        return digests
 
     @staticmethod
     def _state_hash_after(loaded: LoadedModel, base_digests: dict[str, bytes] | None, changed: set[str]) -> str:
