@@ -70,3 +70,17 @@ def test_a_put_killed_before_its_rename_leaves_no_blob(tmp_path: Path) -> None:
     assert list(store.iter_hashes()) == []  # the half-written temp file is not a blob
     assert len(list(tmp_path.glob(".tmp-*"))) == 1
     assert store.put(b"x" * 100000) == sha and store.get(sha) == b"x" * 100000
+
+
+def test_gc_grace_on_the_local_store_uses_the_files_time_and_put_refreshes_it(tmp_path: Path) -> None:
+    from ledger import Ledger
+
+    ledger = Ledger.init(tmp_path)
+    old, fresh = ledger.store.put(b"left by a lost race yesterday"), ledger.store.put(b"put a moment ago")
+    yesterday = os.stat(ledger.store.path(old)).st_mtime - 86_400
+    os.utime(ledger.store.path(old), (yesterday, yesterday))
+    assert sorted(ledger.gc()) == sorted([old, fresh])  # a local store's default grace is 0, as before
+    assert ledger.gc(grace_seconds=3600) == [old]
+    ledger.store.put(b"left by a lost race yesterday")  # a writer about to reference it puts it again
+    assert ledger.gc(dry_run=False, grace_seconds=3600) == [] and ledger.store.has(old)
+    ledger.close()
