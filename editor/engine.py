@@ -211,16 +211,22 @@ def current_hidden(state: EditState, requests: Sequence[EditRequest]) -> torch.T
     return hidden_states(state.loaded, requests, state.hparams.z_layer)
 
 
-def select_neurons(keys: torch.Tensor, threshold: float) -> torch.Tensor:
-    """NSE's neurons: the smallest set whose activation mass Σ_r |K[j, r]| reaches `threshold` of the total
-    (the paper's rule; the reference code keeps the largest set under it, one neuron fewer). p >= 1: all."""
+def select_neurons(keys: torch.Tensor, threshold: float, rule: str = "reach") -> torch.Tensor:
+    """NSE's neurons S, by activation mass Σ_r |K[j, r]| in descending order. `reach`: the smallest set whose mass
+    reaches `threshold` of the total (the paper's rule: S carries at least that share). `under`: the largest set
+    whose mass stays within it (the reference code's rule: one neuron fewer, unless the share is hit exactly; at
+    least one neuron). p >= 1: all."""
     d_ff = keys.shape[0]
     if threshold >= 1.0:
         return torch.arange(d_ff)
     mass = keys.abs().sum(dim=1).to(torch.float64)
     order = torch.sort(mass, descending=True, stable=True).indices
     cumulative = torch.cumsum(mass[order], dim=0)
-    count = int(torch.searchsorted(cumulative, threshold * cumulative[-1]).item()) + 1
+    bound = threshold * cumulative[-1]
+    if rule == "under":
+        count = max(1, int(torch.searchsorted(cumulative, bound, right=True).item()))
+    else:
+        count = int(torch.searchsorted(cumulative, bound).item()) + 1
     return torch.sort(order[: min(count, d_ff)]).values
 
 

@@ -512,7 +512,8 @@ class Workspace:
         cache: dict[str, torch.Tensor] = {}
         wanted = hp.to_dict()
         for version, artifacts in history[1:]:
-            if version.method != "nse" or version.hparams != wanted:
+            # Compared as read today: a field added since (with its default) does not make old z* foreign.
+            if version.method != "nse" or EditHparams.from_dict(version.hparams).to_dict() != wanted:
                 continue
             ref = _role(artifacts, "zstar")
             if ref is not None:

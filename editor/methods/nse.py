@@ -31,7 +31,7 @@ def nse_round(state: EditState, requests: list[EditRequest]) -> MethodOutput:
         edited = [requests[i] for i in active]
         for i, layer in enumerate(hp.layers):
             keys = layer_keys(state, edited, layer)  # K: d_ff × |A|
-            columns = select_neurons(keys, hp.neuron_threshold)  # S
+            columns = select_neurons(keys, hp.neuron_threshold, hp.neuron_rule)  # S
             residual = (zstar[active] - current_hidden(state, edited)).T / (len(hp.layers) - i)  # R_l
             delta = solve_columns(state, layer, keys, residual, columns, use_cp=True)  # R (M⁻¹ K_S)ᵀ
             footprint.append(add_to_columns(state, layer, columns, delta, pass_index))

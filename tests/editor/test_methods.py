@@ -221,3 +221,19 @@ def test_rank_one_solve_writes_the_residual_at_every_key_and_is_rome_for_one_key
     k = keys[:, :1]
     u = torch.linalg.solve(tiny.c0[2].double(), k)
     torch.testing.assert_close(solve_rank_one(state, 2, k, residual), residual @ u.T / (u.T @ k))
+
+
+def test_neuron_rules_reach_the_share_or_stay_under_it():
+    from editor.engine import select_neurons
+    from editor.hparams import check_overrides
+
+    # Masses 4, 3, 2, 1 (neurons 2, 0, 3, 1): total 10.
+    keys = torch.tensor([[3.0], [1.0], [-4.0], [2.0]])
+    assert select_neurons(keys, 0.75, "reach").tolist() == [0, 2, 3]  # 4 + 3 + 2 = 9 >= 7.5
+    assert select_neurons(keys, 0.75, "under").tolist() == [0, 2]  # 4 + 3 = 7 <= 7.5 < 9
+    assert select_neurons(keys, 0.7, "reach").tolist() == select_neurons(keys, 0.7, "under").tolist() == [0, 2]
+    assert select_neurons(keys, 0.1, "under").tolist() == [2]  # never empty
+    assert select_neurons(keys, 1.0, "under").tolist() == [0, 1, 2, 3]
+    assert EditHparams(layers=[0]).neuron_rule == "reach"  # the default, recorded with every version
+    with pytest.raises(HparamsError, match="neuron_rule"):
+        check_overrides({"neuron_rule": "largest"})
