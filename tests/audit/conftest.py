@@ -24,7 +24,7 @@ class AuditedLedger:
     ws: Workspace
     requests: list[EditRequest]
     rounds: list[VersionInfo]  # the edit versions, in order
-    reverted: EditRequest  # the first request of round 2
+    reverted: EditRequest  # the first request of round 2 that took
     revert: VersionInfo
     base_commit: str
 
@@ -42,7 +42,11 @@ def audited(tiny_world, tmp_path_factory) -> AuditedLedger:
     requests = tiny_world.requests()[: ROUNDS * PER_ROUND]
     rounds = ws.edit(requests, method="nse", batch_size=PER_ROUND, author="alice", reason="quarterly update",
                      evaluate=True)
-    reverted = requests[PER_ROUND]
+    # The reverted fact: the first of round 2 that took there (which ones take depends on the world; the tests
+    # check what a revert undoes, so it must have done something).
+    took = {o.request_key for o in ledger.show(rounds[1].commit_hash).outcomes if o.took}
+    round_two = requests[PER_ROUND : 2 * PER_ROUND]
+    reverted = next((r for r in round_two if r.request_key in took), round_two[0])
     revert = ws.revert(reverted.request_key, author="bob", reason="ticket 7: wrong source")
     ws.evaluate(revert.commit_hash)
     return AuditedLedger(root, ledger, ws, requests, rounds, reverted, revert, base.commit_hash)

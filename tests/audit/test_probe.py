@@ -5,11 +5,21 @@ from __future__ import annotations
 import pytest
 
 from editor.probe import probe
+from ledger.records import EditRequest
+from tests.audit.conftest import PER_ROUND
 from tests.lifecycle.cli_helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
-KEPT = 4  # a request of round 2 (3 to 5) that was not reverted (3 was)
+
+
+def kept_fact(audited) -> EditRequest:
+    """A request of round 2 that was not reverted and that the head answers with its new target (its recorded
+    argmax efficacy there is 1)."""
+    held = {s.request_key for s in audited.ledger.scores(audited.revert.commit_hash)
+            if s.metric == "efficacy_argmax" and s.value == 1.0}
+    round_two = audited.requests[PER_ROUND : 2 * PER_ROUND]
+    return next(r for r in round_two if r.request_key != audited.reverted.request_key and r.request_key in held)
 
 
 def first_word(text: str | None) -> str:
@@ -17,7 +27,7 @@ def first_word(text: str | None) -> str:
 
 
 def test_base_and_head_answer_a_reverted_and_a_kept_fact(audited):
-    kept = audited.requests[KEPT]
+    kept = kept_fact(audited)
     reverted = audited.reverted
     report = probe(audited.ws, [kept.text, reverted.text], ["main"], top_k=3, max_new_tokens=3)
     assert [c.ref for c in report.columns] == ["base", "main"]
@@ -30,7 +40,10 @@ def test_base_and_head_answer_a_reverted_and_a_kept_fact(audited):
     assert sum(t.probability for t in head.top) <= 1.0 + 1e-6
     assert head.top[0].probability >= head.top[1].probability >= head.top[2].probability > 0
     base, head = reverted_row.answers
-    assert first_word(base.continuation) == first_word(head.continuation) == first_word(reverted.target_true)
+    assert first_word(base.continuation) == first_word(reverted.target_true)
+    # The revert took its edit back. (The head need not say the old answer: other edits of the same subject can
+    # move it, measured on the tiny world: an instrument edit of that person makes "violin" its mother tongue.)
+    assert first_word(head.continuation) != first_word(reverted.target_new)
     # Round 2's own version still holds the reverted edit.
     at_round = probe(audited.ws, [reverted.text], [audited.rounds[1].commit_hash], with_base=False)
     assert first_word(at_round.rows[0].answers[0].continuation) == first_word(reverted.target_new)
