@@ -18,7 +18,8 @@ from benchmarks.report import SECTIONS, write_report
 QUICK_LEDGER_VERSIONS = 5_000
 FULL_LEDGER_VERSIONS = 100_000
 QUICK_LEDGER_APPENDS = 300
-EXTRA_RESULTS = ("checkout_scale",)  # measured by a script of its own (too big for `make bench`), reported here
+# Measured by scripts of their own (too big for `make bench`, or needing a server), reported here.
+EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store")
 
 
 def _quality(quick: bool) -> dict[str, Any]:

@@ -552,6 +552,48 @@ def scaling_section(record: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def spread_section(record: dict[str, Any] | None, sweep: dict[str, Any] | None) -> list[str]:
+    """The spread the test thresholds and the derived λ were chosen from (`python -m benchmarks.spread`)."""
+    lines = ["## 4c. Editing scores across worlds and CPU kernels (test thresholds, derived λ)", ""]
+    if record is None:
+        return [*lines, "Not run (`python -m benchmarks.spread`).", ""]
+    configs = ", ".join(f"{name} ({' '.join(f'{k}={v}' for k, v in env.items()) or 'as the CPU chooses'})"
+                        for name, env in record["data"]["kernel_configs"].items())
+    lines += [env_line(record), "",
+              f"Tiny worlds of seeds {record['data']['seeds']} (each the same weights on any machine), each scored "
+              f"under the kernel configurations {configs}. The kernels changed no score; the worlds did. The suite's "
+              "thresholds are the least values here (tests/editor/test_world_efficacy.py).", ""]
+    for source in (record, sweep):
+        for factor, rows in ((source or {}).get("data", {}).get("metrics") or {}).items():
+            lines += [f"λ = {factor} d_ff:", "", table(["metric", "min", "median", "max", "n"],
+                                                       [[m, r["min"], r["median"], r["max"], r["n"]]
+                                                        for m, r in rows.items()]), ""]
+    return lines
+
+
+def remote_store_section(record: dict[str, Any] | None) -> list[str]:
+    """Checkout and edit with the blob store on an S3 server (`python -m benchmarks.remote_store`)."""
+    lines = ["## 4d. A blob store on S3", ""]
+    data = (record or {}).get("data")
+    if not data:
+        return [*lines, "Not run (`python -m benchmarks.remote_store`).", ""]
+    local, s3 = data["local"], data["s3"]
+    lines += [env_line(record), "",
+              f"A {data['model_parameters'] / 1e6:.0f}M-parameter GPT-2-style model, {data['rounds']} rounds of "
+              f"{data['round_size']} NSE edits, moto's S3 server on loopback (no network latency: add the transfer "
+              f"of the bytes fetched on a real bucket). `from_pretrained` alone: {fmt(data['from_pretrained_s'])} s.",
+              "", table(["measurement", "local store", "S3 store"], [
+                  ["checkout, warm (s)", local["checkout_warm_s"], s3["checkout_warm_s"]],
+                  ["checkout, cold blob cache (s)", "", s3["checkout_cold_cache_s"]],
+                  ["checkout on a new machine: nothing cached, base hashed in full (s)", "",
+                   s3["checkout_new_machine_s"]],
+                  ["bytes a cold checkout fetches", "", s3["cold_checkout_bytes_fetched"]],
+                  ["edit round (s)", local["round_s"], s3["round_s"]],
+                  ["first round, with C0 (s)", local["first_round_with_c0_s"], s3["first_round_with_c0_s"]],
+              ]), ""]
+    return lines
+
+
 def gpu_section() -> list[str]:
     return ["## 5. GPU", "",
             "No GPU figure exists yet: this run had no GPU machine. Every number above is CPU-only.", ""]
@@ -577,6 +619,8 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     lines += storage_section(results.get("storage"), out, plots_dir)
     lines += ledger_section(results.get("ledger"))
     lines += scaling_section(results.get("scaling"))
+    lines += spread_section(results.get("spread"), results.get("spread-sweep"))
+    lines += remote_store_section(results.get("remote_store"))
     lines += gpu_section()
     timed = {name: record for name, record in results.items() if record and name in SECTIONS}
     runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in timed.items()]
