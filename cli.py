@@ -31,8 +31,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(world_app, name="world")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # lines stay whole when piped or narrow: scripts read them
+err = Console(stderr=True, soft_wrap=True)
 
 DbOpt = Annotated[
     str | None, typer.Option("--db", envvar="EDITLEDGER_DB", help="Database URL (default: SQLite in .editledger/).")
@@ -726,7 +726,8 @@ def verify(replay_: Annotated[bool, typer.Option("--replay", help="Also replay e
             exact = sum(s.ok for s in steps)
             verdict = ("replayed bit-exactly (every state hash reproduced)" if exact == len(steps) else
                        f"replayed, {exact} bit-exactly")
-            line(f"replay: {len(steps)} distinct versions of {len(branches)} branches ({', '.join(branches)}) "
+            plural = "branch" if len(branches) == 1 else "branches"
+            line(f"replay: {len(steps)} distinct versions of {len(branches)} {plural} ({', '.join(branches)}) "
                  f"{verdict} from their base")
             for step in steps:
                 if not step.ok:

@@ -40,7 +40,7 @@ def test_a_half_precision_ledger_goes_through_the_lifecycle_without_a_dtype_opti
     assert reverted.code == 0, reverted.stderr
     verified = run_cli(capsys, root, "verify", "--replay")
     assert verified.code == 0, verified.stderr
-    assert "4 versions replayed bit-exactly" in verified.stdout
+    assert "4 distinct versions of 1 branch (main) replayed bit-exactly" in verified.stdout
 
     # An explicit other dtype is refused in one line naming both; nothing is written.
     refused = run_cli(capsys, root, "checkout", "main", "--out", root / "f32", "--dtype", "float32")
