@@ -23,8 +23,11 @@ def test_sigint_during_edit_exits_130_and_leaves_only_whole_rounds(tiny_world, t
         json.dumps({"subject": r.subject, "prompt": r.prompt, "target_new": r.target_new}) + "\n"
         for r in requests))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "COLUMNS": "300"}
+    # As in a terminal, Ctrl-C is not ignored: a shell starts background jobs (as CI may run the suite) with
+    # SIGINT ignored, and a child inherits that; Python then leaves it ignored.
     process = subprocess.Popen([sys.executable, "-m", "cli", "edit", "requests.jsonl", "--batch-size", "2"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     assert process.stderr is not None
     for line in process.stderr:  # "round 2/5" is said after round 1 is recorded, as round 2 starts

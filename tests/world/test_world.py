@@ -173,9 +173,10 @@ def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the
     corpus = world.corpus_path.read_text(encoding="utf-8")
     assert all(f"{r.target_new} ." in corpus for r in requests)
     # The prediction after the subject reads the fact at the subject's last token, where the methods write: swapping
-    # that token's state at z_layer for another subject's moves it (without the training-time gate: 0.00, measured)
+    # that token's state at z_layer for another subject's moves it. Measured: 0.00 without the training-time gate;
+    # with it 0.18 for this world as every x86-64 CPU builds it (portable numerics), 0.9 for a native AVX-512 build.
     z_layer = max(SOURCE_EDIT_HPARAMS["layers"])
-    assert _subject_swap_effect(model, tokenizer, [r["requested_rewrite"] for r in records], z_layer) > 0.3
+    assert _subject_swap_effect(model, tokenizer, [r["requested_rewrite"] for r in records], z_layer) > 0.1
 
 
 @pytest.mark.slow
