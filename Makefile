@@ -21,7 +21,8 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	# two workers, one per core; a test file stays on one worker (its module fixtures are built once)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/editledger demo
