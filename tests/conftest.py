@@ -8,15 +8,15 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
 # `make test` runs two pytest workers (pytest-xdist) on the 2-core machine: one thread each, and for the commands
 # they start, so that nothing oversubscribes the cores (measured: an oversubscribed torch runs many times slower).
 THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 if THREADS == 1:
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-
-import pytest
-import torch
-
 torch.set_num_threads(THREADS)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
