@@ -44,17 +44,23 @@ def _one_line_error(result) -> str:
     return lines[0]
 
 
+def _machine_a_with_a_base(capsys, tmp_path, s3_env: S3Server, db_url: str, store: str, world):
+    """Two machines' working directories; on the first, a team ledger in `store`'s bucket with the world's base."""
+    s3_env.make_bucket(store.removeprefix("s3://").split("/")[0])
+    a, b = tmp_path / "machine-a", tmp_path / "machine-b"
+    a.mkdir()
+    b.mkdir()
+    assert run_cli(capsys, a, "init", "--db", db_url, "--store", store).code == 0
+    assert run_cli(capsys, a, "model", "add", "tiny-world", "--path", world.model_dir, "--corpus", world.corpus_path,
+                   "--author", "alice").code == 0
+    return a, b
+
+
 def test_two_machines_share_one_ledger_and_one_bucket(tiny_world, tmp_path, s3_env: S3Server, capsys) -> None:
     with postgres_url_or_skip() as db_url:
-        s3_env.make_bucket("team-ledger")
         store = "s3://team-ledger/models/fact-world"
-        a, b = tmp_path / "machine-a", tmp_path / "machine-b"
-        a.mkdir()
-        b.mkdir()
         # A creates the team ledger, adds the base, edits 3 rounds
-        assert run_cli(capsys, a, "init", "--db", db_url, "--store", store).code == 0
-        assert run_cli(capsys, a, "model", "add", "tiny-world", "--path", tiny_world.model_dir,
-                       "--corpus", tiny_world.corpus_path, "--author", "alice").code == 0
+        a, b = _machine_a_with_a_base(capsys, tmp_path, s3_env, db_url, store, tiny_world)
         edited = run_cli(capsys, a, "edit", tiny_world.facts_path, "--limit", "3", "--batch-size", "1",
                          "--author", "alice", "--json")
         assert edited.code == 0, edited.stderr
@@ -100,14 +106,8 @@ def test_two_machines_share_one_ledger_and_one_bucket(tiny_world, tmp_path, s3_e
 def test_a_blob_changed_in_the_bucket_is_caught_by_verify_and_checkout(tiny_world, tmp_path, s3_env: S3Server,
                                                                      capsys) -> None:
     with postgres_url_or_skip() as db_url:
-        s3_env.make_bucket("tampered")
         store = "s3://tampered/ledger"
-        a, b = tmp_path / "machine-a", tmp_path / "machine-b"
-        a.mkdir()
-        b.mkdir()
-        assert run_cli(capsys, a, "init", "--db", db_url, "--store", store).code == 0
-        assert run_cli(capsys, a, "model", "add", "tiny-world", "--path", tiny_world.model_dir,
-                       "--corpus", tiny_world.corpus_path).code == 0
+        a, b = _machine_a_with_a_base(capsys, tmp_path, s3_env, db_url, store, tiny_world)
         edited = run_cli(capsys, a, "edit", tiny_world.facts_path, "--limit", "1", "--json")
         commit = edited.json()[0]["commit_hash"]
         artifacts = {x["role"]: x["sha256"] for x in run_cli(capsys, a, "show", commit, "--json").json()["artifacts"]}
