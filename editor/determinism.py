@@ -112,8 +112,14 @@ def numerics(mode: str, device: str = "cpu") -> Iterator[None]:
     if mode != "portable":
         yield
         return
-    with fixed_threads(PORTABLE_THREADS), torch.backends.mkldnn.flags(enabled=False):
-        yield
+    # Not `mkldnn.flags(...)`: it also sets oneDNN's TF32 switch, which warns on a CPU build.
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        with fixed_threads(PORTABLE_THREADS):
+            yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
 
 
 @contextmanager
