@@ -38,27 +38,18 @@ def measure(seed: int, lambda_factor: float, overrides: dict[str, Any]) -> dict[
     """Every asserted metric of the suite on world `seed`, computed as the tests compute it."""
     import torch
 
-    from editor.engine import EditState
     from editor.evaluate import evaluate_requests, perplexity
-    from editor.hparams import derive_hparams
     from editor.model import load_model
     from editor.rounds import run_round
-    from editor.stats import second_moments
-    from editor.templates import generate_context_templates
     from editor.world import load_world
-    from tests.editor.test_world_efficacy import efficacy
+    from tests.editor.test_world_efficacy import efficacy, world_state
 
     torch.set_num_threads(1)  # the numbers, not the speed: one thread never oversubscribes a shared machine
     world = load_world(world_dir(seed))
     requests = world.requests()
-    texts = world.corpus_path.read_text(encoding="utf-8").splitlines()
 
-    def state(method: str) -> EditState:
-        loaded = load_model(world.model_dir, device="cpu")
-        hp = derive_hparams(loaded, method, **{"mom2_update_weight": float(round(lambda_factor * loaded.arch.d_ff)),
-                                               **overrides})
-        c0 = second_moments(loaded, hp.layers, texts, hp.mom2_n_samples, progress=False)
-        return EditState(loaded, hp, generate_context_templates(loaded, hp.template_seed), c0)
+    def state(method: str):
+        return world_state(world, method, lambda_factor, **overrides)
 
     results: dict[str, float] = {}
     for method in ("nse", "memit", "alphaedit", "rome"):

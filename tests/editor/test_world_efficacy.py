@@ -36,9 +36,13 @@ def efficacy(loaded: LoadedModel, requests: list[EditRequest]) -> float:
     return hits / len(requests)
 
 
-def world_state(world, method: str) -> EditState:
+def world_state(world, method: str, lambda_factor: float | None = None, **overrides) -> EditState:
+    """The engine on a world's model with derived hyperparameters (what `benchmarks.spread` measures too):
+    `lambda_factor` sets λ in units of d_ff, `overrides` any other field."""
     loaded = load_model(world.model_dir, device="cpu")
-    hp = derive_hparams(loaded, method)
+    if lambda_factor is not None:
+        overrides["mom2_update_weight"] = float(round(lambda_factor * loaded.arch.d_ff))
+    hp = derive_hparams(loaded, method, **overrides)
     texts = world.corpus_path.read_text(encoding="utf-8").splitlines()
     c0 = second_moments(loaded, hp.layers, texts, hp.mom2_n_samples, progress=False)
     return EditState(loaded, hp, generate_context_templates(loaded, hp.template_seed), c0)
