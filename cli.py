@@ -839,8 +839,8 @@ def world_build(
               f"(paraphrases {info.paraphrase_accuracy:.1%}), state {short(info.state_hash)}, "
               f"built in {info.build_seconds:.1f}s")
     if info.edit_hparams:
-        settings = " ".join(f"--set {k}={json.dumps(v)}" for k, v in info.edit_hparams.items())
-        out.print(f"edit this world with: editledger edit ... {settings}")
+        settings = ", ".join(f"{k}={json.dumps(v)}" for k, v in info.edit_hparams.items())
+        out.print(f"editing this model needs {settings}: recorded in its directory, applied when it is added")
     return None
 
 

@@ -10,6 +10,9 @@ Definitions (NSE.md "Evaluation"). A target is scored under teacher forcing afte
   the argmax next token (for a one-token target: whether its first token is the argmax). This is the zsRE
   protocol: efficacy on the question, generalization on the rephrase, specificity of loc_ans on the unrelated
   question. `portability`: the same accuracy of the expected answer on portability prompts.
+- generation_efficacy / generation_generalization: whether the greedy continuation of the rewrite prompt (of each
+  paraphrase prompt, averaged), as many tokens long as target_new, starts with target_new. Teacher forcing feeds
+  the target's own tokens back in; this reads what the model then says (arXiv 2502.11177 found the two far apart).
 - fluency: ROME's n-gram entropy of sampled generations, x100 (see `fluency_score`).
 A per-request row holds only the metrics that apply to it; an aggregate is the mean over the rows that have it.
 """
@@ -29,7 +32,7 @@ from ledger.records import EditRequest, Score
 
 BATCH_SIZE = 64
 METRICS = ("efficacy", "generalization", "specificity", "efficacy_argmax", "generalization_argmax",
-           "specificity_argmax", "portability", "fluency")
+           "specificity_argmax", "generation_efficacy", "generation_generalization", "portability", "fluency")
 WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -81,12 +84,7 @@ def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]],
     scores: dict[tuple[str, str], TargetScore] = {}
     for start in range(0, len(unique), batch_size):
         chunk = encoded[start : start + batch_size]
-        width = max(len(p) + len(t) for p, t in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (p, t) in enumerate(chunk):
-            ids[row, : len(p) + len(t)] = torch.tensor(p + t)
-            mask[row, : len(p) + len(t)] = 1
+        ids, mask = _right_padded([p + t for p, t in chunk], pad_id)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
         log_probs = torch.log_softmax(logits, dim=-1)
         for row, (p, t) in enumerate(chunk):
@@ -97,6 +95,39 @@ def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]],
             scores[unique[start + row]] = TargetScore(nll=nll, token_accuracy=hits.float().mean().item(),
                                                       first_token_correct=bool(hits[0]))
     return [scores[pair] for pair in pairs]
+
+
+def _right_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(list(row))
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def greedy_continuations(model, tokenizer, prompts: Sequence[tuple[str, int]],
+                         batch_size: int = BATCH_SIZE) -> list[str]:
+    """The greedy continuation (decoded) of each (prompt, n_tokens), batched with right padding: each step reads
+    the logits at every row's own last token. No cache: the continuations are a few tokens long."""
+    unique = list(dict.fromkeys(prompts))
+    pad_id, device = _pad_id(tokenizer), _device(model)
+    found: dict[tuple[str, int], str] = {}
+    for start in range(0, len(unique), batch_size):
+        chunk = unique[start : start + batch_size]
+        rows = [list(tokenizer(prompt)["input_ids"]) for prompt, _ in chunk]
+        lengths = [len(row) for row in rows]
+        for _ in range(max(n for _, n in chunk)):
+            ids, mask = _right_padded(rows, pad_id)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            last = torch.tensor([len(row) - 1 for row in rows], device=logits.device)
+            for row, token in zip(rows, logits[torch.arange(len(rows)), last].argmax(dim=-1).tolist(), strict=True):
+                row.append(int(token))
+        for (prompt, n), row, length in zip(chunk, rows, lengths, strict=True):
+            found[(prompt, n)] = tokenizer.decode(row[length : length + n], skip_special_tokens=True)
+    return [found[pair] for pair in prompts]
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -117,6 +148,7 @@ def evaluate_requests(model, tokenizer, requests: Sequence[EditRequest], *, flue
                 pairs.extend([(prompt.text, expected), (prompt.text, request.target_new)])
         pairs.extend((p.text, p.target) for p in request.prompts("portability") if p.target)
     scored = dict(zip(pairs, score_targets(model, tokenizer, pairs), strict=True))
+    generated = _generations(model, tokenizer, requests)
 
     rows = []
     for request in requests:
@@ -132,6 +164,10 @@ def evaluate_requests(model, tokenizer, requests: Sequence[EditRequest], *, flue
             row[f"{metric}_argmax"] = accuracy
             row[metric] = (_mean([float(scored[(t, new)].nll < scored[(t, true)].nll) for t in texts])
                            if comparable else _mean([float(scored[(t, new)].token_accuracy == 1.0) for t in texts]))
+        for metric, texts in (("generation_efficacy", [request.text]),
+                              ("generation_generalization", [p.text for p in request.prompts("paraphrase")])):
+            if texts:
+                row[metric] = _mean([float(generated[(t, new)]) for t in texts])
         neighbours = [(p.text, p.target or true) for p in request.prompts("neighborhood") if p.target or true]
         if neighbours:
             row["specificity_argmax"] = _mean([scored[(t, e)].token_accuracy for t, e in neighbours])
@@ -153,6 +189,16 @@ def evaluate_requests(model, tokenizer, requests: Sequence[EditRequest], *, flue
     return EvalReport(per_request=rows, aggregate=aggregate)
 
 
+def _generations(model, tokenizer, requests: Sequence[EditRequest]) -> dict[tuple[str, str], bool]:
+    """For the rewrite and paraphrase prompts: whether the greedy continuation starts with target_new."""
+    wanted = {(text, request.target_new) for request in requests
+              for text in [request.text] + [p.text for p in request.prompts("paraphrase")]}
+    order = sorted(wanted)
+    lengths = [len(encode_pair(tokenizer, text, target)[1]) for text, target in order]
+    said = greedy_continuations(model, tokenizer, [(text, n) for (text, _), n in zip(order, lengths, strict=True)])
+    return {pair: text.strip().startswith(pair[1].strip()) for pair, text in zip(order, said, strict=True)}
+
+
 @torch.no_grad()
 def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> float:
     """exp(mean NLL over every predicted token of `texts`), each text scored on its own (no packing)."""
@@ -163,12 +209,7 @@ def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = BATCH_S
     total_nll, total_tokens = 0.0, 0
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
-        width = max(len(ids) for ids in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, row_ids in enumerate(chunk):
-            ids[row, : len(row_ids)] = torch.tensor(row_ids)
-            mask[row, : len(row_ids)] = 1
+        ids, mask = _right_padded(chunk, pad_id)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
         losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
         total_nll += (losses * mask[:, 1:]).sum().item()

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from editor.activations import typical_residual_norm
@@ -193,6 +194,33 @@ def preset(name: str, method: str = "nse") -> EditHparams:
     if method == "rome":
         values["layers"] = values["layers"][-1:]
     return EditHparams.from_dict(values)
+
+
+# In a model directory: the hyperparameters editing that model needs (a `--from` fact world writes it), read and
+# recorded with the base model when it is added, so every edit of it starts from them without `--set` lines.
+MODEL_HPARAMS_FILE = "editledger_hparams.json"
+
+
+def read_model_hparams(model_dir: Path, n_layers: int | None) -> dict[str, Any]:
+    """The checked `edit_hparams` of a model directory's MODEL_HPARAMS_FILE; {} when it has none."""
+    path = Path(model_dir) / MODEL_HPARAMS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))["edit_hparams"]
+        if not isinstance(values, dict):
+            raise TypeError("edit_hparams is not an object")
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise HparamsError(f"{path}: unreadable ({error})") from None
+    try:
+        return check_overrides(values, n_layers)
+    except HparamsError as error:
+        raise HparamsError(f"{path}: {error}") from None
+
+
+def write_model_hparams(model_dir: Path, values: dict[str, Any]) -> None:
+    (Path(model_dir) / MODEL_HPARAMS_FILE).write_text(json.dumps({"edit_hparams": values}, indent=1),
+                                                      encoding="utf-8")
 
 
 def default_layers(n_layers: int) -> list[int]:

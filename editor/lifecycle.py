@@ -14,6 +14,7 @@ rounds recorded, in order, from its anchor back to the base.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -51,7 +52,7 @@ from editor.engine import (
 )
 from editor.errors import EditInterrupted, UnsuccessfulEditError
 from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
-from editor.hparams import EditHparams, check_overrides, derive_hparams
+from editor.hparams import EditHparams, check_overrides, derive_hparams, read_model_hparams
 from editor.model import LoadedModel, check_dtype, check_model_directory, load_model, resolve_device
 from editor.rounds import METHODS, run_round
 from editor.stats import cached_second_moments, file_sha256
@@ -79,6 +80,7 @@ ProgressFn = Callable[[str], None]
 SNAPSHOT_INDEX = "snapshot-index"  # the store's index of checkout snapshots, by (commit, dtype)
 REWIND_LIMIT = 8  # a revert that replays nothing rewinds the head's model over at most this many versions
 NUMERICS_KEY = "editledger_numerics"  # in a base model's recorded config: the dtype (and device) it was added in
+HPARAMS_KEY = "editledger_edit_hparams"  # in a base model's recorded config: what its directory said editing needs
 UNRECORDED_DTYPE = "float32"  # bases recorded before their numerics were: editledger then always loaded float32
 
 
@@ -188,11 +190,16 @@ class Workspace:
         check_model_directory(path)
         if corpus is not None and not Path(corpus).is_file():
             raise LifecycleError(f"--corpus {corpus}: file not found")
+        # What editing it needs, refused before the model loads when it does not fit the model's depth.
+        depth = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        needs = read_model_hparams(Path(path), depth.get("num_hidden_layers", depth.get("n_layer")))
         fingerprint = directory_fingerprint(Path(path))
         loaded = load_model(path, device=self.device, dtype=dtype)
         config = loaded.model.config.to_dict()
         # The state hash holds only in this dtype: every later load of this base uses it.
         config[NUMERICS_KEY] = {"dtype": dtype, "device": str(loaded.device)}
+        if needs:
+            config[HPARAMS_KEY] = needs
         if corpus is not None:
             config = {**config, "editledger_corpus": str(Path(corpus).resolve())}
         digests = tensor_digests(loaded.model)
@@ -301,7 +308,7 @@ class Workspace:
     def compute_stats(self, base_name: str, corpus: Path, layers: Sequence[int] | None = None,
                       sample_count: int | None = None, method: str = "nse", actor: str | None = None):
         loaded = self.load_base(base_name)
-        hp = derive_hparams(loaded, method)
+        hp = derive_hparams(loaded, method, **self.ledger.base_model(base_name).config.get(HPARAMS_KEY, {}))
         layers = list(layers) if layers else list(hp.layers)
         samples = sample_count or hp.mom2_n_samples
         base = self.ledger.base_model(base_name)
@@ -455,7 +462,8 @@ class Workspace:
             hp = hparams
         else:
             previous = next((v.hparams for v in reversed(chain) if v.kind == "edit" and v.method == method), None)
-            hp = EditHparams.from_dict(previous) if previous else derive_hparams(loaded, method)
+            hp = (EditHparams.from_dict(previous) if previous
+                  else derive_hparams(loaded, method, **base.config.get(HPARAMS_KEY, {})))
             if overrides:
                 hp = EditHparams.from_dict({**hp.to_dict(), **overrides})
         apply_determinism(hp.seed)

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -38,13 +39,17 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from editor.determinism import fixed_threads, numerics, portable_environment, portable_supported, runs_portable
+from editor.hparams import write_model_hparams
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 5  # bump when a change to this file changes what a build produces: it is part of the cache key
+WORLD_FORMAT = 6  # bump when a change to this file changes what a build produces: it is part of the cache key
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
 SOURCE_LAYERS = 8  # a `--from` world: layers 0-2 are edited (and gated), 5 layers above read the subject
+# At most this share of a world's subjects may be edited (facts.json); the others are never edited
+# (preserved.json), so specificity and held-out perplexity read facts that no edit was meant to change.
+EDITABLE_SHARE = 0.5
 INVENTED_PER_FACT = 2  # a `--from` world: invented people per record whose true object is the record's target_new
 # What a `--from` world needs from the editor (recorded in world.json; `edit --set`). Measured on the first 500
 # CounterFact records, one round of 20 (docs/design-notes.md): with the derived defaults z* reaches the new object
@@ -169,9 +174,11 @@ class Fact:
 class WorldInfo:
     out_dir: Path
     model_dir: Path
-    facts_path: Path
+    facts_path: Path  # the facts that may be edited (CounterFact format)
+    preserved_path: Path  # the facts no edit is meant to touch: the neighbours specificity reads
     corpus_path: Path
-    heldout_path: Path
+    heldout_path: Path  # filler and never-edited facts: no edited fact in it
+    general_path: Path  # filler sentences only
     preset: str
     seed: int
     train_seed: int
@@ -185,10 +192,16 @@ class WorldInfo:
     edit_hparams: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def requests(self) -> list[EditRequest]:
-        """The world's facts as edit requests, each with its counterfactual `target_new`."""
+        """The facts that may be edited, as edit requests, each with its counterfactual `target_new`."""
         from editor.readers import read_requests
 
         return read_requests(self.facts_path, fmt="counterfact")
+
+    def preserved_requests(self) -> list[EditRequest]:
+        """The never-edited facts, in the same form (their `target_true` is what the model should keep saying)."""
+        from editor.readers import read_requests
+
+        return read_requests(self.preserved_path, fmt="counterfact")
 
 
 # ------------------------------------------------------------------------------------------------ the facts
@@ -218,16 +231,19 @@ def generate_facts(preset: WorldPreset, seed: int) -> list[Fact]:
     return facts
 
 
-def facts_to_counterfact(facts: list[Fact], seed: int, neighbours: int = 6) -> list[dict[str, Any]]:
-    """ROME CounterFact records: paraphrases, neighbourhood (same relation and true object) and attribute prompts."""
+def facts_to_counterfact(facts: list[Fact], seed: int, neighbours: int = 6,
+                         neighbour_pool: set[str] | None = None) -> list[dict[str, Any]]:
+    """ROME CounterFact records: paraphrases, neighbourhood (same relation and true object) and attribute prompts,
+    their subjects drawn from `neighbour_pool` (default: every subject)."""
     rng = random.Random(seed + 1)
     by_object: dict[tuple[str, str], list[str]] = {}
     for fact in facts:
-        by_object.setdefault((fact.relation_id, fact.target_true), []).append(fact.subject)
+        if neighbour_pool is None or fact.subject in neighbour_pool:
+            by_object.setdefault((fact.relation_id, fact.target_true), []).append(fact.subject)
     records = []
     for case_id, fact in enumerate(facts):
         templates = RELATIONS[fact.relation_id][0]
-        same = [s for s in by_object[(fact.relation_id, fact.target_true)] if s != fact.subject]
+        same = [s for s in by_object.get((fact.relation_id, fact.target_true), []) if s != fact.subject]
         attribute = by_object.get((fact.relation_id, fact.target_new), [])
         records.append({
             "case_id": case_id,
@@ -240,6 +256,36 @@ def facts_to_counterfact(facts: list[Fact], seed: int, neighbours: int = 6) -> l
                                    f"People say that {fact.subject}"],
         })
     return records
+
+
+def editable_subjects(subjects_in_order: list[str]) -> set[str]:
+    """The first `EDITABLE_SHARE` of the subjects, in the order the facts came (random for a generated world)."""
+    unique = list(dict.fromkeys(subjects_in_order))
+    return set(unique[: int(len(unique) * EDITABLE_SHARE)])
+
+
+def _word_tuple(text: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\w+|[^\w\s]", text))
+
+
+def names_any(text: str, subjects: set[tuple[str, ...]], longest: int) -> bool:
+    """Whether `text` names one of `subjects` (given as word tuples) as whole words."""
+    words = _word_tuple(text)
+    return any(words[i : i + n] in subjects for n in range(1, longest + 1) for i in range(len(words) - n + 1))
+
+
+def split_records(records: list[dict[str, Any]], editable: set[str]) -> tuple[list[dict[str, Any]],
+                                                                              list[dict[str, Any]]]:
+    """(records that may be edited, records never edited), by subject. Every neighbourhood and attribute prompt
+    that names an editable subject is dropped, so the preservation metrics read never-edited facts only."""
+    names = {_word_tuple(subject) for subject in editable}
+    longest = max((len(n) for n in names), default=0)
+    kept: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    for record in records:
+        clean = {**record, **{key: [p for p in record.get(key, []) if not names_any(p, names, longest)]
+                              for key in ("neighborhood_prompts", "attribute_prompts")}}
+        kept[0 if record["requested_rewrite"]["subject"] in editable else 1].append(clean)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -507,7 +553,8 @@ def _cache_key(preset: str, seed: int, train_seed: int, from_file: Path | None, 
 
 def _info(out_dir: Path, meta: dict[str, Any]) -> WorldInfo:
     return WorldInfo(out_dir=out_dir, model_dir=out_dir / "model", facts_path=out_dir / "facts.json",
-                     corpus_path=out_dir / "corpus.txt", heldout_path=out_dir / "heldout.txt",
+                     preserved_path=out_dir / "preserved.json", corpus_path=out_dir / "corpus.txt",
+                     heldout_path=out_dir / "heldout.txt", general_path=out_dir / "general.txt",
                      preset=meta["preset"], seed=meta["seed"], train_seed=meta["train_seed"], source=meta["source"],
                      state_hash=meta["state_hash"], n_facts=meta["n_facts"], accuracy=meta["accuracy"],
                      paraphrase_accuracy=meta["paraphrase_accuracy"], build_seconds=meta["build_seconds"],
@@ -524,8 +571,8 @@ def load_world(out_dir: Path) -> WorldInfo:
         info = _info(out_dir, json.loads(meta_path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise WorldError(f"{meta_path}: unreadable world description ({error})") from None
-    missing = [p.name for p in (info.facts_path, info.corpus_path, info.heldout_path, info.model_dir / "config.json")
-               if not p.is_file()]
+    missing = [p.name for p in (info.facts_path, info.preserved_path, info.corpus_path, info.heldout_path,
+                                info.general_path, info.model_dir / "config.json") if not p.is_file()]
     if missing:
         raise WorldError(f"{out_dir}: incomplete fact world, missing {', '.join(missing)}")
     return info
@@ -561,19 +608,25 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
     gated_layers, edit_hparams = 0, {}
     if from_file is None:
         facts = generate_facts(config, seed)
-        records = facts_to_counterfact(facts, seed)
+        records = facts_to_counterfact(facts, seed)  # every fact with all its neighbours: what the model learns
         subjects = sorted({f.subject for f in facts})
+        editable = editable_subjects([f.subject for f in facts])
+        published = facts_to_counterfact(facts, seed, neighbour_pool=set(subjects) - editable)
         statements = true_statements(records)
     else:
         records = load_counterfact_true_facts(from_file, limit)
         subjects = sorted({r["requested_rewrite"]["subject"] for r in records})
+        editable, published = editable_subjects([r["requested_rewrite"]["subject"] for r in records]), records
         config = replace(config, n_layer=SOURCE_LAYERS)
         gated_layers = max(SOURCE_EDIT_HPARAMS["layers"]) + 1  # every edited layer, up to z_layer
         edit_hparams = dict(SOURCE_EDIT_HPARAMS)
         statements = true_statements(records) + invented_holders(records, INVENTED_PER_FACT, seed)
         statements += cut_after_subject(statements)
+    editable_records, preserved_records = split_records(published, editable)
     fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)
-    heldout = [line for line in _heldout_text(records, subjects, rng) if line not in set(fillers)]
+    general, joined = _heldout_text(records, preserved_records, subjects, rng)
+    general = [line for line in general if line not in set(fillers)]
+    heldout = general + joined
     corpus = [f"{s.prompt} {s.target} ." for s in statements] + fillers
     vocabulary_texts = corpus + heldout + [t for r in records for t in _record_texts(r)]
     with deterministic_build():
@@ -591,12 +644,18 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
     (out_dir / "world.json").unlink(missing_ok=True)  # written last: its presence marks a complete world
     model.save_pretrained(out_dir / "model", safe_serialization=True)
     tokenizer.save_pretrained(out_dir / "model")
-    (out_dir / "facts.json").write_text(json.dumps(records, indent=1, ensure_ascii=False), encoding="utf-8")
-    (out_dir / "corpus.txt").write_text("\n".join(corpus) + "\n", encoding="utf-8")
-    (out_dir / "heldout.txt").write_text("\n".join(heldout) + "\n", encoding="utf-8")
+    if edit_hparams:  # applied by `model add`, so nobody copies them into `--set` lines
+        write_model_hparams(out_dir / "model", edit_hparams)
+    for name, lines in (("facts.json", editable_records), ("preserved.json", preserved_records)):
+        (out_dir / name).write_text(json.dumps(lines, indent=1, ensure_ascii=False), encoding="utf-8")
+    for name, lines in (("corpus.txt", corpus), ("heldout.txt", heldout), ("general.txt", general)):
+        (out_dir / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     meta = {"preset": preset, "seed": seed, "train_seed": train_seed,
             "source": str(from_file) if from_file is not None else None, "limit": limit,
             "state_hash": state_hash(model), "n_facts": len(records), "accuracy": accuracy,
+            "split": {"editable_facts": len(editable_records), "preserved_facts": len(preserved_records),
+                      "editable_subjects": len(editable), "preserved_subjects": len(set(subjects) - editable),
+                      "editable_share": EDITABLE_SHARE},
             "paraphrase_accuracy": paraphrase_accuracy, "build_seconds": time.perf_counter() - started,
             "cache_key": key, "format": WORLD_FORMAT, "vocab_size": len(tokenizer), "n_examples": len(examples),
             "preset_config": asdict(config), "numerics": build_numerics(), "gated_layers": gated_layers,
@@ -638,12 +697,16 @@ def _record_texts(record: dict[str, Any]) -> list[str]:
     return texts
 
 
-def _heldout_text(records: list[dict[str, Any]], subjects: list[str], rng: random.Random) -> list[str]:
-    """Sentences not trained on in that exact form: fresh filler, and two true facts joined into one sentence."""
-    lines = filler_sentences(subjects, max(8, len(records) // 4), random.Random(rng.random()))
-    for _ in range(max(8, len(records) // 4)):
-        first, second = rng.sample(records, 2) if len(records) > 1 else (records[0], records[0])
+def _heldout_text(records: list[dict[str, Any]], preserved: list[dict[str, Any]], subjects: list[str],
+                  rng: random.Random) -> tuple[list[str], list[str]]:
+    """Sentences not trained on in that exact form: (fresh filler, two never-edited facts joined into one
+    sentence). Sized by all `records`, so the filler, and the words the tokenizer knows, are what they were before
+    worlds kept never-edited facts apart."""
+    filler = filler_sentences(subjects, max(8, len(records) // 4), random.Random(rng.random()))
+    joined = []
+    for _ in range(max(8, len(records) // 4) if preserved else 0):
+        first, second = rng.sample(preserved, 2) if len(preserved) > 1 else (preserved[0], preserved[0])
         a, b = first["requested_rewrite"], second["requested_rewrite"]
-        lines.append(f"{a['prompt'].format(a['subject'])} {a['target_true']['str']} and "
-                     f"{b['prompt'].format(b['subject'])} {b['target_true']['str']} .")
-    return lines
+        joined.append(f"{a['prompt'].format(a['subject'])} {a['target_true']['str']} and "
+                      f"{b['prompt'].format(b['subject'])} {b['target_true']['str']} .")
+    return filler, joined
