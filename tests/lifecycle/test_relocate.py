@@ -49,3 +49,31 @@ def test_a_moved_base_is_found_again_by_its_state_hash(tiny_world, tiny_world_re
     with Ledger.open(root) as reopened:
         event = next(e for e in reopened.audit_events() if e.kind == "relocate")
         assert event.detail["from"] == str(first.resolve()) and event.detail["to"] == str(moved.resolve())
+
+
+def test_the_hyperparameters_a_model_directory_records_are_applied_when_it_is_added(tiny_world, tmp_path, capsys):
+    """A `--from` world writes what editing its model needs into the model directory; `model add` records it with
+    the base, and every edit starts from it without `--set` lines (a `--set` still wins)."""
+    from editor.hparams import MODEL_HPARAMS_FILE, write_model_hparams
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_world.model_dir, model)
+    root = tmp_path / "ledger"
+    root.mkdir()
+    assert run_cli(capsys, root, "init").code == 0
+    write_model_hparams(model, {"layers": [9], "mom2_update_weight": 7.0})
+    refused = run_cli(capsys, root, "model", "add", "tiny", "--path", model)
+    assert refused.code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert MODEL_HPARAMS_FILE in refused.stderr and "layers" in refused.stderr
+    assert run_cli(capsys, root, "model", "list", "--json").json() == []  # nothing recorded
+
+    write_model_hparams(model, {"layers": [1, 2], "mom2_update_weight": 7.0})
+    assert run_cli(capsys, root, "model", "add", "tiny", "--path", model, "--corpus", tiny_world.corpus_path).code == 0
+    facts = tiny_world.facts_path
+    assert run_cli(capsys, root, "edit", facts, "--limit", "1", "--method", "memit").code == 0
+    assert run_cli(capsys, root, "edit", facts, "--limit", "1", "--method", "nse",
+                   "--set", "mom2_update_weight=9").code == 0
+    memit, nse = (run_cli(capsys, root, "show", ref, "--json").json()["version"]["hparams"]
+                  for ref in ("main~1", "main"))
+    assert (memit["layers"], memit["mom2_update_weight"]) == ([1, 2], 7.0)
+    assert (nse["layers"], nse["mom2_update_weight"]) == ([1, 2], 9.0)

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from editor.evaluate import evaluate_requests, fluency_score, perplexity, score_targets
 from editor.hashing import state_hash
-from editor.world import PRESETS, WorldError, build_world, load_world
+from editor.world import PRESETS, WorldError, build_world, editable_subjects, load_world, split_records
 from tests.lifecycle.cli_helpers import run_subprocess
 
 FORCED_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}  # what another CPU's process would select
@@ -36,35 +36,83 @@ def test_the_exported_directory_loads_with_from_pretrained_and_still_knows(tiny_
     report = evaluate_requests(model, tokenizer, requests)
     assert report.aggregate["efficacy"] <= 0.05 and report.aggregate["generalization"] <= 0.1
     assert report.aggregate["specificity"] >= 0.95
-    # Held-out text (random filler words included) is far better predicted than by a uniform guess.
-    heldout = tiny_world.heldout_path.read_text().splitlines()
-    # better than chance on text it never saw in that form (the tiny world is trained mostly on facts)
-    assert perplexity(model, tokenizer, heldout) < len(tokenizer)
+    # General text (filler sentences it never saw in that form) is far better predicted than by a uniform guess
+    # (measured 13.4 against 160 words); held-out text adds never-edited facts joined after "and", whose invented
+    # names no model can guess, so it is only compared with what the edits make of it (benchmarks).
+    general = tiny_world.general_path.read_text().splitlines()
+    assert perplexity(model, tokenizer, general) < len(tokenizer) / 4
     prompts = [p.text for p in requests[0].prompts("generation")]
     assert fluency_score(model, tokenizer, prompts, seed=1) == fluency_score(model, tokenizer, prompts, seed=1)
 
 
 def test_facts_file_is_counterfact_with_consistent_prompts(tiny_world):
     records = json.loads(tiny_world.facts_path.read_text())
-    requests = tiny_world.requests()
-    assert len(records) == len(requests) == tiny_world.n_facts
-    truth = {(r.subject, r.relation_id): r.target_true for r in requests}
+    requests, preserved = tiny_world.requests(), tiny_world.preserved_requests()
+    assert len(records) == len(requests) and len(requests) + len(preserved) == tiny_world.n_facts
+    # Neighbours and attribute holders come from the never-edited facts only.
     holders: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for (subject, relation), obj in truth.items():
-        holders[(relation, obj)].add(subject)
+    for fact in preserved:
+        holders[(fact.relation_id, fact.target_true)].add(fact.subject)
+    neighbours = 0
     for record, request in zip(records, requests, strict=True):
         rewrite = record["requested_rewrite"]
         assert set(rewrite) >= {"prompt", "subject", "target_new", "target_true", "relation_id"}
         assert request.target_new != request.target_true and "{}" in request.prompt
         assert request.prompts("paraphrase") and request.prompts("generation")
-        same_object = holders[(request.relation_id, request.target_true)] - {request.subject}
-        for prompt in request.prompts("neighborhood"):  # other subjects with the same relation and true object
+        same_object = holders[(request.relation_id, request.target_true)]
+        for prompt in request.prompts("neighborhood"):  # never-edited subjects, same relation and true object
             assert prompt.target == request.target_true
             assert any(s in prompt.text for s in same_object) and request.subject not in prompt.text
-        for prompt in request.prompts("attribute"):  # subjects whose true object is the new target
+            neighbours += 1
+        for prompt in request.prompts("attribute"):  # never-edited subjects whose true object is the new target
             assert any(s in prompt.text for s in holders[(request.relation_id, request.target_new)])
+    assert neighbours >= len(requests) // 2  # specificity has something to read
     corpus = set(tiny_world.corpus_path.read_text().splitlines())
     assert not corpus & set(tiny_world.heldout_path.read_text().splitlines())
+
+
+def test_the_split_is_disjoint_and_preservation_reads_only_never_edited_facts(tiny_world):
+    requests, preserved = tiny_world.requests(), tiny_world.preserved_requests()
+    edited_subjects, kept_subjects = {r.subject for r in requests}, {r.subject for r in preserved}
+    assert edited_subjects and kept_subjects and not edited_subjects & kept_subjects
+    split = json.loads((tiny_world.out_dir / "world.json").read_text())["split"]
+    assert split["editable_facts"] == len(requests) and split["preserved_facts"] == len(preserved)
+    assert split["editable_subjects"] <= split["preserved_subjects"]  # at most half are ever edited
+    # Every prompt specificity scores is a never-edited fact, with the object the model was trained on.
+    kept_facts = {(p, r.target_true) for r in preserved for p in [r.text] + [q.text for q in r.prompts("paraphrase")]}
+    scored = [(p.text, p.target) for r in requests for p in r.prompts("neighborhood")]
+    assert scored and set(scored) <= kept_facts
+    # Held-out text: filler (general.txt) and never-edited facts joined; no edited subject in a fact sentence.
+    general = set(tiny_world.general_path.read_text().splitlines()) - {""}
+    heldout = set(tiny_world.heldout_path.read_text().splitlines()) - {""}
+    facts_told = heldout - general
+    assert general and facts_told and general <= heldout
+    assert not any(s in line for line in facts_told for s in edited_subjects)
+    assert all(any(s in line for s in kept_subjects) for line in facts_told)
+    templates = {t.split("{}")[0].strip() for r in requests + preserved for t in [r.prompt]}
+    assert not any(t in line for line in general for t in templates)  # filler states no fact
+
+
+def test_split_records_drops_neighbours_naming_an_editable_subject_as_whole_words():
+    def record(subject: str, neighbours: list[str]) -> dict:
+        return {"requested_rewrite": {"prompt": "The home of {}", "subject": subject, "relation_id": "P1",
+                                      "target_new": {"str": "Rome"}, "target_true": {"str": "Oslo"}},
+                "neighborhood_prompts": neighbours, "attribute_prompts": neighbours}
+
+    records = [record("Ann Lee", ["The home of Bo Ray", "The home of Ann Leeds", "The home of Cy Dale's"]),
+               record("Cy Dale", ["The home of Ann Lee", "The home of Bo Ray"]),
+               record("Bo Ray", ["The home of Cy Dale", "The home of Ann Leeds"]),
+               record("Ann Leeds", ["The home of Ann Lee"])]
+    editable = editable_subjects([r["requested_rewrite"]["subject"] for r in records])
+    assert editable == {"Ann Lee", "Cy Dale"}
+    edited, kept = split_records(records, editable)
+    assert [r["requested_rewrite"]["subject"] for r in edited] == ["Ann Lee", "Cy Dale"]
+    assert [r["requested_rewrite"]["subject"] for r in kept] == ["Bo Ray", "Ann Leeds"]
+    # "Ann Leeds" is not "Ann Lee"; "Cy Dale's" is Cy Dale.
+    assert edited[0]["neighborhood_prompts"] == ["The home of Bo Ray", "The home of Ann Leeds"]
+    assert edited[1]["neighborhood_prompts"] == ["The home of Bo Ray"] == edited[1]["attribute_prompts"]
+    assert kept[0]["neighborhood_prompts"] == ["The home of Ann Leeds"] and kept[1]["neighborhood_prompts"] == []
+    assert records[0]["neighborhood_prompts"][2] == "The home of Cy Dale's"  # the input is left as it was
 
 
 def test_same_seeds_same_weights_other_seeds_other(tiny_world, tiny_world_release2, tmp_path):
