@@ -11,6 +11,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from editor.evaluate import (
     evaluate_requests,
     fluency_score,
+    greedy_continuations,
     ngram_entropy,
     perplexity,
     perplexity_change,
@@ -94,6 +95,42 @@ def test_zsre_style_accuracy_and_a_request_without_target_true(tokenizer):
     assert row["efficacy"] == 0.0  # no target_true: efficacy is "every token is the argmax"
     assert row["specificity_argmax"] == 0.0 and row["portability"] == 1.0
     assert "generalization" not in row  # no paraphrase prompts: the metric does not apply
+
+
+def test_generation_efficacy_reads_what_the_model_says_not_what_it_prefers(tokenizer):
+    # Paris beats Rome (teacher-forced efficacy 1), but the model says Oslo: no generation efficacy.
+    said_oslo = evaluate_requests(fixed_logits_model(tokenizer, {"Oslo": 4.0, "Paris": 3.0, "Rome": 1.0}), tokenizer,
+                                  [REQUEST]).per_request[0]
+    assert (said_oslo["efficacy"], said_oslo["generalization"]) == (1.0, 1.0)
+    assert (said_oslo["generation_efficacy"], said_oslo["generation_generalization"]) == (0.0, 0.0)
+    said_paris = evaluate_requests(fixed_logits_model(tokenizer, {"Paris": 3.0, "Rome": 1.0}), tokenizer,
+                                   [REQUEST]).per_request[0]
+    assert (said_paris["generation_efficacy"], said_paris["generation_generalization"]) == (1.0, 1.0)
+    # A two-token target: teacher forcing gives half credit for "Paris", greedy decoding says "Paris Paris".
+    two = EditRequest(subject="Ada", prompt="{} lives in", target_new="Paris Rome")
+    row = evaluate_requests(fixed_logits_model(tokenizer, {"Paris": 3.0}), tokenizer, [two]).per_request[0]
+    assert row["efficacy_argmax"] == 0.5 and row["generation_efficacy"] == 0.0
+    stored = report_scores(evaluate_requests(fixed_logits_model(tokenizer, {"Paris": 3.0}), tokenizer, [REQUEST]),
+                           "suite")  # stored like the other scores: per request and as the suite's mean
+    assert {(s.metric, s.request_key is None) for s in stored} >= {("generation_efficacy", False),
+                                                                  ("generation_efficacy", True)}
+
+
+def test_batched_greedy_continuations_are_what_generate_says(tiny_world):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_world.model_dir)
+    requests = tiny_world.requests()[:6]
+    prompts = [(r.text, 1 + i % 3) for i, r in enumerate(requests)] + [("Nobody knew why", 4)]  # lengths differ
+    batched = greedy_continuations(model, tok, prompts, batch_size=3)
+    for (prompt, n), said in zip(prompts, batched, strict=True):
+        ids = torch.tensor([tok(prompt)["input_ids"]])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                             do_sample=False, pad_token_id=tok.pad_token_id)
+        assert said == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    # The unedited model says the true object after its rewrite prompts.
+    assert all(said.strip().startswith(r.target_true) for said, r in zip(batched, requests, strict=False))
 
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tokenizer):
