@@ -11,7 +11,8 @@ from benchmarks.report import goals, write_report
 
 def _history(efficacies: list[float]) -> list[dict]:
     return [{"round": i, "n_edited": 10 * i, "edit_seconds": 1.0 * bool(i), "efficacy": e, "generalization": e / 2,
-             "specificity": 0.9 - 0.1 * i, "fluency": 500.0 - i, "perplexity_change": 0.01 * i,
+             "generation_efficacy": e, "specificity": 0.9 - 0.1 * i, "preserved_knowledge": 0.99,
+             "fluency": 500.0 - i, "heldout_perplexity_change": 0.01 * i, "general_perplexity_change": 0.02 * i,
              "retention_first": e if i else None} for i, e in enumerate(efficacies)]
 
 
@@ -29,7 +30,12 @@ def _results(checkout_seconds: float, slow_query_ms: float) -> dict[str, dict]:
     runs["memit"]["final"] = {**runs["memit"]["final"], "specificity": 0.5}
     world = {"preset": "small", "source": None, "n_facts": 300, "accuracy": 1.0, "paraphrase_accuracy": 0.97,
              "build_seconds": 30.0, "state_hash": "ab" * 32}
-    quality = {"worlds": {"small": {"world": world, "n_edits": 20, "round_size": 10, "runs": runs},
+    swept = {"d_ff": 512, "n_validation": 20, "round_size": 10, "methods": {
+        "nse": {"best": {"mom2_update_weight": 154.0},
+                "trials": [{"overrides": {"mom2_update_weight": w}, "score": 0.9 - 0.1 * (w != 154.0),
+                            "efficacy": 1.0, "generalization": 0.9, "specificity": 0.8}
+                           for w in (51.0, 154.0)]}}}
+    quality = {"worlds": {"small": {"world": world, "n_edits": 20, "round_size": 10, "runs": runs, "sweep": swept},
                           "counterfact": {"world": {**world, "source": "x/counterfact.json"}, "n_edits": 20,
                                           "round_size": 10, "runs": runs}}}
     speed = {"world": {"preset": "small"},
@@ -70,7 +76,9 @@ def test_report_marks_goals_and_draws_plots(tmp_path: Path) -> None:
     assert "| checkout of a version vs `from_pretrained` of the base | ≤ 1.3x | 1.20x | **met** |" in text
     assert "| 88M-parameter model: checkout of a version vs `from_pretrained` | ≤ 1.3x | 1.60x | **not met** |" in text
     assert "## 1b. The fact world and the evaluation suite" in text
-    assert "| nse | 20 | 0.950 | 0.475 | 0.800 | 498.000 | 0.020 | 0.950 | 2.000 |" in text
+    assert "| nse | 20 | 0.950 | 0.475 | 0.950 | 0.800 | 0.990 | 0.020 | 0.040 | 498.000 | 0.950 | 2.000 |" in text
+    assert "| nse | **λ = 154 (0.3 d_ff)** | 0.900 |" in text and "| nse | λ = 51 (0.1 d_ff) | 0.800 |" in text
+    assert "on these clean metrics: **met**" in text
     assert "slowest 80.0 ms (sqlite blame_ms)" in text and "**Quick run** for: ledger" in text
     assert text.count("\n1. ") == 1 and "\n3. **Storage**" in text
     assert "No GPU figure exists yet" in text
