@@ -34,7 +34,7 @@ FLUENCY_PROMPTS = 10
 FLUENCY_TOKENS = 30
 LAMBDA_GRID = (0.03, 0.1, 0.3, 1.0)  # λ in units of d_ff (the derived default is 0.3)
 NULLSPACE_GRID = (0.005, 0.02, 0.1)  # AlphaEdit: eigenvalues of C0 below this share of the largest span its null space
-L2_GRID = (1.0, 10.0)
+L2_GRID = (0.1, 1.0, 10.0)  # the published 10 is 23-34% of |k|^2 at the fact worlds' edited layers 1-2
 SWEEP_ROUNDS = 2
 
 

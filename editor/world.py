@@ -86,8 +86,11 @@ PRESETS: dict[str, WorldPreset] = {
     "small": WorldPreset(n_subjects=100, relations_per_subject=3, n_relations=8, objects_per_relation=10,
                          n_layer=4, n_embd=128, n_inner=512, n_head=4, epochs=40, batch_size=64, peak_lr=1e-2,
                          filler_per_fact=0.5),
-    "default": WorldPreset(n_subjects=250, relations_per_subject=4, n_relations=8, objects_per_relation=25,
-                           n_layer=4, n_embd=128, n_inner=1024, n_head=4, epochs=15, batch_size=128, peak_lr=1e-2,
+    # 4,400 facts, of which at most half (2,200) are ever edited: 2,000 sequential edits leave 2,200 never-edited
+    # facts to measure preservation on, and 200 editable ones to tune on. Knows 100% after 10 epochs (measured;
+    # 1,000 subjects x 15 epochs also 100%, in 1.9x the time).
+    "default": WorldPreset(n_subjects=1100, relations_per_subject=4, n_relations=8, objects_per_relation=25,
+                           n_layer=4, n_embd=128, n_inner=1024, n_head=4, epochs=10, batch_size=128, peak_lr=1e-2,
                            filler_per_fact=0.5),
 }
 

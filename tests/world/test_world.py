@@ -200,6 +200,7 @@ def _subject_swap_effect(model, tokenizer, rewrites: list[dict], layer: int) -> 
 
 @pytest.mark.slow
 def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the_subjects_last_token(tmp_path):
+    from editor.hparams import read_model_hparams
     from editor.world import SOURCE_EDIT_HPARAMS, SOURCE_LAYERS
     from tests.conftest import shared_data_dir
 
@@ -207,19 +208,23 @@ def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the
     records = json.loads(source.read_text(encoding="utf-8"))[:24]
     world = build_world(tmp_path / "cf", preset="tiny", from_file=source, limit=24, progress=False)
     assert world.n_facts == 24 and world.accuracy >= 0.9
-    requests = world.requests()
-    assert [r.subject for r in requests] == [r["requested_rewrite"]["subject"] for r in records]
-    assert [r.target_new for r in requests] == [r["requested_rewrite"]["target_new"]["str"] for r in records]
+    requests, preserved = world.requests(), world.preserved_requests()
+    assert len(requests) == 12 and not {r.subject for r in requests} & {r.subject for r in preserved}
+    assert [r.subject for r in requests + preserved] == [r["requested_rewrite"]["subject"] for r in records]
+    assert [r.target_new for r in requests] == [r["requested_rewrite"]["target_new"]["str"] for r in records[:12]]
+    editable = {r.subject for r in requests}
+    assert not any(s in p.text for r in requests for p in r.prompts("neighborhood") for s in editable)
     meta = json.loads((world.out_dir / "world.json").read_text(encoding="utf-8"))
     assert meta["gated_layers"] == max(SOURCE_EDIT_HPARAMS["layers"]) + 1
     assert world.edit_hparams == SOURCE_EDIT_HPARAMS == load_world(world.out_dir).edit_hparams
+    assert read_model_hparams(world.model_dir, SOURCE_LAYERS) == SOURCE_EDIT_HPARAMS  # applied by `model add`
 
     # a plain GPT-2 directory; every counterfactual object is a known answer (invented holders are trained)
     model = AutoModelForCausalLM.from_pretrained(world.model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(world.model_dir)
     assert model.config.n_layer == SOURCE_LAYERS and model.config._attn_implementation != "eager"
     corpus = world.corpus_path.read_text(encoding="utf-8")
-    assert all(f"{r.target_new} ." in corpus for r in requests)
+    assert all(f"{r.target_new} ." in corpus for r in requests + preserved)
     # The prediction after the subject reads the fact at the subject's last token, where the methods write: swapping
     # that token's state at z_layer for another subject's moves it. Measured: 0.00 without the training-time gate;
     # with it 0.18 for this world as every x86-64 CPU builds it (portable numerics), 0.9 for a native AVX-512 build.
