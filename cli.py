@@ -835,7 +835,9 @@ def world_build(
                        force=force)
     if as_json:
         return emit_json(info)
-    out.print(f"world in {info.out_dir}: {info.n_facts} facts, knows {info.accuracy:.1%} "
+    editable = len(info.requests())
+    out.print(f"world in {info.out_dir}: {info.n_facts} facts ({editable} editable, {info.n_facts - editable} never "
+              f"edited), knows {info.accuracy:.1%} "
               f"(paraphrases {info.paraphrase_accuracy:.1%}), state {short(info.state_hash)}, "
               f"built in {info.build_seconds:.1f}s")
     if info.edit_hparams:

@@ -232,7 +232,8 @@ def run(quick: bool = False, variants: tuple[str, ...] = ()) -> dict[str, Any]:
     sequence = requests[: chosen.n_edits]
     validation = requests[chosen.n_edits : chosen.n_edits + chosen.n_validation]
     wanted = [v for v in METHODS + ABLATIONS if not variants or v.name in variants]
-    swept_names = {v.name for v in wanted if v in METHODS} | ({"nse"} if set(wanted) & set(ABLATIONS) else set())
+    swept_names = {v.name for v in wanted if v in METHODS} | ({"nse"} if any(v in ABLATIONS for v in wanted)
+                                                              else set())
     say(f"quality: world {chosen.world!r}: {info.n_facts} facts, sweeping {sorted(swept_names)} on "
         f"{len(validation)} validation edits")
     swept = sweep(info, validation, chosen.round_size, [v for v in METHODS if v.name in swept_names])
