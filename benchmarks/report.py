@@ -28,7 +28,8 @@ QUALITY_METRICS = (  # key, label, higher is better
     ("retention_first", "retention of the first round's edits", True),
 )
 LINE_STYLES = {"nse": ("C0", "-"), "memit": ("C1", "-"), "memit-cp": ("C2", "-"), "alphaedit": ("C3", "-"),
-               "nse-no-rewind": ("C4", "--"), "nse-p1": ("C5", "--"), "nse-one-pass": ("C6", "--")}
+               "nse-no-rewind": ("C4", "--"), "nse-p1": ("C5", "--"), "nse-one-pass": ("C6", "--"),
+               "memit-at-nse-lambda": ("C1", ":")}
 QUERY_GOAL_MS = 50.0
 CLAIM_MIN_EFFICACY = 0.5  # below this the edits did not take, and "keeps them as well as MEMIT" means nothing
 
@@ -412,20 +413,22 @@ def claim_lines(block: dict[str, Any]) -> list[str]:
         values = [h[metric] for h in run["history"][1:] if h.get(metric) is not None]
         return sum(values) / len(values) if values else None
 
-    rows, met = [], True
-    for metric in ("retention_first", "specificity", "preserved_knowledge", "efficacy"):
-        row = [metric]
-        for name in ("nse", "memit", "memit-cp", "alphaedit"):
-            run = runs.get(name)
-            row += [run["final"].get(metric) if run else None, mean_over_rounds(run, metric) if run else None]
-        rows.append(row)
-        if metric in ("retention_first", "specificity"):
-            met = met and (runs["nse"]["final"].get(metric) or 0) >= (runs["memit"]["final"].get(metric) or 0)
-    header = ["metric"] + [f"{name} {when}" for name in ("nse", "memit", "memit-cp", "alphaedit")
-                           for when in ("end", "mean")]
+    names = [name for name in ("nse", "memit", "memit-at-nse-lambda", "memit-cp", "alphaedit") if name in runs]
+
+    def keeps_better(other: str) -> bool:
+        return all((runs["nse"]["final"].get(m) or 0) >= (runs[other]["final"].get(m) or 0)
+                   for m in ("retention_first", "specificity"))
+
+    rows = []
+    for metric in ("retention_first", "specificity", "preserved_knowledge", "efficacy", "generation_efficacy"):
+        rows.append([metric, *(value for name in names for value in (runs[name]["final"].get(metric),
+                                                                     mean_over_rounds(runs[name], metric)))])
+    verdicts = [f"vs `{other}`: **{'met' if keeps_better(other) else 'not met'}**"
+                for other in ("memit", "memit-at-nse-lambda") if other in runs]
+    header = ["metric"] + [f"{name} {when}" for name in names for when in ("end", "mean")]
     return [f"The paper's claim (NSE keeps earlier edits and never-edited neighbours better than MEMIT over many "
-            f"rounds), on these clean metrics: **{'met' if met else 'not met'}** at the end of the sequence "
-            "(retention and specificity, NSE vs MEMIT); the table gives each at the end and as the mean over every "
+            f"rounds), on these clean metrics, at the end of the sequence (retention and specificity both at least "
+            f"MEMIT's): {'; '.join(verdicts)}. The table gives each metric at the end and as the mean over every "
             "round.", "", table(header, rows), ""]
 
 

@@ -78,7 +78,7 @@ def test_report_marks_goals_and_draws_plots(tmp_path: Path) -> None:
     assert "## 1b. The fact world and the evaluation suite" in text
     assert "| nse | 20 | 0.950 | 0.475 | 0.950 | 0.800 | 0.990 | 0.020 | 0.040 | 498.000 | 0.950 | 2.000 |" in text
     assert "| nse | **λ = 154 (0.3 d_ff)** | 0.900 |" in text and "| nse | λ = 51 (0.1 d_ff) | 0.800 |" in text
-    assert "on these clean metrics: **met**" in text
+    assert "vs `memit`: **met**" in text
     assert "slowest 80.0 ms (sqlite blame_ms)" in text and "**Quick run** for: ledger" in text
     assert text.count("\n1. ") == 1 and "\n3. **Storage**" in text
     assert "No GPU figure exists yet" in text
