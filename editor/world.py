@@ -46,6 +46,11 @@ CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
 SOURCE_LAYERS = 8  # a `--from` world: layers 0-2 are edited (and gated), 5 layers above read the subject
 INVENTED_PER_FACT = 2  # a `--from` world: invented people per record whose true object is the record's target_new
+# A `--from` world takes at least this many optimizer steps per epoch (smaller batches for a small file): the
+# 500-record CounterFact world learns its facts with 77 steps of 128; 200 invented facts in 19 steps of 128 did
+# not (66% known, measured), though the epochs and the compute were the same.
+SOURCE_MIN_STEPS_PER_EPOCH = 80
+SOURCE_MIN_BATCH = 16
 # What a `--from` world needs from the editor (recorded in world.json; `edit --set`). Measured on the first 500
 # CounterFact records, one round of 20 (docs/design-notes.md): with the derived defaults z* reaches the new object
 # for few requests; 50 steps within 6 rho reach it for 20 of 20, but the update realises it only in part (MEMIT
@@ -285,8 +290,18 @@ def cut_after_subject(statements: list[Statement]) -> list[Statement]:
         if statement.subject is not None:
             end = statement.prompt.index(statement.subject) + len(statement.subject)
             cut[Statement(statement.prompt[:end], statement.target, statement.subject)] = None
+    # A prompt cut after a subject that comes first ("{} grew up speaking") is the bare subject: when the subject
+    # has several such facts the cuts contradict each other, and are left out.
+    targets: dict[str, set[str]] = {}
+    for statement in cut:
+        targets.setdefault(statement.prompt, set()).add(statement.target)
     trained = set(statements)
-    return [c for c in cut if c not in trained]
+    return [c for c in cut if c not in trained and len(targets[c.prompt]) == 1]
+
+
+def source_batch_size(n_statements: int, preset_batch: int) -> int:
+    """The batch size of a `--from` world: the preset's, or smaller so an epoch has SOURCE_MIN_STEPS_PER_EPOCH."""
+    return max(SOURCE_MIN_BATCH, min(preset_batch, n_statements // SOURCE_MIN_STEPS_PER_EPOCH))
 
 
 def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
@@ -572,6 +587,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
         edit_hparams = dict(SOURCE_EDIT_HPARAMS)
         statements = true_statements(records) + invented_holders(records, INVENTED_PER_FACT, seed)
         statements += cut_after_subject(statements)
+        config = replace(config, batch_size=source_batch_size(len(statements), config.batch_size))
     fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)
     heldout = [line for line in _heldout_text(records, subjects, rng) if line not in set(fillers)]
     corpus = [f"{s.prompt} {s.target} ." for s in statements] + fillers
