@@ -46,17 +46,20 @@ CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
 SOURCE_LAYERS = 8  # a `--from` world: layers 0-2 are edited (and gated), 5 layers above read the subject
 INVENTED_PER_FACT = 2  # a `--from` world: invented people per record whose true object is the record's target_new
-# A `--from` world takes at least this many optimizer steps per epoch (smaller batches for a small file): the
-# 500-record CounterFact world learns its facts with 77 steps of 128; 200 invented facts in 19 steps of 128 did
-# not (66% known, measured), though the epochs and the compute were the same.
-SOURCE_MIN_STEPS_PER_EPOCH = 80
-SOURCE_MIN_BATCH = 16
+# A `--from` world trains for at least SOURCE_MIN_STEPS optimizer steps (more epochs for a small file): 200
+# invented facts in the preset's 15 epochs of 19 steps were 66% known (measured; the 500-record CounterFact world
+# has 77 steps an epoch); smaller batches for more steps did worse (45%). Its MLPs are SOURCE_INNER wide, which
+# halves the cost of a step (its facts are a few hundred; the preset's width serves 1,000).
+SOURCE_MIN_STEPS = 480
+SOURCE_INNER = 512
 # What a `--from` world needs from the editor (recorded in world.json; `edit --set`). Measured on the first 500
 # CounterFact records, one round of 20 (docs/design-notes.md): with the derived defaults z* reaches the new object
 # for few requests; 50 steps within 6 rho reach it for 20 of 20, but the update realises it only in part (MEMIT
 # efficacy 0.65); editing every gated layer with a smaller lambda gives efficacy 1.00 (MEMIT and NSE).
-SOURCE_EDIT_HPARAMS: dict[str, Any] = {"layers": [0, 1, 2], "mom2_update_weight": 50.0, "v_num_grad_steps": 50,
-                                       "clamp_norm_factor": 6.0}
+# On a world of 200 invented one-word subjects, z* with 100 steps within 10 rho took NSE from 0.90 to 0.95 and
+# MEMIT from 0.80 to 0.90 (lambda 20 or 150 changed nothing; docs/design-notes.md).
+SOURCE_EDIT_HPARAMS: dict[str, Any] = {"layers": [0, 1, 2], "mom2_update_weight": 50.0, "v_num_grad_steps": 100,
+                                       "clamp_norm_factor": 10.0}
 
 
 class WorldError(ValueError):
@@ -299,9 +302,9 @@ def cut_after_subject(statements: list[Statement]) -> list[Statement]:
     return [c for c in cut if c not in trained and len(targets[c.prompt]) == 1]
 
 
-def source_batch_size(n_statements: int, preset_batch: int) -> int:
-    """The batch size of a `--from` world: the preset's, or smaller so an epoch has SOURCE_MIN_STEPS_PER_EPOCH."""
-    return max(SOURCE_MIN_BATCH, min(preset_batch, n_statements // SOURCE_MIN_STEPS_PER_EPOCH))
+def source_epochs(n_statements: int, preset: WorldPreset) -> int:
+    """The epochs of a `--from` world: the preset's, or more so that training takes SOURCE_MIN_STEPS steps."""
+    return max(preset.epochs, math.ceil(SOURCE_MIN_STEPS / math.ceil(n_statements / preset.batch_size)))
 
 
 def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
@@ -587,7 +590,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
         edit_hparams = dict(SOURCE_EDIT_HPARAMS)
         statements = true_statements(records) + invented_holders(records, INVENTED_PER_FACT, seed)
         statements += cut_after_subject(statements)
-        config = replace(config, batch_size=source_batch_size(len(statements), config.batch_size))
+        config = replace(config, n_inner=SOURCE_INNER, epochs=source_epochs(len(statements), config))
     fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)
     heldout = [line for line in _heldout_text(records, subjects, rng) if line not in set(fillers)]
     corpus = [f"{s.prompt} {s.target} ." for s in statements] + fillers
