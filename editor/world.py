@@ -303,8 +303,10 @@ def cut_after_subject(statements: list[Statement]) -> list[Statement]:
 
 
 def source_epochs(n_statements: int, preset: WorldPreset) -> int:
-    """The epochs of a `--from` world: the preset's, or more so that training takes SOURCE_MIN_STEPS steps."""
-    return max(preset.epochs, math.ceil(SOURCE_MIN_STEPS / math.ceil(n_statements / preset.batch_size)))
+    """The epochs of a `--from` world: the preset's, or more (at most twice as many, which bounds the build time of
+    a very small file) so that training takes SOURCE_MIN_STEPS steps."""
+    wanted = math.ceil(SOURCE_MIN_STEPS / math.ceil(n_statements / preset.batch_size))
+    return min(2 * preset.epochs, max(preset.epochs, wanted))
 
 
 def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
