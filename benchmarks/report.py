@@ -627,6 +627,37 @@ def spread_section(record: dict[str, Any] | None, sweep: dict[str, Any] | None) 
     return lines
 
 
+def from_worlds_section(record: dict[str, Any] | None) -> list[str]:
+    """`--from` worlds from fact sets of our own making and from CounterFact (`python -m benchmarks.from_worlds`)."""
+    lines = ["## 4e. Worlds built `--from` other fact sets", ""]
+    data = (record or {}).get("data")
+    if not data:
+        return [*lines, "Not run (`python -m benchmarks.from_worlds`).", ""]
+    targets = data["targets"]
+    lines += [env_line(record), "",
+              f"Each fact set (`benchmarks/fact_sets.py`) and the first records of CounterFact, built into a world "
+              f"(default preset, one thread) and edited once: one round of {data['round_size']} requests with the "
+              f"hyperparameters the world records. Knowledge: rewrite / paraphrase prompts whose first token is the "
+              f"true object; before edits: share of rewrite prompts preferring target_new. Target: knowledge >= "
+              f"{targets['accuracy']}, NSE efficacy >= {targets['efficacy']}.", ""]
+    rows = []
+    for name, world in data["worlds"].items():
+        spec = data["specs"].get(name)
+        shape = (f"{spec['name_shape']} names, {spec['n_relations']} relations, {spec['prompt_length']} prompts"
+                 + (", distractors" if spec["distractors"] else "")) if spec else "CounterFact"
+        nse, memit = world["methods"]["nse"], world["methods"]["memit"]
+        rows.append([name, shape, world["records"], round(world["build_seconds"]),
+                     f"{fmt(world['accuracy'])} / {fmt(world['paraphrase_accuracy'])}",
+                     fmt(world["before"]["efficacy"]),
+                     f"{fmt(nse['efficacy'])} / {fmt(nse['generalization'])} / {fmt(nse['specificity'])}",
+                     f"{fmt(memit['efficacy'])} / {fmt(memit['generalization'])} / {fmt(memit['specificity'])}",
+                     verdict(world["meets_targets"])])
+    lines += [table(["fact set", "shape", "records", "build (s)", "knowledge (rewrite / paraphrase)",
+                     "prefers new before edits", "NSE eff. / gen. / spec.", "MEMIT eff. / gen. / spec.",
+                     "meets target"], rows), ""]
+    return lines
+
+
 def remote_store_section(record: dict[str, Any] | None) -> list[str]:
     """Checkout and edit with the blob store on an S3 server (`python -m benchmarks.remote_store`)."""
     lines = ["## 4d. A blob store on S3", ""]
@@ -677,6 +708,7 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     lines += scaling_section(results.get("scaling"))
     lines += spread_section(results.get("spread"), results.get("spread-sweep"))
     lines += remote_store_section(results.get("remote_store"))
+    lines += from_worlds_section(results.get("from_worlds"))
     lines += gpu_section()
     timed = {name: record for name, record in results.items() if record and name in SECTIONS}
     runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in timed.items()]

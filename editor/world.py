@@ -51,12 +51,20 @@ SOURCE_LAYERS = 8  # a `--from` world: layers 0-2 are edited (and gated), 5 laye
 # (preserved.json), so specificity and held-out perplexity read facts that no edit was meant to change.
 EDITABLE_SHARE = 0.5
 INVENTED_PER_FACT = 2  # a `--from` world: invented people per record whose true object is the record's target_new
+# A `--from` world trains for at least SOURCE_MIN_STEPS optimizer steps (more epochs for a small file): 200
+# invented facts in the preset's 15 epochs of 19 steps were 66% known (measured; the 500-record CounterFact world
+# has 77 steps an epoch); smaller batches for more steps did worse (45%). Its MLPs are SOURCE_INNER wide, which
+# halves the cost of a step (its facts are a few hundred; the preset's width serves 1,000).
+SOURCE_MIN_STEPS = 480
+SOURCE_INNER = 512
 # What a `--from` world needs from the editor (recorded in world.json; `edit --set`). Measured on the first 500
 # CounterFact records, one round of 20 (docs/design-notes.md): with the derived defaults z* reaches the new object
 # for few requests; 50 steps within 6 rho reach it for 20 of 20, but the update realises it only in part (MEMIT
 # efficacy 0.65); editing every gated layer with a smaller lambda gives efficacy 1.00 (MEMIT and NSE).
-SOURCE_EDIT_HPARAMS: dict[str, Any] = {"layers": [0, 1, 2], "mom2_update_weight": 50.0, "v_num_grad_steps": 50,
-                                       "clamp_norm_factor": 6.0}
+# On a world of 200 invented one-word subjects, z* with 100 steps within 10 rho took NSE from 0.90 to 0.95 and
+# MEMIT from 0.80 to 0.90 (lambda 20 or 150 changed nothing; docs/design-notes.md).
+SOURCE_EDIT_HPARAMS: dict[str, Any] = {"layers": [0, 1, 2], "mom2_update_weight": 50.0, "v_num_grad_steps": 100,
+                                       "clamp_norm_factor": 10.0}
 
 
 class WorldError(ValueError):
@@ -334,8 +342,20 @@ def cut_after_subject(statements: list[Statement]) -> list[Statement]:
         if statement.subject is not None:
             end = statement.prompt.index(statement.subject) + len(statement.subject)
             cut[Statement(statement.prompt[:end], statement.target, statement.subject)] = None
+    # A prompt cut after a subject that comes first ("{} grew up speaking") is the bare subject: when the subject
+    # has several such facts the cuts contradict each other, and are left out.
+    targets: dict[str, set[str]] = {}
+    for statement in cut:
+        targets.setdefault(statement.prompt, set()).add(statement.target)
     trained = set(statements)
-    return [c for c in cut if c not in trained]
+    return [c for c in cut if c not in trained and len(targets[c.prompt]) == 1]
+
+
+def source_epochs(n_statements: int, preset: WorldPreset) -> int:
+    """The epochs of a `--from` world: the preset's, or more (at most twice as many, which bounds the build time of
+    a very small file) so that training takes SOURCE_MIN_STEPS steps."""
+    wanted = math.ceil(SOURCE_MIN_STEPS / math.ceil(n_statements / preset.batch_size))
+    return min(2 * preset.epochs, max(preset.epochs, wanted))
 
 
 def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
@@ -625,6 +645,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
         edit_hparams = dict(SOURCE_EDIT_HPARAMS)
         statements = true_statements(records) + invented_holders(records, INVENTED_PER_FACT, seed)
         statements += cut_after_subject(statements)
+        config = replace(config, n_inner=SOURCE_INNER, epochs=source_epochs(len(statements), config))
     editable_records, preserved_records = split_records(published, editable)
     fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)
     general, joined = _heldout_text(records, preserved_records, subjects, rng)
