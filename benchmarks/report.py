@@ -429,7 +429,8 @@ def claim_lines(block: dict[str, Any]) -> list[str]:
     return [f"The paper's claim (NSE keeps earlier edits and never-edited neighbours better than MEMIT over many "
             f"rounds), on these clean metrics, at the end of the sequence (retention and specificity both at least "
             f"MEMIT's): {'; '.join(verdicts)}. The table gives each metric at the end and as the mean over every "
-            "round.", "", table(header, rows), ""]
+            "round; what the measurements say about why is in docs/design-notes.md (\"What 2,000 edits say\").",
+            "", table(header, rows), ""]
 
 
 def _settings(values: dict[str, Any]) -> str:
