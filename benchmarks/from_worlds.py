@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,7 @@ def run(quick: bool = False, keep: Path | None = None, counterfact_limits: tuple
                                progress=False)
             say(f"  built in {info.build_seconds:.0f}s: knows {info.accuracy:.3f} / {info.paraphrase_accuracy:.3f}")
             worlds[name] = {"source": "counterfact" if limit else "fact_sets", **measure_world(info)}
-    spec_rows = {s.name: {k: v for k, v in vars(replace(s)).items() if k != "name"} for s in specs}
+    spec_rows = {s.name: {k: v for k, v in vars(s).items() if k != "name"} for s in specs}
     return {"round_size": ROUND_SIZE, "targets": TARGETS, "specs": spec_rows, "worlds": worlds,
             "threads": 1, "quick": quick}
 

@@ -27,15 +27,11 @@ from typing import Any
 
 from benchmarks.common import edit_state, offline_and_threads, portable_path, say, section_main, world
 
-METRICS = ("efficacy", "generalization", "generation_efficacy", "generation_generalization", "specificity",
-           "preserved_knowledge", "heldout_perplexity_change", "general_perplexity_change", "fluency",
-           "retention_first")
 FLUENCY_PROMPTS = 10
 FLUENCY_TOKENS = 30
 LAMBDA_GRID = (0.03, 0.1, 0.3, 1.0)  # λ in units of d_ff (the derived default is 0.3)
 NULLSPACE_GRID = (0.005, 0.02, 0.1)  # AlphaEdit: eigenvalues of C0 below this share of the largest span its null space
 L2_GRID = (0.1, 1.0, 10.0)  # the published 10 is 23-34% of |k|^2 at the fact worlds' edited layers 1-2
-SWEEP_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -184,7 +180,7 @@ def sweep_grid(method: str, d_ff: int) -> list[dict[str, Any]]:
 
 def sweep(info, validation: list, round_size: int, variants: tuple[Variant, ...] | list[Variant] = METHODS,
           ) -> dict[str, Any]:
-    """Each method's grid on the validation requests (SWEEP_ROUNDS rounds), scored by the harmonic mean of
+    """Each method's grid on the validation requests (in rounds of `round_size`), scored by the harmonic mean of
     efficacy, generalization and specificity at the end; the best setting per method (ties: the first)."""
     from editor.model import load_model
 

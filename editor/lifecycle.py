@@ -308,7 +308,7 @@ class Workspace:
     def compute_stats(self, base_name: str, corpus: Path, layers: Sequence[int] | None = None,
                       sample_count: int | None = None, method: str = "nse", actor: str | None = None):
         loaded = self.load_base(base_name)
-        hp = derive_hparams(loaded, method, **self.ledger.base_model(base_name).config.get(HPARAMS_KEY, {}))
+        hp = self._derived_hparams(loaded, base_name, method)
         layers = list(layers) if layers else list(hp.layers)
         samples = sample_count or hp.mom2_n_samples
         base = self.ledger.base_model(base_name)
@@ -442,6 +442,10 @@ class Workspace:
                                  {"out": str(out.resolve()), "state_hash": version.state_hash})
         return out
 
+    def _derived_hparams(self, loaded: LoadedModel, base_name: str, method: str) -> EditHparams:
+        """Defaults for the loaded base, starting from what its model directory said editing it needs."""
+        return derive_hparams(loaded, method, **self.ledger.base_model(base_name).config.get(HPARAMS_KEY, {}))
+
     # ---------------------------------------------------------------- engine state at a version
     def _state_at(self, ref: str, method: str, hparams: EditHparams | dict | None, corpus: Path | None,
                   overrides: dict | None = None, recorded_in: str | None = None, mode: str | None = None,
@@ -462,8 +466,7 @@ class Workspace:
             hp = hparams
         else:
             previous = next((v.hparams for v in reversed(chain) if v.kind == "edit" and v.method == method), None)
-            hp = (EditHparams.from_dict(previous) if previous
-                  else derive_hparams(loaded, method, **base.config.get(HPARAMS_KEY, {})))
+            hp = EditHparams.from_dict(previous) if previous else self._derived_hparams(loaded, base.name, method)
             if overrides:
                 hp = EditHparams.from_dict({**hp.to_dict(), **overrides})
         apply_determinism(hp.seed)
