@@ -42,7 +42,7 @@ from editor.determinism import fixed_threads, numerics, portable_environment, po
 from editor.hparams import write_model_hparams
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 6  # bump when a change to this file changes what a build produces: it is part of the cache key
+WORLD_FORMAT = 7  # bump when a change to this file changes what a build produces: it is part of the cache key
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
@@ -57,6 +57,10 @@ INVENTED_PER_FACT = 2  # a `--from` world: invented people per record whose true
 # halves the cost of a step (its facts are a few hundred; the preset's width serves 1,000).
 SOURCE_MIN_STEPS = 480
 SOURCE_INNER = 512
+# ...and for at least SOURCE_EPOCHS epochs (at most twice as many), whatever its preset's: the recipe was measured
+# with the default preset's 15, and when that preset went to 10 epochs for its 4,400 facts, the hyphen/digit fact
+# set fell from 97% known to 79% (measured).
+SOURCE_EPOCHS = 15
 # What a `--from` world needs from the editor (recorded in world.json; `edit --set`). Measured on the first 500
 # CounterFact records, one round of 20 (docs/design-notes.md): with the derived defaults z* reaches the new object
 # for few requests; 50 steps within 6 rho reach it for 20 of 20, but the update realises it only in part (MEMIT
@@ -303,7 +307,7 @@ def split_records(records: list[dict[str, Any]], editable: set[str]) -> tuple[li
 class Statement:
     prompt: str
     target: str
-    subject: str | None = None  # where known (rewrite and paraphrase prompts), for the training-time subject gate
+    subject: str | None = None  # where known (rewrite, paraphrase, neighbour prompts), for the training-time gate
 
 
 def true_statements(records: list[dict[str, Any]]) -> list[Statement]:
@@ -314,10 +318,21 @@ def true_statements(records: list[dict[str, Any]]) -> list[Statement]:
         truth, subject = rewrite["target_true"]["str"], rewrite["subject"]
         found = [Statement(rewrite["prompt"].format(subject), truth, subject)]
         found += [Statement(p, truth, subject if subject in p else None) for p in record.get("paraphrase_prompts", [])]
-        found += [Statement(p, truth) for p in record.get("neighborhood_prompts", [])]
+        # A neighbour named in the rewrite prompt's own phrasing is gated like the subject: trained ungated, a
+        # world whose names carry their identity before the last token ("Nunkri 21") learned to recall from there,
+        # where no edit at the last token reaches (measured: NSE efficacy 0.65, 0.95 once gated).
+        found += [Statement(p, truth, named_in(rewrite["prompt"], p)) for p in record.get("neighborhood_prompts", [])]
         for statement in found:
             statements.setdefault((statement.prompt, statement.target), statement)
     return list(statements.values())
+
+
+def named_in(template: str, prompt: str) -> str | None:
+    """The name `template` ("... {} ...") was filled with to give `prompt`, or None where it was not."""
+    prefix, _, suffix = template.partition("{}")
+    if len(prompt) > len(prefix) + len(suffix) and prompt.startswith(prefix) and prompt.endswith(suffix):
+        return prompt[len(prefix) : len(prompt) - len(suffix)].strip() or None
+    return None
 
 
 def invented_holders(records: list[dict[str, Any]], per_record: int, seed: int) -> list[Statement]:
@@ -352,10 +367,11 @@ def cut_after_subject(statements: list[Statement]) -> list[Statement]:
 
 
 def source_epochs(n_statements: int, preset: WorldPreset) -> int:
-    """The epochs of a `--from` world: the preset's, or more (at most twice as many, which bounds the build time of
-    a very small file) so that training takes SOURCE_MIN_STEPS steps."""
+    """The epochs of a `--from` world: the preset's or SOURCE_EPOCHS, whichever is more, or more still (at most
+    twice as many, which bounds the build time of a very small file) so that training takes SOURCE_MIN_STEPS steps."""
+    least = max(preset.epochs, SOURCE_EPOCHS)
     wanted = math.ceil(SOURCE_MIN_STEPS / math.ceil(n_statements / preset.batch_size))
-    return min(2 * preset.epochs, max(preset.epochs, wanted))
+    return min(2 * least, max(least, wanted))
 
 
 def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> list[str]:
