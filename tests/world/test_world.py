@@ -17,6 +17,7 @@ from editor.world import (
     Statement,
     WorldError,
     build_world,
+    cut_after_subject,
     editable_subjects,
     load_world,
     named_in,
@@ -181,7 +182,7 @@ def test_gate_masks_hide_the_subject_from_later_positions_in_the_edited_layers()
     assert not upper[3:, 1].any() and upper[3:, 2].all() and upper[3:, 0].all()
 
 
-def test_neighbours_in_the_rewrite_phrasing_are_trained_with_their_name_known_for_the_gate():
+def test_neighbours_in_the_rewrite_phrasing_are_gated_like_the_subject_but_not_cut():
     """A neighbour's name gets gated like the subject's only where the prompt is the rewrite phrasing filled with
     it; other phrasings stay ungated (their name cannot be told from the words around it)."""
     record = {"requested_rewrite": {"prompt": "Long ago, {} lived in", "subject": "Nunkri 21",
@@ -198,6 +199,9 @@ def test_neighbours_in_the_rewrite_phrasing_are_trained_with_their_name_known_fo
         Statement("Refein-Shen has a flat in", "Oslo", None),
         Statement("Long ago,  lived in", "Oslo", None),
     ]
+    # only the subject's (and invented holders') statements are also trained cut after the name; neighbours are not
+    assert cut_after_subject(true_statements([record]), {"Nunkri 21"}) == [
+        Statement("Long ago, Nunkri 21", "Oslo", "Nunkri 21"), Statement("Snow fell. Nunkri 21", "Oslo", "Nunkri 21")]
     assert named_in("{} plays the", "Fai-Kes plays the") == "Fai-Kes"
     assert named_in("The pet of {}", "The pet of Ann Lee") == "Ann Lee"
     assert named_in("The pet of {}", "The pet of ") is None and named_in("{} plays the", "Ann sings the") is None
