@@ -307,7 +307,7 @@ def split_records(records: list[dict[str, Any]], editable: set[str]) -> tuple[li
 class Statement:
     prompt: str
     target: str
-    subject: str | None = None  # where known (rewrite, paraphrase, neighbour prompts), for the training-time gate
+    subject: str | None = None  # where known (rewrite and paraphrase prompts), for the training-time subject gate
 
 
 def true_statements(records: list[dict[str, Any]]) -> list[Statement]:
@@ -318,21 +318,10 @@ def true_statements(records: list[dict[str, Any]]) -> list[Statement]:
         truth, subject = rewrite["target_true"]["str"], rewrite["subject"]
         found = [Statement(rewrite["prompt"].format(subject), truth, subject)]
         found += [Statement(p, truth, subject if subject in p else None) for p in record.get("paraphrase_prompts", [])]
-        # A neighbour named in the rewrite prompt's own phrasing is gated like the subject: trained ungated, a
-        # world whose names carry their identity before the last token ("Nunkri 21") learned to recall from there,
-        # where no edit at the last token reaches (measured: NSE efficacy 0.65, 0.90 once gated).
-        found += [Statement(p, truth, named_in(rewrite["prompt"], p)) for p in record.get("neighborhood_prompts", [])]
+        found += [Statement(p, truth) for p in record.get("neighborhood_prompts", [])]
         for statement in found:
             statements.setdefault((statement.prompt, statement.target), statement)
     return list(statements.values())
-
-
-def named_in(template: str, prompt: str) -> str | None:
-    """The name `template` ("... {} ...") was filled with to give `prompt`, or None where it was not."""
-    prefix, _, suffix = template.partition("{}")
-    if len(prompt) > len(prefix) + len(suffix) and prompt.startswith(prefix) and prompt.endswith(suffix):
-        return prompt[len(prefix) : len(prompt) - len(suffix)].strip() or None
-    return None
 
 
 def invented_holders(records: list[dict[str, Any]], per_record: int, seed: int) -> list[Statement]:
@@ -349,14 +338,12 @@ def invented_holders(records: list[dict[str, Any]], per_record: int, seed: int) 
     return statements
 
 
-def cut_after_subject(statements: list[Statement], names: set[str]) -> list[Statement]:
-    """Each statement about one of `names` (the records' subjects and the invented holders), cut right after it: the
-    subject's last token itself predicts the object, so the fact is held there, where later positions read it.
-    Neighbours are gated but not cut: their cuts (for a phrasing with the subject first, the bare name followed by
-    its object) left the 12-relation titles world knowing 76% of its facts instead of 97.5% (measured)."""
+def cut_after_subject(statements: list[Statement]) -> list[Statement]:
+    """Each statement with a known subject, cut right after it: the subject's last token itself predicts the object,
+    so the fact is held there, where later positions read it."""
     cut = {}
     for statement in statements:
-        if statement.subject in names:
+        if statement.subject is not None:
             end = statement.prompt.index(statement.subject) + len(statement.subject)
             cut[Statement(statement.prompt[:end], statement.target, statement.subject)] = None
     # A prompt cut after a subject that comes first ("{} grew up speaking") is the bare subject: when the subject
@@ -661,10 +648,8 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
         config = replace(config, n_layer=SOURCE_LAYERS)
         gated_layers = max(SOURCE_EDIT_HPARAMS["layers"]) + 1  # every edited layer, up to z_layer
         edit_hparams = dict(SOURCE_EDIT_HPARAMS)
-        holders = invented_holders(records, INVENTED_PER_FACT, seed)
-        statements = true_statements(records) + holders
-        cut_names = {r["requested_rewrite"]["subject"] for r in records} | {h.subject for h in holders if h.subject}
-        statements += cut_after_subject(statements, cut_names)
+        statements = true_statements(records) + invented_holders(records, INVENTED_PER_FACT, seed)
+        statements += cut_after_subject(statements)
         config = replace(config, n_inner=SOURCE_INNER, epochs=source_epochs(len(statements), config))
     editable_records, preserved_records = split_records(published, editable)
     fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)

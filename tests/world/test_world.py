@@ -14,16 +14,12 @@ from editor.hashing import state_hash
 from editor.world import (
     PRESETS,
     SOURCE_EPOCHS,
-    Statement,
     WorldError,
     build_world,
-    cut_after_subject,
     editable_subjects,
     load_world,
-    named_in,
     source_epochs,
     split_records,
-    true_statements,
 )
 from tests.lifecycle.cli_helpers import run_subprocess
 
@@ -180,31 +176,6 @@ def test_gate_masks_hide_the_subject_from_later_positions_in_the_edited_layers()
     assert all(torch.equal(seen[layer][0], lower) for layer in range(3))
     upper = seen[3][0]
     assert not upper[3:, 1].any() and upper[3:, 2].all() and upper[3:, 0].all()
-
-
-def test_neighbours_in_the_rewrite_phrasing_are_gated_like_the_subject_but_not_cut():
-    """A neighbour's name gets gated like the subject's only where the prompt is the rewrite phrasing filled with
-    it; other phrasings stay ungated (their name cannot be told from the words around it)."""
-    record = {"requested_rewrite": {"prompt": "Long ago, {} lived in", "subject": "Nunkri 21",
-                                    "target_true": {"str": "Oslo"}, "target_new": {"str": "Lima"}},
-              "paraphrase_prompts": ["Snow fell. Nunkri 21 has a flat in", "Snow fell. The home of Nunkri is"],
-              "neighborhood_prompts": ["Long ago, Refein-Shen lived in", "Long ago, Bola 21 lived in",
-                                       "Refein-Shen has a flat in", "Long ago,  lived in"]}
-    assert true_statements([record]) == [
-        Statement("Long ago, Nunkri 21 lived in", "Oslo", "Nunkri 21"),
-        Statement("Snow fell. Nunkri 21 has a flat in", "Oslo", "Nunkri 21"),
-        Statement("Snow fell. The home of Nunkri is", "Oslo", None),
-        Statement("Long ago, Refein-Shen lived in", "Oslo", "Refein-Shen"),
-        Statement("Long ago, Bola 21 lived in", "Oslo", "Bola 21"),
-        Statement("Refein-Shen has a flat in", "Oslo", None),
-        Statement("Long ago,  lived in", "Oslo", None),
-    ]
-    # only the subject's (and invented holders') statements are also trained cut after the name; neighbours are not
-    assert cut_after_subject(true_statements([record]), {"Nunkri 21"}) == [
-        Statement("Long ago, Nunkri 21", "Oslo", "Nunkri 21"), Statement("Snow fell. Nunkri 21", "Oslo", "Nunkri 21")]
-    assert named_in("{} plays the", "Fai-Kes plays the") == "Fai-Kes"
-    assert named_in("The pet of {}", "The pet of Ann Lee") == "Ann Lee"
-    assert named_in("The pet of {}", "The pet of ") is None and named_in("{} plays the", "Ann sings the") is None
 
 
 def test_a_from_world_trains_at_least_the_recipes_epochs_whatever_the_preset():
