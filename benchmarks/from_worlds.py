@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import counterfact_file, edit_state, offline_and_threads, save_results, say
+from benchmarks.common import counterfact_file, edit_state, load_results, offline_and_threads, save_results, say
 
 ROUND_SIZE = 20
 METHODS = ("nse", "memit")
@@ -89,10 +89,17 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build the sets and worlds here and keep them (a cache)")
     parser.add_argument("--counterfact", default=",".join(map(str, COUNTERFACT_LIMITS)),
                         help="CounterFact sizes to build, comma-separated ('' for none)")
+    parser.add_argument("--only", default="", help="build and measure only these worlds, comma-separated "
+                        "(fact set names, counterfact-N); with --keep, to fill a cache in several processes")
     args = parser.parse_args()
     limits = tuple(int(n) for n in args.counterfact.split(",") if n)
     started = time.perf_counter()
-    data = run(quick=args.quick, keep=args.keep, counterfact_limits=limits)
+    data = run(quick=args.quick, keep=args.keep, counterfact_limits=limits,
+               only=tuple(n for n in args.only.split(",") if n))
+    earlier = load_results("from_worlds") if args.only else None
+    if earlier is not None and earlier["quick"] == args.quick:  # a partial run updates its rows, keeps the others
+        data = {**data, "specs": {**earlier["data"]["specs"], **data["specs"]},
+                "worlds": {**earlier["data"]["worlds"], **data["worlds"]}}
     print(save_results("from_worlds", data, args.quick, time.perf_counter() - started))
 
 

@@ -15,7 +15,9 @@ last token, where every locate-and-edit method writes; a small model left alone 
 from the last position instead. Such a world therefore has `SOURCE_LAYERS` layers, and during training only,
 positions after the subject see none of it in the layers the methods edit (up to `z_layer`) and only its last
 token above them; invented people holding each counterfactual object make every `target_new` a known answer of
-its relation; and the prompts cut after the subject are trained too. See docs/design-notes.md, "The fact world".
+its relation; and the prompts cut after the subject are trained too. Where the file's names tell each other apart
+by their first word ("Nunkri 21"), neighbour prompts get the same gate and cut: trained ungated, they teach the
+world to recall from that first word. See docs/design-notes.md, "The fact world".
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -42,7 +45,7 @@ from editor.determinism import fixed_threads, numerics, portable_environment, po
 from editor.hparams import write_model_hparams
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 7  # bump when a change to this file changes what a build produces: it is part of the cache key
+WORLD_FORMAT = 8  # bump when a change to this file changes what a build produces: it is part of the cache key
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
@@ -307,21 +310,46 @@ def split_records(records: list[dict[str, Any]], editable: set[str]) -> tuple[li
 class Statement:
     prompt: str
     target: str
-    subject: str | None = None  # where known (rewrite and paraphrase prompts), for the training-time subject gate
+    subject: str | None = None  # where known (rewrite, paraphrase, gated neighbour prompts), for the training gate
 
 
-def true_statements(records: list[dict[str, Any]]) -> list[Statement]:
-    """What to train on: rewrite, paraphrase and neighbourhood prompts of each record with its true object."""
+def true_statements(records: list[dict[str, Any]], gate_neighbours: bool = False) -> list[Statement]:
+    """What to train on: rewrite, paraphrase and neighbourhood prompts of each record with its true object; with
+    `gate_neighbours`, a neighbour named in the rewrite phrasing is gated (and cut after) like the subject."""
     statements: dict[tuple[str, str], Statement] = {}  # the same (prompt, object) once, as first seen
     for record in records:
         rewrite = record["requested_rewrite"]
         truth, subject = rewrite["target_true"]["str"], rewrite["subject"]
         found = [Statement(rewrite["prompt"].format(subject), truth, subject)]
         found += [Statement(p, truth, subject if subject in p else None) for p in record.get("paraphrase_prompts", [])]
-        found += [Statement(p, truth) for p in record.get("neighborhood_prompts", [])]
+        found += [Statement(p, truth, named_in(rewrite["prompt"], p) if gate_neighbours else None)
+                  for p in record.get("neighborhood_prompts", [])]
         for statement in found:
             statements.setdefault((statement.prompt, statement.target), statement)
     return list(statements.values())
+
+
+def named_in(template: str, prompt: str) -> str | None:
+    """The name `template` ("... {} ...") was filled with to give `prompt`, or None where it was not."""
+    prefix, _, suffix = template.partition("{}")
+    if len(prompt) > len(prefix) + len(suffix) and prompt.startswith(prefix) and prompt.endswith(suffix):
+        return prompt[len(prefix) : len(prompt) - len(suffix)].strip() or None
+    return None
+
+
+def identity_comes_first(records: list[dict[str, Any]]) -> bool:
+    """Whether the names of `records` (subjects, and neighbours named in the rewrite phrasing) tell each other apart
+    by their first word more often than by their last ("Nunkri 21", "Vel-Tam"; not "Maren Krasnigi"), over the
+    names of several words. Trained ungated, neighbours of that shape teach a world to recall a fact from the name's
+    first word, where no edit at its last token reaches (measured: NSE efficacy 0.65; 0.95 with them gated)."""
+    names = set()
+    for record in records:
+        rewrite = record["requested_rewrite"]
+        names.add(rewrite["subject"])
+        names.update(filter(None, (named_in(rewrite["prompt"], p) for p in record.get("neighborhood_prompts", []))))
+    words = [w for w in map(_word_tuple, names) if len(w) > 1]
+    firsts, lasts = Counter(w[0] for w in words), Counter(w[-1] for w in words)
+    return sum(firsts[w[0]] == 1 for w in words) > sum(lasts[w[-1]] == 1 for w in words)
 
 
 def invented_holders(records: list[dict[str, Any]], per_record: int, seed: int) -> list[Statement]:
@@ -633,7 +661,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
     started = time.perf_counter()
     config = PRESETS[preset]
     rng = random.Random(seed + 2)
-    gated_layers, edit_hparams = 0, {}
+    gated_layers, edit_hparams, gate_neighbours = 0, {}, False
     if from_file is None:
         facts = generate_facts(config, seed)
         records = facts_to_counterfact(facts, seed)  # every fact with all its neighbours: what the model learns
@@ -648,7 +676,8 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
         config = replace(config, n_layer=SOURCE_LAYERS)
         gated_layers = max(SOURCE_EDIT_HPARAMS["layers"]) + 1  # every edited layer, up to z_layer
         edit_hparams = dict(SOURCE_EDIT_HPARAMS)
-        statements = true_statements(records) + invented_holders(records, INVENTED_PER_FACT, seed)
+        gate_neighbours = identity_comes_first(records)
+        statements = true_statements(records, gate_neighbours) + invented_holders(records, INVENTED_PER_FACT, seed)
         statements += cut_after_subject(statements)
         config = replace(config, n_inner=SOURCE_INNER, epochs=source_epochs(len(statements), config))
     editable_records, preserved_records = split_records(published, editable)
@@ -688,7 +717,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
             "paraphrase_accuracy": paraphrase_accuracy, "build_seconds": time.perf_counter() - started,
             "cache_key": key, "format": WORLD_FORMAT, "vocab_size": len(tokenizer), "n_examples": len(examples),
             "preset_config": asdict(config), "numerics": build_numerics(), "gated_layers": gated_layers,
-            "edit_hparams": edit_hparams}
+            "neighbours_gated": gate_neighbours, "edit_hparams": edit_hparams}
     (out_dir / "world.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return _info(out_dir, meta)
 
