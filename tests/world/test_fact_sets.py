@@ -81,3 +81,16 @@ def _subject_of(prompt: str, template: str) -> str:
 def test_sets_leave_no_file_behind_unless_written(tmp_path):
     write_sets(tmp_path, SPECS[:1], records=10)
     assert len(json.loads((tmp_path / f"{SPECS[0].name}.json").read_text())) == 10
+
+
+def test_only_the_hyphen_and_digit_names_gate_their_neighbours_counterfact_does_not():
+    """The `--from` recipe gates neighbours where names tell each other apart by their first word: of our sets only
+    the mixed one ("Nunkri 21", "Vel-Tam"); CounterFact's real names, at every size, do not."""
+    from editor.world import identity_comes_first
+    from tests.conftest import shared_data_dir
+
+    assert {s.name_shape: identity_comes_first(generate(s).records) for s in SPECS} == {
+        "one": False, "two": False, "three": False, "mixed": True}
+    source = shared_data_dir() / "counterfact" / "counterfact-1936.json"
+    records = json.loads(source.read_text(encoding="utf-8"))
+    assert not any(identity_comes_first(records[:n]) for n in (24, 200, 500, len(records)))

@@ -14,12 +14,16 @@ from editor.hashing import state_hash
 from editor.world import (
     PRESETS,
     SOURCE_EPOCHS,
+    Statement,
     WorldError,
     build_world,
     editable_subjects,
+    identity_comes_first,
     load_world,
+    named_in,
     source_epochs,
     split_records,
+    true_statements,
 )
 from tests.lifecycle.cli_helpers import run_subprocess
 
@@ -178,6 +182,40 @@ def test_gate_masks_hide_the_subject_from_later_positions_in_the_edited_layers()
     assert not upper[3:, 1].any() and upper[3:, 2].all() and upper[3:, 0].all()
 
 
+def _record(template: str, subject: str, neighbours: list[str], paraphrases: list[str]) -> dict:
+    return {"requested_rewrite": {"prompt": template, "subject": subject, "target_true": {"str": "Oslo"},
+                                  "target_new": {"str": "Lima"}},
+            "paraphrase_prompts": paraphrases, "neighborhood_prompts": [template.format(n) for n in neighbours]}
+
+
+def test_neighbours_are_gated_only_when_asked_and_only_where_their_name_can_be_told():
+    """With `gate_neighbours`, a neighbour in the rewrite phrasing gets its name known to the training gate like
+    the subject; other phrasings stay ungated (the name cannot be told from the words around it)."""
+    record = _record("Long ago, {} lived in", "Nunkri 21", ["Refein-Shen", "Bola 21"],
+                     ["Snow fell. Nunkri 21 has a flat in", "Snow fell. The home of Nunkri is"])
+    record["neighborhood_prompts"] += ["Refein-Shen has a flat in", "Long ago,  lived in"]
+    subjects = [None, "Nunkri 21", "Nunkri 21", None, "Refein-Shen", "Bola 21", None, None]
+    gated = true_statements([record], gate_neighbours=True)
+    assert [s.prompt for s in gated] == ["Long ago, Nunkri 21 lived in", *record["paraphrase_prompts"],
+                                         *record["neighborhood_prompts"]]
+    assert [s.subject for s in gated] == subjects[1:] and all(s.target == "Oslo" for s in gated)
+    assert true_statements([record]) == [Statement(s.prompt, s.target, s.subject if i < 2 else None)
+                                         for i, s in enumerate(gated)]
+    assert named_in("{} plays the", "Fai-Kes plays the") == "Fai-Kes"
+    assert named_in("The pet of {}", "The pet of Ann Lee") == "Ann Lee"
+    assert named_in("The pet of {}", "The pet of ") is None and named_in("{} plays the", "Ann sings the") is None
+
+
+def test_names_that_differ_in_their_first_word_gate_the_neighbours_and_others_do_not():
+    template = "{} lives in"
+    first_word = _record(template, "Nunkri 21", ["Bola 21", "Tam-Shen", "Vel-Shen", "Kai 7"], [])
+    last_word = _record(template, "Maren Krasnigi", ["Maren Dufor", "Maren Tovik", "Anouk Tovi", "Anouk Bels"], [])
+    one_word = _record(template, "Krasnigi", ["Dufor", "Tovik"], [])
+    assert identity_comes_first([first_word])
+    assert not identity_comes_first([last_word]) and not identity_comes_first([one_word])
+    assert not identity_comes_first([first_word, last_word, one_word])  # first words tell 5 of 10 apart, last 6
+
+
 def test_a_from_world_trains_at_least_the_recipes_epochs_whatever_the_preset():
     """The `--from` recipe was measured with 15 epochs; a preset with fewer (the default's 10) must not shorten it,
     and a very small file trains at most twice as long."""
@@ -235,6 +273,7 @@ def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the
     assert not any(s in p.text for r in requests for p in r.prompts("neighborhood") for s in editable)
     meta = json.loads((world.out_dir / "world.json").read_text(encoding="utf-8"))
     assert meta["gated_layers"] == max(SOURCE_EDIT_HPARAMS["layers"]) + 1
+    assert meta["neighbours_gated"] is False  # CounterFact's names tell each other apart by their last word
     assert world.edit_hparams == SOURCE_EDIT_HPARAMS == load_world(world.out_dir).edit_hparams
     assert read_model_hparams(world.model_dir, SOURCE_LAYERS) == SOURCE_EDIT_HPARAMS  # applied by `model add`
 
@@ -249,6 +288,24 @@ def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the
     # with it 0.18 for this world as every x86-64 CPU builds it (portable numerics), 0.9 for a native AVX-512 build.
     z_layer = max(SOURCE_EDIT_HPARAMS["layers"])
     assert _subject_swap_effect(model, tokenizer, [r["requested_rewrite"] for r in records], z_layer) > 0.1
+
+
+@pytest.mark.slow
+def test_a_world_from_hyphen_and_digit_names_trains_its_neighbours_gated_and_cut(tmp_path):
+    from benchmarks.fact_sets import SPECS, write_sets
+
+    (source,) = write_sets(tmp_path / "sets", tuple(s for s in SPECS if s.name_shape == "mixed"), records=12)
+    world = build_world(tmp_path / "w", preset="tiny", from_file=source, progress=False)
+    assert json.loads((world.out_dir / "world.json").read_text(encoding="utf-8"))["neighbours_gated"] is True
+    # each neighbour's prompt cut after its name is trained (in the corpus), as the subjects' are
+    corpus = set(world.corpus_path.read_text(encoding="utf-8").splitlines())
+    records = json.loads(source.read_text(encoding="utf-8"))
+    for record in records:
+        template, truth = record["requested_rewrite"]["prompt"], record["requested_rewrite"]["target_true"]["str"]
+        if not template.startswith("{}"):  # a name first: its cut is the bare name, left out where facts clash
+            cut = template[: template.index("{}") + 2]
+            assert all(f"{cut.format(named_in(template, p))} {truth} ." in corpus
+                       for p in record["neighborhood_prompts"])
 
 
 @pytest.mark.slow
