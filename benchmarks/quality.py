@@ -95,6 +95,21 @@ def harmonic_mean(values: list[float | None]) -> float:
     return statistics.harmonic_mean(present) if present and min(present) > 0 else 0.0
 
 
+# What a sweep maximises (their harmonic mean): edits that hold and generalize, neighbours that keep their answers,
+# and never-edited facts still known. A saved sweep without a recorded criterion used the first three only.
+SWEEP_CRITERION = ("efficacy", "generalization", "specificity", "preserved_knowledge")
+EARLIER_CRITERION = SWEEP_CRITERION[:3]
+
+
+def sweep_score(trial: dict[str, Any], criterion: tuple[str, ...] = SWEEP_CRITERION) -> float:
+    return harmonic_mean([trial.get(metric) for metric in criterion])
+
+
+def best_setting(trials: list[dict[str, Any]], criterion: tuple[str, ...] = SWEEP_CRITERION) -> dict[str, Any]:
+    """The overrides of the best-scoring trial (ties: the first)."""
+    return max(trials, key=lambda trial: sweep_score(trial, criterion))["overrides"]
+
+
 def _scores(model, tokenizer, edited: list, first_round: list, fluency_prompts: list[str],
             kept: Preservation) -> dict[str, float | None]:
     from editor.evaluate import evaluate_requests, fluency_score, perplexity, score_targets
@@ -180,8 +195,8 @@ def sweep_grid(method: str, d_ff: int) -> list[dict[str, Any]]:
 
 def sweep(info, validation: list, round_size: int, variants: tuple[Variant, ...] | list[Variant] = METHODS,
           ) -> dict[str, Any]:
-    """Each method's grid on the validation requests (in rounds of `round_size`), scored by the harmonic mean of
-    efficacy, generalization and specificity at the end; the best setting per method (ties: the first)."""
+    """Each method's grid on the validation requests (in rounds of `round_size`), scored at the end by
+    `sweep_score`; the best setting per method."""
     from editor.model import load_model
 
     d_ff = load_model(info.model_dir, device="cpu").arch.d_ff
@@ -192,13 +207,14 @@ def sweep(info, validation: list, round_size: int, variants: tuple[Variant, ...]
             run = run_sequence(info, replace(variant, overrides=overrides), validation, round_size,
                                every_round=False)
             final = run["final"]
-            trials.append({"overrides": overrides, "score": final.get("score"),
-                           **{m: final.get(m) for m in ("efficacy", "generalization", "generation_efficacy",
-                                                       "specificity", "preserved_knowledge")}})
-            say(f"  sweep {variant.name} {overrides}: score {final.get('score') or 0:.3f}")
-        best = max(trials, key=lambda t: t["score"] or 0.0)
-        chosen[variant.name] = {"trials": trials, "best": best["overrides"]}
-    return {"d_ff": d_ff, "n_validation": len(validation), "round_size": round_size, "methods": chosen}
+            trial = {"overrides": overrides, **{m: final.get(m) for m in ("efficacy", "generalization",
+                                                                         "generation_efficacy", "specificity",
+                                                                         "preserved_knowledge")}}
+            trials.append({**trial, "score": sweep_score(trial)})
+            say(f"  sweep {variant.name} {overrides}: score {trials[-1]['score']:.3f}")
+        chosen[variant.name] = {"trials": trials, "best": best_setting(trials)}
+    return {"d_ff": d_ff, "n_validation": len(validation), "round_size": round_size,
+            "criterion": list(SWEEP_CRITERION), "methods": chosen}
 
 
 @dataclass(frozen=True)
@@ -238,7 +254,9 @@ def run(quick: bool = False, variants: tuple[str, ...] = ()) -> dict[str, Any]:
         f"{len(validation)} validation edits (saved: {sorted(swept_names & set(saved))})")
     swept = sweep(info, validation, chosen.round_size,
                   [v for v in METHODS if v.name in swept_names and v.name not in saved])
-    swept["methods"].update({name: saved[name] for name in swept_names & set(saved)})
+    for name in swept_names & set(saved):  # rescored: a saved sweep may have used an earlier criterion
+        trials = [{**trial, "score": sweep_score(trial)} for trial in saved[name]["trials"]]
+        swept["methods"][name] = {"trials": trials, "best": best_setting(trials)}
     runs = {}
     for variant in wanted:
         best = swept["methods"][variant.name if variant in METHODS else "nse"]["best"]

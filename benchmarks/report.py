@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality import EARLIER_CRITERION, SWEEP_CRITERION, best_setting
+
 SECTIONS = ("quality", "world", "speed", "storage", "ledger", "scaling")
 QUALITY_METRICS = (  # key, label, higher is better
     ("efficacy", "efficacy (all edits so far)", True),
@@ -380,19 +382,36 @@ def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
     return lines
 
 
+def _listed(metrics: tuple[str, ...]) -> str:
+    names = [m.replace("_", " ") for m in metrics]
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _setting(overrides: dict[str, Any], d_ff: int) -> str:
+    return ", ".join(f"{k} = {v:g}" if not k.startswith("mom2") else f"λ = {v:g} ({v / d_ff:.2g} d_ff)"
+                     for k, v in overrides.items())
+
+
 def sweep_lines(swept: dict[str, Any] | None) -> list[str]:
     """The sweep that set each method's hyperparameters: every setting tried and its validation scores."""
     if not swept:
         return []
+    criterion = tuple(swept.get("criterion", EARLIER_CRITERION))
     lines = [f"Hyperparameters: one sweep for every method on {swept['n_validation']} validation edits (editable "
              f"facts the sequence never edits) in rounds of {swept['round_size']}, scored by the harmonic mean of "
-             f"efficacy, generalization and specificity at the end; λ in units of d_ff = {swept['d_ff']}. The "
-             "chosen setting is in bold.", ""]
+             f"{_listed(criterion)} at the end; λ in units of d_ff = "
+             f"{swept['d_ff']}. The chosen setting is in bold.", ""]
+    if criterion != SWEEP_CRITERION:  # a run made before the criterion took preserved knowledge in
+        changed = [f"{name}: {_setting(best_setting(entry['trials']), swept['d_ff'])}"
+                   for name, entry in swept["methods"].items() if best_setting(entry["trials"]) != entry["best"]]
+        lines += [f"Scored as sweeps now are (the harmonic mean of {_listed(SWEEP_CRITERION)}), these trials "
+                  f"would choose otherwise for {len(changed)} of {len(swept['methods'])} methods "
+                  f"({'; '.join(changed) or 'none'}). The runs below used the bold settings; they were not rerun.",
+                  ""]
     rows = []
     for name, entry in swept["methods"].items():
         for trial in entry["trials"]:
-            setting = ", ".join(f"{k} = {v:g}" if not k.startswith("mom2") else f"λ = {v:g} "
-                                f"({v / swept['d_ff']:.2g} d_ff)" for k, v in trial["overrides"].items())
+            setting = _setting(trial["overrides"], swept["d_ff"])
             if trial["overrides"] == entry["best"]:
                 setting = f"**{setting}**"
             rows.append([name, setting, trial.get("score"), trial.get("efficacy"), trial.get("generalization"),

@@ -129,3 +129,28 @@ def test_scaling_section_reports_growth_per_doubling(tmp_path: Path) -> None:
     text = write_report({"scaling": _record(data)}, tmp_path / "B.md", tmp_path / "plots").read_text()
     assert "| revert_first (replays N) | 1.000 | 4.000 | 100 | 100 | 2.00x | 1.00x |" in text
     assert text.index("revert_first (replays N)") < text.index("| log |")
+
+
+def test_the_sweep_scores_preserved_knowledge_and_says_what_an_earlier_criterion_chose() -> None:
+    """A setting that keeps the never-edited facts known wins once they count; a saved sweep scored the earlier way
+    keeps its bold choice, and the report names the setting the current criterion would have taken."""
+    from benchmarks.quality import EARLIER_CRITERION, best_setting, sweep_score
+    from benchmarks.report import sweep_lines
+
+    trials = [{"overrides": {"mom2_update_weight": w}, "efficacy": e, "generalization": e, "specificity": 0.9,
+               "preserved_knowledge": p} for w, e, p in ((100.0, 0.99, 0.5), (300.0, 0.95, 0.8))]
+    assert best_setting(trials, EARLIER_CRITERION) == {"mom2_update_weight": 100.0}
+    assert best_setting(trials) == {"mom2_update_weight": 300.0}
+    unmeasured = {**trials[0], "preserved_knowledge": None}  # left out, as in every harmonic mean here
+    assert sweep_score(unmeasured) == sweep_score(trials[0], EARLIER_CRITERION) > sweep_score(trials[0])
+    earlier = {"d_ff": 1000, "n_validation": 20, "round_size": 10,
+               "methods": {"nse": {"best": {"mom2_update_weight": 100.0}, "trials": trials}}}
+    text = "\n".join(sweep_lines(earlier))
+    assert "efficacy, generalization and specificity at the end" in text
+    assert "would choose otherwise for 1 of 1 methods (nse: λ = 300 (0.3 d_ff))" in text
+    assert "| nse | **λ = 100 (0.1 d_ff)** |" in text
+    current = {**earlier, "criterion": ["efficacy", "generalization", "specificity", "preserved_knowledge"],
+               "methods": {"nse": {"best": best_setting(trials), "trials": trials}}}
+    text = "\n".join(sweep_lines(current))
+    assert "specificity and preserved knowledge at the end" in text and "otherwise" not in text
+    assert "| nse | **λ = 300 (0.3 d_ff)** |" in text
