@@ -32,7 +32,8 @@ def measure_world(info) -> dict[str, Any]:
     batch = requests[:ROUND_SIZE]
     result: dict[str, Any] = {"records": info.n_facts, "build_seconds": info.build_seconds,
                               "accuracy": info.accuracy, "paraphrase_accuracy": info.paraphrase_accuracy,
-                              "edit_hparams": info.edit_hparams, "methods": {}}
+                              "edit_hparams": info.edit_hparams, "neighbours_gated": info.neighbours_gated,
+                              "methods": {}}
     for method in METHODS:
         state = edit_state(info, method)
         model, tokenizer = state.loaded.model, state.loaded.tokenizer

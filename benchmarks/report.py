@@ -659,7 +659,9 @@ def from_worlds_section(record: dict[str, Any] | None) -> list[str]:
               f"(default preset, one thread) and edited once: one round of {data['round_size']} requests with the "
               f"hyperparameters the world records. Knowledge: rewrite / paraphrase prompts whose first token is the "
               f"true object; before edits: share of rewrite prompts preferring target_new. Target: knowledge >= "
-              f"{targets['accuracy']}, NSE efficacy >= {targets['efficacy']}.", ""]
+              f"{targets['accuracy']}, NSE efficacy >= {targets['efficacy']}. Neighbours gated: the set's names "
+              f"tell each other apart by their first word more often than by their last, so its neighbourhood "
+              f"prompts are trained gated and cut after the name, as the subjects' are (docs/design-notes.md).", ""]
     rows = []
     for name, world in data["worlds"].items():
         spec = data["specs"].get(name)
@@ -668,13 +670,14 @@ def from_worlds_section(record: dict[str, Any] | None) -> list[str]:
         nse, memit = world["methods"]["nse"], world["methods"]["memit"]
         rows.append([name, shape, world["records"], round(world["build_seconds"]),
                      f"{fmt(world['accuracy'])} / {fmt(world['paraphrase_accuracy'])}",
+                     {True: "yes", False: "no"}.get(world.get("neighbours_gated"), ""),
                      fmt(world["before"]["efficacy"]),
                      f"{fmt(nse['efficacy'])} / {fmt(nse['generalization'])} / {fmt(nse['specificity'])}",
                      f"{fmt(memit['efficacy'])} / {fmt(memit['generalization'])} / {fmt(memit['specificity'])}",
                      verdict(world["meets_targets"])])
     lines += [table(["fact set", "shape", "records", "build (s)", "knowledge (rewrite / paraphrase)",
-                     "prefers new before edits", "NSE eff. / gen. / spec.", "MEMIT eff. / gen. / spec.",
-                     "meets target"], rows), ""]
+                     "neighbours gated", "prefers new before edits", "NSE eff. / gen. / spec.",
+                     "MEMIT eff. / gen. / spec.", "meets target"], rows), ""]
     return lines
 
 

@@ -208,6 +208,7 @@ class WorldInfo:
     build_seconds: float
     # hyperparameter overrides this world needs (`edit --set`, `derive_hparams(..., **edit_hparams)`); {} for none
     edit_hparams: dict[str, Any] = field(default_factory=dict, compare=False)
+    neighbours_gated: bool = False  # a `--from` world whose names differ first in their first word (`true_statements`)
 
     def requests(self) -> list[EditRequest]:
         """The facts that may be edited, as edit requests, each with its counterfactual `target_new`."""
@@ -614,7 +615,8 @@ def _info(out_dir: Path, meta: dict[str, Any]) -> WorldInfo:
                      preset=meta["preset"], seed=meta["seed"], train_seed=meta["train_seed"], source=meta["source"],
                      state_hash=meta["state_hash"], n_facts=meta["n_facts"], accuracy=meta["accuracy"],
                      paraphrase_accuracy=meta["paraphrase_accuracy"], build_seconds=meta["build_seconds"],
-                     edit_hparams=dict(meta.get("edit_hparams") or {}))
+                     edit_hparams=dict(meta.get("edit_hparams") or {}),
+                     neighbours_gated=bool(meta.get("neighbours_gated")))
 
 
 def load_world(out_dir: Path) -> WorldInfo:

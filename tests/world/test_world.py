@@ -273,7 +273,7 @@ def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the
     assert not any(s in p.text for r in requests for p in r.prompts("neighborhood") for s in editable)
     meta = json.loads((world.out_dir / "world.json").read_text(encoding="utf-8"))
     assert meta["gated_layers"] == max(SOURCE_EDIT_HPARAMS["layers"]) + 1
-    assert meta["neighbours_gated"] is False  # CounterFact's names tell each other apart by their last word
+    assert meta["neighbours_gated"] is False and not world.neighbours_gated  # CounterFact's names: by the last word
     assert world.edit_hparams == SOURCE_EDIT_HPARAMS == load_world(world.out_dir).edit_hparams
     assert read_model_hparams(world.model_dir, SOURCE_LAYERS) == SOURCE_EDIT_HPARAMS  # applied by `model add`
 
@@ -296,7 +296,7 @@ def test_a_world_from_hyphen_and_digit_names_trains_its_neighbours_gated_and_cut
 
     (source,) = write_sets(tmp_path / "sets", tuple(s for s in SPECS if s.name_shape == "mixed"), records=12)
     world = build_world(tmp_path / "w", preset="tiny", from_file=source, progress=False)
-    assert json.loads((world.out_dir / "world.json").read_text(encoding="utf-8"))["neighbours_gated"] is True
+    assert world.neighbours_gated and load_world(world.out_dir).neighbours_gated
     # each neighbour's prompt cut after its name is trained (in the corpus), as the subjects' are
     corpus = set(world.corpus_path.read_text(encoding="utf-8").splitlines())
     records = json.loads(source.read_text(encoding="utf-8"))
