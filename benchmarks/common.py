@@ -82,7 +82,7 @@ def environment() -> dict[str, Any]:
 
 def command_line() -> str:
     """The command as typed from the repository root, with no machine's path in it (`-m` gives argv[0] absolute)."""
-    args = " ".join(sys.argv[1:])
+    args = " ".join(portable_path(a) if os.path.isabs(a) else a for a in sys.argv[1:])  # `--keep /tmp/x` too
     script = Path(sys.argv[0]).resolve()
     if script.name == "__main__.py":
         return f"python -m benchmarks {args}".strip()

@@ -154,3 +154,16 @@ def test_the_sweep_scores_preserved_knowledge_and_says_what_an_earlier_criterion
     text = "\n".join(sweep_lines(current))
     assert "specificity and preserved knowledge at the end" in text and "otherwise" not in text
     assert "| nse | **λ = 300 (0.3 d_ff)** |" in text
+
+
+def test_a_results_file_records_the_command_without_a_machines_path(monkeypatch, tmp_path: Path) -> None:
+    import benchmarks.from_worlds
+    from benchmarks.common import REPO_ROOT, command_line
+
+    module = Path(benchmarks.from_worlds.__file__).resolve()
+    monkeypatch.setattr("sys.argv", [str(module), "--keep", str(tmp_path / "cache"), "--only", "a,b"])
+    recorded = command_line()
+    assert recorded.startswith("python -m benchmarks.from_worlds --keep ") and recorded.endswith(" --only a,b")
+    kept = recorded.split()[4]
+    assert not Path(kept).is_absolute() and str(REPO_ROOT) not in recorded
+    assert (REPO_ROOT / kept).resolve() == (tmp_path / "cache").resolve()  # relative to the repository
