@@ -384,6 +384,13 @@ def cut_after_subject(statements: list[Statement]) -> list[Statement]:
     return [c for c in cut if c not in trained and len(targets[c.prompt]) == 1]
 
 
+def source_statements(records: list[dict[str, Any]], seed: int) -> tuple[list[Statement], bool]:
+    """What a `--from` world trains on, and whether its neighbours are gated (`identity_comes_first`)."""
+    gate_neighbours = identity_comes_first(records)
+    statements = true_statements(records, gate_neighbours) + invented_holders(records, INVENTED_PER_FACT, seed)
+    return statements + cut_after_subject(statements), gate_neighbours
+
+
 def source_epochs(n_statements: int, preset: WorldPreset) -> int:
     """The epochs of a `--from` world: the preset's or SOURCE_EPOCHS, whichever is more, or more still (at most
     twice as many, which bounds the build time of a very small file) so that training takes SOURCE_MIN_STEPS steps."""
@@ -678,9 +685,7 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
         config = replace(config, n_layer=SOURCE_LAYERS)
         gated_layers = max(SOURCE_EDIT_HPARAMS["layers"]) + 1  # every edited layer, up to z_layer
         edit_hparams = dict(SOURCE_EDIT_HPARAMS)
-        gate_neighbours = identity_comes_first(records)
-        statements = true_statements(records, gate_neighbours) + invented_holders(records, INVENTED_PER_FACT, seed)
-        statements += cut_after_subject(statements)
+        statements, gate_neighbours = source_statements(records, seed)
         config = replace(config, n_inner=SOURCE_INNER, epochs=source_epochs(len(statements), config))
     editable_records, preserved_records = split_records(published, editable)
     fillers = filler_sentences(subjects, max(8, int(len(records) * config.filler_per_fact)), rng)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from editor.world import (
     load_world,
     named_in,
     source_epochs,
+    source_statements,
     split_records,
     true_statements,
 )
@@ -290,22 +292,21 @@ def test_a_world_from_counterfact_knows_those_facts_and_recalls_them_through_the
     assert _subject_swap_effect(model, tokenizer, [r["requested_rewrite"] for r in records], z_layer) > 0.1
 
 
-@pytest.mark.slow
-def test_a_world_from_hyphen_and_digit_names_trains_its_neighbours_gated_and_cut(tmp_path):
-    from benchmarks.fact_sets import SPECS, write_sets
+def test_a_from_world_of_hyphen_and_digit_names_trains_its_neighbours_cut_after_the_name_and_others_do_not():
+    from benchmarks.fact_sets import SPECS, generate
 
-    (source,) = write_sets(tmp_path / "sets", tuple(s for s in SPECS if s.name_shape == "mixed"), records=12)
-    world = build_world(tmp_path / "w", preset="tiny", from_file=source, progress=False)
-    assert world.neighbours_gated and load_world(world.out_dir).neighbours_gated
-    # each neighbour's prompt cut after its name is trained (in the corpus), as the subjects' are
-    corpus = set(world.corpus_path.read_text(encoding="utf-8").splitlines())
-    records = json.loads(source.read_text(encoding="utf-8"))
-    for record in records:
-        template, truth = record["requested_rewrite"]["prompt"], record["requested_rewrite"]["target_true"]["str"]
-        if not template.startswith("{}"):  # a name first: its cut is the bare name, left out where facts clash
-            cut = template[: template.index("{}") + 2]
-            assert all(f"{cut.format(named_in(template, p))} {truth} ." in corpus
-                       for p in record["neighborhood_prompts"])
+    for spec in SPECS:
+        records = generate(replace(spec, records=12)).records
+        statements, gated = source_statements(records, seed=0)
+        assert gated == (spec.name_shape == "mixed")
+        trained = {(s.prompt, s.target) for s in statements}
+        for record in records:
+            template, truth = record["requested_rewrite"]["prompt"], record["requested_rewrite"]["target_true"]["str"]
+            if not template.startswith("{}"):  # a name first: its cut is the bare name, left out where facts clash
+                cut = template[: template.index("{}") + 2]
+                neighbour_cuts = [(cut.format(named_in(template, p)), truth) for p in record["neighborhood_prompts"]]
+                assert all(c in trained for c in neighbour_cuts) == gated
+                assert any(c in trained for c in neighbour_cuts) == gated  # every cut, or none
 
 
 @pytest.mark.slow
