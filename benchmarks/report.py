@@ -402,8 +402,9 @@ def sweep_lines(swept: dict[str, Any] | None) -> list[str]:
              f"{_listed(criterion)} at the end; λ in units of d_ff = "
              f"{swept['d_ff']}. The chosen setting is in bold.", ""]
     if criterion != SWEEP_CRITERION:  # a run made before the criterion took preserved knowledge in
-        changed = [f"{name}: {_setting(best_setting(entry['trials']), swept['d_ff'])}"
-                   for name, entry in swept["methods"].items() if best_setting(entry["trials"]) != entry["best"]]
+        now = {name: best_setting(entry["trials"]) for name, entry in swept["methods"].items()}
+        changed = [f"{name}: {_setting(now[name], swept['d_ff'])}" for name, entry in swept["methods"].items()
+                   if now[name] != entry["best"]]
         lines += [f"Scored as sweeps now are (the harmonic mean of {_listed(SWEEP_CRITERION)}), these trials "
                   f"would choose otherwise for {len(changed)} of {len(swept['methods'])} methods "
                   f"({'; '.join(changed) or 'none'}). The runs below used the bold settings; they were not rerun.",

@@ -208,7 +208,7 @@ class WorldInfo:
     build_seconds: float
     # hyperparameter overrides this world needs (`edit --set`, `derive_hparams(..., **edit_hparams)`); {} for none
     edit_hparams: dict[str, Any] = field(default_factory=dict, compare=False)
-    neighbours_gated: bool = False  # a `--from` world whose names differ first in their first word (`true_statements`)
+    neighbours_gated: bool = False  # a `--from` world whose names differ by their first word (`identity_comes_first`)
 
     def requests(self) -> list[EditRequest]:
         """The facts that may be edited, as edit requests, each with its counterfactual `target_new`."""
