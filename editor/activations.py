@@ -105,7 +105,7 @@ def read_at_tokens(
             )
         for layer in block_layers:
             handles.append(
-                arch.block_module(model, layer).register_forward_hook(read_block(layer, rows, cols))
+                arch.hidden_module(model, layer).register_forward_hook(read_block(layer, rows, cols))
             )
         with hooked(handles):
             ids, mask = pad(chunk, loaded.tokenizer.pad_token_id, loaded.device)

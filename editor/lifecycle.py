@@ -51,6 +51,7 @@ from editor.engine import (
     rewrite_weights_copy,
 )
 from editor.errors import EditInterrupted, UnsuccessfulEditError
+from editor.gguf import SOURCE_KEY, convert_gguf, converted_directory, inspect_gguf
 from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
 from editor.hparams import EditHparams, check_overrides, derive_hparams, read_model_hparams
 from editor.model import LoadedModel, check_dtype, check_model_directory, load_model, resolve_device
@@ -184,8 +185,9 @@ class Workspace:
 
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
-                  corpus: Path | None = None, dtype: str | None = None):
-        """Record a base model by its state hash in `dtype` (default: the workspace's, else float32)."""
+                  corpus: Path | None = None, dtype: str | None = None, source: dict | None = None):
+        """Record a base model by its state hash in `dtype` (default: the workspace's, else float32); `source`:
+        where its directory came from (a GGUF file's record), kept in its recorded config."""
         dtype = dtype or self.dtype or UNRECORDED_DTYPE
         check_model_directory(path)
         if corpus is not None and not Path(corpus).is_file():
@@ -200,6 +202,8 @@ class Workspace:
         config[NUMERICS_KEY] = {"dtype": dtype, "device": str(loaded.device)}
         if needs:
             config[HPARAMS_KEY] = needs
+        if source is not None:
+            config[SOURCE_KEY] = source
         if corpus is not None:
             config = {**config, "editledger_corpus": str(Path(corpus).resolve())}
         digests = tensor_digests(loaded.model)
@@ -212,6 +216,24 @@ class Workspace:
         # The first edit or checkout then hashes only what it writes.
         self.base_digests.remember(version.base_state_hash, dtype, Path(path), fingerprint, digests)
         return version
+
+    def add_model_gguf(self, name: str, gguf: str | Path, *, out: Path | None = None, branch: str = "main",
+                       author: str | None = None, corpus: Path | None = None, dtype: str | None = None):
+        """Record a base model from a GGUF file (or a path inside an installed package): checked, converted once
+        to a safetensors directory (`out`, default under the ledger's `.editledger/bases/`), recorded with the
+        file's SHA-256 and the conversion's versions. Nothing is recorded when any step fails."""
+        dtype = dtype or self.dtype or UNRECORDED_DTYPE
+        if any(base.name == name for base in self.ledger.base_models()):
+            raise LifecycleError(f"base model {name!r} is already recorded")
+        if corpus is not None and not Path(corpus).is_file():
+            raise LifecycleError(f"--corpus {corpus}: file not found")
+        path, source = inspect_gguf(gguf, dtype)
+        directory = convert_gguf(path, source, out or converted_directory(self.converted_bases_dir(), source))
+        return self.add_model(name, directory, branch=branch, author=author, corpus=corpus, dtype=dtype,
+                              source=source.record())
+
+    def converted_bases_dir(self) -> Path:
+        return Path(self.ledger.root) / ".editledger" / "bases"
 
     def dtype_of(self, base_name: str) -> str:
         """The dtype a base model was recorded in; an explicit other `dtype` is refused, naming both."""

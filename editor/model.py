@@ -23,9 +23,16 @@ class FamilyLayout:
     block_template: str
     final_norm: str
     unembed_candidates: tuple[str, ...]  # the unembedding's name moved between transformers releases
+    # A norm between the rewrite module's output and the residual (Gemma-2/3's post_feedforward_layernorm): then
+    # the block's output is not linear in W, so hidden states and z* live at the rewrite module's output, where
+    # W's change lands exactly. Families without one keep them at the block's output, as NSE.md states.
+    post_mlp_norm_template: str | None = None
 
 
 LAYOUTS: tuple[FamilyLayout, ...] = (
+    # Before Llama: Gemma-3 has Llama's module paths and one more norm, which decides where z* lives.
+    FamilyLayout("gemma3", "model.layers.{}.mlp.down_proj", "model.layers.{}", "model.norm", ("lm_head",),
+                 "model.layers.{}.post_feedforward_layernorm"),
     FamilyLayout("gpt2", "transformer.h.{}.mlp.c_proj", "transformer.h.{}", "transformer.ln_f", ("lm_head",)),
     FamilyLayout("gptj", "transformer.h.{}.mlp.fc_out", "transformer.h.{}", "transformer.ln_f", ("lm_head",)),
     FamilyLayout(
@@ -37,7 +44,7 @@ LAYOUTS: tuple[FamilyLayout, ...] = (
     ),
     FamilyLayout("llama", "model.layers.{}.mlp.down_proj", "model.layers.{}", "model.norm", ("lm_head",)),
 )
-SUPPORTED_FAMILIES = "GPT-2, GPT-J, GPT-NeoX, Llama/Mistral/Qwen2"
+SUPPORTED_FAMILIES = "GPT-2, GPT-J, GPT-NeoX, Llama/Mistral/Qwen2, Gemma-3"
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -56,6 +63,11 @@ class ArchMap:
     final_norm: str
     unembed: str
     rewrite_is_conv1d: bool
+    hidden_is_block_output: bool = True  # False: at the rewrite module's output (a post-MLP norm follows it)
+
+    def hidden_module(self, model: nn.Module, layer: int) -> nn.Module:
+        """The module whose output holds h^l and z* (NSE.md's residual stream, or the rewrite output)."""
+        return self.block_module(model, layer) if self.hidden_is_block_output else self.rewrite_module(model, layer)
 
     def rewrite_module(self, model: nn.Module, layer: int) -> nn.Module:
         return model.get_submodule(self.rewrite_template.format(layer))
@@ -86,6 +98,9 @@ def find_architecture(model: nn.Module) -> ArchMap:
         unembed = next((n for n in layout.unembed_candidates if _submodule(model, n) is not None), None)
         if unembed is None:
             continue
+        has_post_norm = _submodule(model, (layout.post_mlp_norm_template or "{}").format(0)) is not None
+        if layout.post_mlp_norm_template is not None and not has_post_norm:
+            continue
         conv1d = is_conv1d(first_rewrite)
         if not (conv1d or isinstance(first_rewrite, nn.Linear)):
             continue
@@ -104,6 +119,7 @@ def find_architecture(model: nn.Module) -> ArchMap:
             layout.final_norm,
             unembed,
             conv1d,
+            hidden_is_block_output=layout.post_mlp_norm_template is None,
         )
     raise UnsupportedModelError(
         f"model {type(model).__name__}: unsupported module layout (supported families: {SUPPORTED_FAMILIES})"

@@ -266,7 +266,9 @@ def compute_zstar(
     kl_initial: torch.Tensor | None = None
     active = torch.ones(n, dtype=torch.bool)
     below: dict[str, Any] = {}  # block z_layer's output at the first step (all sequences), before δ
-    upstream = [arch.block_module(model, layer) for layer in range(hp.z_layer + 1)]
+    # (where z* lives inside block z_layer, block z_layer itself runs every step)
+    upstream = [arch.block_module(model, layer) for layer in range(hp.z_layer + 1)] if arch.hidden_is_block_output \
+        else []
     with frozen_parameters(model):
         for step in range(hp.v_num_grad_steps):
             # the sequences of requests still optimising
@@ -294,7 +296,7 @@ def compute_zstar(
                 if step
                 else None
             )
-            with hooked([arch.block_module(model, hp.z_layer).register_forward_hook(shift)]), answering(
+            with hooked([arch.hidden_module(model, hp.z_layer).register_forward_hook(shift)]), answering(
                 upstream if step else [], kept
             ):
                 final = model.base_model(
@@ -383,7 +385,7 @@ def target_fit(
                 hidden = block_hidden(output)
                 return with_block_hidden(output, hidden.index_put(at, hidden[at] + added.to(hidden.dtype)))
 
-            handles.append(arch.block_module(model, layer).register_forward_hook(add))
+            handles.append(arch.hidden_module(model, layer).register_forward_hook(add))
         with hooked(handles):
             final = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         for row in rows:
