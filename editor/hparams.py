@@ -187,6 +187,24 @@ PRESET_METHOD_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Real models: measured settings applied over `derive_hparams`' values (which keep the ρ-relative alpha, bounds and
+# learning rate). The layers come from causal tracing on the model (editor/tracing.py, `editledger trace`) and the
+# speed settings from timing the demo's rounds; the measurements are in docs/design-notes.md ("Real models").
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "smollm2-135m": {"layers": [3, 4, 5], "v_num_grad_steps": 10},
+}
+
+
+def preset_overrides(name: str, method: str = "nse") -> dict[str, Any]:
+    """A real model's measured settings, as `--set` overrides (ROME: the last of the layers)."""
+    if name not in MODEL_PRESETS:
+        raise HparamsError(f"preset {name!r}: unknown (real-model presets: {', '.join(MODEL_PRESETS)})")
+    values = dict(MODEL_PRESETS[name])
+    if method == "rome":
+        values["layers"] = values["layers"][-1:]
+    return values
+
+
 def preset(name: str, method: str = "nse") -> EditHparams:
     if name not in PRESETS:
         raise HparamsError(f"preset {name!r}: unknown (choose from {', '.join(PRESETS)})")

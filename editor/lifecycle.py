@@ -50,7 +50,7 @@ from editor.engine import (
     outcome_warnings,
     rewrite_weights_copy,
 )
-from editor.errors import EditInterrupted, UnsuccessfulEditError
+from editor.errors import EditInterrupted, HparamsError, UnsuccessfulEditError
 from editor.gguf import SOURCE_KEY, convert_gguf, converted_directory, inspect_gguf
 from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
 from editor.hparams import EditHparams, check_overrides, derive_hparams, read_model_hparams
@@ -58,7 +58,8 @@ from editor.model import LoadedModel, check_dtype, check_model_directory, load_m
 from editor.rounds import METHODS, run_round
 from editor.stats import cached_second_moments, file_sha256
 from editor.targets import check_requests, validate_known_tokens
-from editor.templates import generate_context_templates
+from editor.templates import SEED_WORDS, generate_context_templates
+from editor.tracing import TRACE_PROMPTS, trace_model
 from ledger import Ledger
 from ledger.errors import ConflictError, LedgerError, StoreUnavailableError
 from ledger.faults import fault_point
@@ -82,6 +83,8 @@ SNAPSHOT_INDEX = "snapshot-index"  # the store's index of checkout snapshots, by
 REWIND_LIMIT = 8  # a revert that replays nothing rewinds the head's model over at most this many versions
 NUMERICS_KEY = "editledger_numerics"  # in a base model's recorded config: the dtype (and device) it was added in
 HPARAMS_KEY = "editledger_edit_hparams"  # in a base model's recorded config: what its directory said editing needs
+CONTEXT_TEMPLATES = "context_templates"  # in hparams.extra: how many sampled context templates (default all 5)
+TRACE_KEY = "editledger_layer_trace"  # in a base model's recorded config: the causal trace its layers came from
 UNRECORDED_DTYPE = "float32"  # bases recorded before their numerics were: editledger then always loaded float32
 
 
@@ -185,9 +188,12 @@ class Workspace:
 
     # ---------------------------------------------------------------- base models and statistics
     def add_model(self, name: str, path: Path, *, branch: str = "main", author: str | None = None,
-                  corpus: Path | None = None, dtype: str | None = None, source: dict | None = None):
+                  corpus: Path | None = None, dtype: str | None = None, source: dict | None = None,
+                  trace_requests: Sequence[EditRequest] | None = None, trace_limit: int = TRACE_PROMPTS):
         """Record a base model by its state hash in `dtype` (default: the workspace's, else float32); `source`:
-        where its directory came from (a GGUF file's record), kept in its recorded config."""
+        where its directory came from (a GGUF file's record), kept in its recorded config. With `trace_requests`,
+        the blocks to edit are measured on the model (causal tracing over up to `trace_limit` of those facts it
+        knows) and recorded with it: every edit of it starts from them."""
         dtype = dtype or self.dtype or UNRECORDED_DTYPE
         check_model_directory(path)
         if corpus is not None and not Path(corpus).is_file():
@@ -200,6 +206,10 @@ class Workspace:
         config = loaded.model.config.to_dict()
         # The state hash holds only in this dtype: every later load of this base uses it.
         config[NUMERICS_KEY] = {"dtype": dtype, "device": str(loaded.device)}
+        if trace_requests is not None:
+            traced = trace_model(loaded, trace_requests, trace_limit)
+            config[TRACE_KEY] = traced
+            needs = {"layers": traced["layers"], **needs}  # what the directory itself says still wins
         if needs:
             config[HPARAMS_KEY] = needs
         if source is not None:
@@ -218,7 +228,8 @@ class Workspace:
         return version
 
     def add_model_gguf(self, name: str, gguf: str | Path, *, out: Path | None = None, branch: str = "main",
-                       author: str | None = None, corpus: Path | None = None, dtype: str | None = None):
+                       author: str | None = None, corpus: Path | None = None, dtype: str | None = None,
+                       trace_requests: Sequence[EditRequest] | None = None, trace_limit: int = TRACE_PROMPTS):
         """Record a base model from a GGUF file (or a path inside an installed package): checked, converted once
         to a safetensors directory (`out`, default under the ledger's `.editledger/bases/`), recorded with the
         file's SHA-256 and the conversion's versions. Nothing is recorded when any step fails."""
@@ -230,7 +241,7 @@ class Workspace:
         path, source = inspect_gguf(gguf, dtype)
         directory = convert_gguf(path, source, out or converted_directory(self.converted_bases_dir(), source))
         return self.add_model(name, directory, branch=branch, author=author, corpus=corpus, dtype=dtype,
-                              source=source.record())
+                              source=source.record(), trace_requests=trace_requests, trace_limit=trace_limit)
 
     def converted_bases_dir(self) -> Path:
         return Path(self.ledger.root) / ".editledger" / "bases"
@@ -537,7 +548,10 @@ class Workspace:
             ref = _role(artifacts, "templates")
             if ref is not None:
                 return list(get_json(self.ledger.store, ref.sha256)), ref
-        templates = generate_context_templates(loaded, hp.template_seed)
+        count = hp.extra.get(CONTEXT_TEMPLATES, len(SEED_WORDS))
+        if not (isinstance(count, int) and 0 <= count <= len(SEED_WORDS)):
+            raise HparamsError(f"--set extra={{\"{CONTEXT_TEMPLATES}\": {count!r}}}: expected 0 to {len(SEED_WORDS)}")
+        templates = generate_context_templates(loaded, hp.template_seed, count)
         return templates, put_json(self.ledger.store, "templates", templates)
 
     def _zstar_cache(self, history, hp: EditHparams) -> dict[str, torch.Tensor]:

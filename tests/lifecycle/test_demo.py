@@ -17,7 +17,7 @@ def ledger_contents(root: Path) -> list[Path]:
 
 def test_the_demo_runs_and_a_second_run_does_not_delete_its_ledger(tiny_world, tmp_path, capsys):
     shutil.copytree(tiny_world.out_dir, tmp_path / "world")  # the tiny world, cached where the demo looks
-    args = ["demo", "--dir", tmp_path, "--preset", "tiny", "--edits", "4", "--batch-size", "2"]
+    args = ["demo", "--dir", tmp_path, "--model", "fact-world", "--preset", "tiny", "--edits", "4", "--batch-size", "2"]
     first = run_cli(capsys, tmp_path, *args)
     assert first.code == 0, first.stderr
     assert "editledger demo: summary" in first.stdout and "4/4 versions reproduced bit-exactly" in first.stdout
