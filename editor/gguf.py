@@ -8,8 +8,10 @@ file (a truncated download fails here), and an architecture the engine can edit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import shutil
@@ -17,7 +19,10 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from editor.errors import EditorError
+from editor.model import check_dtype
 
 GGUF_MAGIC = b"GGUF"
 # GGUF architecture names the engine edits (editor/model.py LAYOUTS), with what they are called in messages.
@@ -136,34 +141,26 @@ def convert_gguf(path: Path, source: GgufSource, out: Path) -> Path:
         return out
     if out.exists() and any(out.iterdir()):
         raise GgufError(f"--path {out}: not empty, and not a conversion of this GGUF file")
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from editor.model import check_dtype
 
     out.resolve().parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # transformers' per-tensor bar would interleave with our progress lines
     try:
-        with torch.no_grad():
+        # transformers' bars (tqdm, on stderr) would interleave with our progress lines
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                          dtype=check_dtype(source.dtype))
-        # The weights are plain tensors now; transformers refuses to save a model still marked as quantized.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(staging, safe_serialization=True)
-        AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(staging)
+            # The weights are plain tensors now; transformers refuses to save a model still marked as quantized.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(staging, safe_serialization=True)
+            AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(staging)
         (staging / CONVERSION_FILE).write_text(json.dumps(source.record(), indent=1), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
     finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out

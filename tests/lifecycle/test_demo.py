@@ -29,3 +29,10 @@ def test_the_demo_runs_and_a_second_run_does_not_delete_its_ledger(tiny_world, t
     assert "--force" in again.stderr and str(tmp_path / "ledger") in again.stderr
     assert ledger_contents(tmp_path) == ledger_files
     assert run_cli(capsys, tmp_path / "ledger", "log", "--json").json() == log
+
+
+def test_the_demo_refuses_an_unknown_model_before_any_work(tmp_path, capsys):
+    result = run_cli(capsys, tmp_path, "demo", "--dir", tmp_path / "d", "--model", "gpt-5")
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--model 'gpt-5'" in result.stderr and "smollm2" in result.stderr
+    assert not (tmp_path / "d").exists()

