@@ -594,6 +594,25 @@ def storage_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
     return lines
 
 
+def real_storage_lines(record: dict[str, Any] | None) -> list[str]:
+    """Storage on real models (`python -m benchmarks.real_storage`), when measured."""
+    if not record or not record.get("models"):
+        return []
+    rows = []
+    for name, model in sorted(record["models"].items()):
+        roles = model["bytes_per_edit_by_role"]
+        delta = roles.get("delta", 0)
+        rows.append([name, model["edits"], model["rounds"], model["columns_per_edit"], delta / 1024,
+                     model["floor_bytes_per_edit"] / 1024, delta / max(1.0, model["floor_bytes_per_edit"]),
+                     roles.get("keys", 0) / 1024, roles.get("zstar", 0) / 1024, roles.get("c0", 0) / 2**20,
+                     model.get("note", "")])
+    return ["### At real size (`python -m benchmarks.real_storage --ledger DIR --name NAME`)", "",
+            "Per edit, from a real model's ledger. C0 is stored once per base, corpus and layer, by the first round "
+            "that needs it: shown per edit of that ledger.", "",
+            table(["model", "edits", "rounds", "columns per edit", "delta KiB/edit", "floor KiB/edit",
+                   "delta / floor", "keys KiB/edit", "z* KiB/edit", "C0 MiB/edit", "how"], rows), ""]
+
+
 def ledger_section(record: dict[str, Any] | None) -> list[str]:
     lines = ["## 4. Ledger queries", ""]
     if record is None:
@@ -728,6 +747,7 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     lines += world_section(results.get("world"))
     lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"))
     lines += storage_section(results.get("storage"), out, plots_dir)
+    lines += real_storage_lines(results.get("storage_real"))
     lines += ledger_section(results.get("ledger"))
     lines += scaling_section(results.get("scaling"))
     lines += spread_section(results.get("spread"), results.get("spread-sweep"))
