@@ -196,7 +196,8 @@ def run_real_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, fo
     base = ws.add_model_gguf("smollm2", SMOLLM2_GGUF, out=directory / "smollm2", author="demo")
     loaded = load_model(directory / "smollm2", device=ws.device)
     corpus = directory / f"sampled-{SAMPLED_TEXTS}x{SAMPLED_TOKENS}-seed0.txt"
-    write_sampled_corpus(loaded, corpus, SAMPLED_TEXTS, SAMPLED_TOKENS, seed=0)
+    if not corpus.is_file():  # the same model and seed write the same text: a second run reuses it
+        write_sampled_corpus(loaded, corpus, SAMPLED_TEXTS, SAMPLED_TOKENS, seed=0)
     requests = known_requests(loaded, read_requests(source), edits)
     if len(requests) < edits:
         raise LifecycleError(f"--requests {source}: only {len(requests)} facts the model knows (wanted {edits})")

@@ -1,4 +1,4 @@
-"""Tiny randomly initialised models of the four supported families, saved and loaded back like real ones."""
+"""Tiny randomly initialised models of the supported families, saved and loaded back like real ones."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from editor.model import LoadedModel, load_model
 from editor.stats import second_moments
 from ledger.records import EditRequest
 
-FAMILIES = ("gpt2", "gptj", "gpt-neox", "llama")
+FAMILIES = ("gpt2", "gptj", "gpt-neox", "llama", "gemma3")
 WORDS = [
     "the",
     "a",
@@ -140,6 +140,7 @@ def build_model(family: str, vocab_size: int):
         LlamaConfig,
         LlamaForCausalLM,
     )
+    from transformers.models.gemma3 import Gemma3ForCausalLM, Gemma3TextConfig
 
     special = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=1)
     if family == "gpt2":
@@ -160,6 +161,12 @@ def build_model(family: str, vocab_size: int):
                 max_position_embeddings=64,
                 **special,
             )
+        )
+    if family == "gemma3":  # Llama's module paths, plus a norm between the MLP's output and the residual
+        return Gemma3ForCausalLM(
+            Gemma3TextConfig(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                             head_dim=8, intermediate_size=96, max_position_embeddings=64, sliding_window=16,
+                             query_pre_attn_scalar=8, **special)
         )
     return LlamaForCausalLM(
         LlamaConfig(

@@ -22,6 +22,7 @@ EXPECTED_REWRITE = {
     "gptj": "transformer.h.{}.mlp.fc_out",
     "gpt-neox": "gpt_neox.layers.{}.mlp.dense_4h_to_h",
     "llama": "model.layers.{}.mlp.down_proj",
+    "gemma3": "model.layers.{}.mlp.down_proj",
 }
 
 
@@ -32,6 +33,7 @@ def test_architecture_is_found_from_modules(tiny_models, family):
     assert arch.family == family and arch.n_layers == 4 and arch.d_model == 32
     assert arch.rewrite_template == EXPECTED_REWRITE[family]
     assert arch.rewrite_is_conv1d == (family == "gpt2")
+    assert arch.hidden_is_block_output == (family != "gemma3")  # Gemma-3: after its MLP's own post-norm
     weight = arch.rewrite_weight(loaded.model, 1)
     assert weight is loaded.model.get_parameter(arch.rewrite_weight_name(1))
     # math layout [d_model, d_ff] whatever the storage
