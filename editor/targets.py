@@ -26,6 +26,7 @@ from editor.activations import (
 from editor.errors import HparamsError, RequestError
 from editor.hparams import EditHparams
 from editor.model import LoadedModel
+from editor.optim import Adam
 from ledger.records import EditRequest
 
 BARE_TEMPLATE = "{}"
@@ -261,7 +262,7 @@ def compute_zstar(
     prompt_count = torch.bincount(batch.request_of[~batch.is_essence], minlength=n).float()
     unembed = model.get_submodule(arch.unembed)
     delta = torch.zeros(n, arch.d_model, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([delta], lr=hp.v_lr)
+    optimizer = Adam([delta], lr=hp.v_lr)
     h0 = torch.zeros(n, arch.d_model)
     kl_initial: torch.Tensor | None = None
     active = torch.ones(n, dtype=torch.bool)
