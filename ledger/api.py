@@ -11,26 +11,32 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ledger import audit, queries
 from ledger.chain import ChainRecord, commit_hash, finite, json_value, record_from_draft
-from ledger.db import check_schema, make_engine, transaction, upgrade
+from ledger.config import (
+    LEDGER_DIR,
+    find_ledger_url,
+    local_model_paths,
+    locate,
+    plan_connect,
+    plan_init,
+    write_config,
+)
+from ledger.db import check_schema, make_engine, transaction, upgrade, write_transaction
 from ledger.errors import (
     BlobCorruptError,
     BlobMissingError,
     ConflictError,
     InvalidBlobAddressError,
     LedgerError,
-    NotALedgerError,
     UnknownRefError,
 )
 from ledger.faults import fault_point
@@ -78,104 +84,23 @@ from ledger.models import (
     VersionRoundRow,
     VersionRow,
 )
-from ledger.object_store import default_cache_dir, is_store_url, open_store
+from ledger.object_store import default_cache_dir, open_store
 from ledger.records import ArtifactRef, EditRequest, Score, VersionDraft, canonical_json
 from ledger.store import validate_sha
+from ledger.values import checked_name, checked_time, short, utc_now
 
-LEDGER_DIR = ".editledger"
-CONFIG_FILE = "config.json"
-NAME = re.compile(
-    r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}"
-)  # branch and tag names: no `~`, spaces or leading `-`
 HEX_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 MAX_REF_LIST = 3
 
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def checked_time(created_at: str | None) -> str:
-    if created_at is None:
-        return utc_now()
-    try:
-        datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        raise LedgerError(f"created_at {created_at!r} is not an ISO-8601 time") from None
-    return created_at
-
-
-def checked_name(what: str, name: str) -> str:
-    if not NAME.fullmatch(name) or ".." in name or name.endswith(("/", ".")):
-        raise LedgerError(f"{what} name {name!r} is not allowed: use letters, digits, '.', '_', '-', '/'")
-    return name
-
-
-def short(commit: str | None) -> str:
-    return (commit or "none")[:12]
-
-
-# -------------------------------------------------------------------------------- finding a ledger
-def find_ledger_dir(start: Path | None = None) -> Path | None:
-    """The `.editledger/` of `start` or of its nearest parent that has one (as git finds `.git`)."""
-    here = Path(start or Path.cwd()).resolve()
-    for directory in (here, *here.parents):
-        if (directory / LEDGER_DIR / CONFIG_FILE).is_file():
-            return directory / LEDGER_DIR
-    return None
-
-
-def _read_config(ledger_dir: Path | None) -> dict[str, Any]:
-    if ledger_dir is None:
-        return {}
-    try:
-        return json.loads((ledger_dir / CONFIG_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise LedgerError(f"{ledger_dir / CONFIG_FILE}: unreadable ledger config ({error})") from None
-
-
-def _sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
-
-
-def _store_location(store: str | Path) -> str | Path:
-    """A `--store` value as kept: a URL as given (object storage), anything else as a directory path."""
-    return str(store).rstrip("/") if is_store_url(store) else Path(store)
-
-
-def locate(
-    start: Path | None = None, db_url: str | None = None, store_dir: str | Path | None = None
-) -> tuple[Path | None, str, str | Path]:
-    """(root, db_url, store) by precedence: arguments > EDITLEDGER_DB / EDITLEDGER_STORE > found config.
-    The store is a directory path or an object storage URL (`s3://bucket/prefix`)."""
-    ledger_dir = find_ledger_dir(start)
-    config = _read_config(ledger_dir)
-    url = db_url or os.environ.get("EDITLEDGER_DB") or config.get("db_url")
-    store = store_dir or os.environ.get("EDITLEDGER_STORE") or config.get("store")
-    if ledger_dir is not None:
-        url = url or _sqlite_url(ledger_dir / "ledger.db")
-        store = store or ledger_dir / "blobs"
-    if not url or not store:
-        where = Path(start or Path.cwd()).resolve()
-        raise NotALedgerError(f"no editledger ledger found in {where} or its parents: run `editledger init`")
-    return (ledger_dir.parent if ledger_dir else None), url, _store_location(store)
-
-
-def _config_store(store: str | Path) -> str:
-    return str(store).rstrip("/") if is_store_url(store) else str(Path(store).resolve())
-
-
-def find_ledger_url(start: Path | None = None) -> str:
-    return locate(start)[1]
+__all__ = ["Ledger", "find_ledger_url"]  # find_ledger_url lives in ledger.config; `cli` imports it from here
 
 
 class Ledger:
     def __init__(self, root: Path | None, db_url: str, store_dir: str | Path, migrate: bool = False) -> None:
         self.root = root
         self.db_url = db_url
-        config = _read_config(root / LEDGER_DIR) if root and (root / LEDGER_DIR / CONFIG_FILE).is_file() else {}
         # Where this machine keeps each base model (`connect --model NAME=PATH`); else its recorded path.
-        self.model_paths: dict[str, str] = dict(config.get("model_paths") or {})
+        self.model_paths: dict[str, str] = local_model_paths(root)
         # Remote blobs are cached on this machine: in this ledger directory's `cache/` unless told otherwise.
         self.store = open_store(store_dir, default_cache_dir(root / LEDGER_DIR if root else None))
         if migrate:
@@ -189,30 +114,14 @@ class Ledger:
 
     @classmethod
     def init(cls, root: Path, db_url: str | None = None, store_dir: str | Path | None = None) -> Ledger:
-        ledger_dir = Path(root).resolve() / LEDGER_DIR
-        if (ledger_dir / CONFIG_FILE).exists():
-            raise LedgerError(f"a ledger already exists in {ledger_dir}")
-        db_url = db_url or os.environ.get("EDITLEDGER_DB")
-        store = store_dir or os.environ.get("EDITLEDGER_STORE")
-        ledger_dir.mkdir(parents=True, exist_ok=True)
-        config: dict[str, Any] = {"format": 1}
-        if db_url:
-            config["db_url"] = db_url
-        if store:
-            config["store"] = _config_store(store)
-        ledger = cls(
-            ledger_dir.parent,
-            db_url or _sqlite_url(ledger_dir / "ledger.db"),
-            _store_location(store) if store else ledger_dir / "blobs",
-            migrate=True,
-        )
+        ledger_dir, settings, url, store = plan_init(root, db_url, store_dir)
+        ledger = cls(ledger_dir.parent, url, store, migrate=True)
         try:
             ledger.store.check_reachable()
         except BaseException:
             ledger.close()
             raise
-        # Written last: a ledger exists once its config does (a failed init can simply be run again).
-        (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        write_config(ledger_dir, settings)  # last: a ledger exists once its config does (a failed init can rerun)
         return ledger
 
     @classmethod
@@ -222,30 +131,18 @@ class Ledger:
         and that the store answers, then write `.editledger/config.json` so that later commands here use them.
         Only the URLs are written: credentials stay in the environment or the client's own configuration.
         `model_paths` says where this machine keeps base models whose recorded path is another machine's."""
-        ledger_dir = Path(root).resolve() / LEDGER_DIR
-        if (ledger_dir / CONFIG_FILE).exists():
-            raise LedgerError(f"a ledger is already configured in {ledger_dir}")
-        db_url = db_url or os.environ.get("EDITLEDGER_DB")
-        store = store or os.environ.get("EDITLEDGER_STORE")
-        if not db_url:
-            raise LedgerError("connect needs --db URL (or EDITLEDGER_DB): the shared ledger's database")
-        if not store:
-            raise LedgerError("connect needs --store URL (or EDITLEDGER_STORE): the shared blob store")
-        if not is_store_url(store) and not Path(store).is_dir():  # a shared directory must exist already
-            raise LedgerError(f"--store {store}: no such directory")
-        ledger = cls(ledger_dir.parent, db_url, _store_location(store))
+        ledger_dir, settings, url, location = plan_connect(root, db_url, store)
+        ledger = cls(ledger_dir.parent, url, location)
         try:
             ledger.store.check_reachable()
             for name, path in (model_paths or {}).items():
                 ledger.base_model(name)  # an unknown name is refused
                 if not Path(path).is_dir():
                     raise LedgerError(f"--model {name}={path}: no such directory")
-            ledger_dir.mkdir(parents=True, exist_ok=True)
-            config: dict[str, Any] = {"format": 1, "db_url": db_url, "store": _config_store(store)}
             if model_paths:
                 ledger.model_paths = {name: str(Path(path).resolve()) for name, path in model_paths.items()}
-                config["model_paths"] = ledger.model_paths
-            (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+                settings["model_paths"] = ledger.model_paths
+            write_config(ledger_dir, settings)
         except BaseException:
             ledger.close()
             raise
@@ -278,12 +175,8 @@ class Ledger:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        try:
-            with transaction(self.engine, write=True) as session:
-                yield session
-        except IntegrityError as error:
-            first_line = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            raise LedgerError(f"the database refused the write (nothing was written): {first_line}") from None
+        with write_transaction(self.engine) as session:
+            yield session
 
     def _insert_or_ignore(self, session: Session, model: type, rows: list[dict[str, Any]], key: str) -> None:
         """INSERT ... ON CONFLICT (key) DO NOTHING: a concurrent writer may insert the same content row."""
