@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -14,12 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ledger import audit, queries
+from ledger import audit, queries, refs
 from ledger.chain import ChainRecord, commit_hash, finite, json_value, record_from_draft
 from ledger.config import (
     LEDGER_DIR,
@@ -34,7 +33,6 @@ from ledger.db import check_schema, make_engine, transaction, upgrade, write_tra
 from ledger.errors import (
     BlobCorruptError,
     BlobMissingError,
-    ConflictError,
     InvalidBlobAddressError,
     LedgerError,
     UnknownRefError,
@@ -71,13 +69,11 @@ from ledger.models import (
     EditRequestRow,
     FootprintLayerRow,
     FootprintNeuronRow,
-    RefLogRow,
     RequestOutcomeRow,
     RequestPromptRow,
     ScoreRow,
     StatisticsLayerRow,
     StatisticsRow,
-    TagRow,
     VersionArtifactRow,
     VersionRequestRow,
     VersionRevertRow,
@@ -88,9 +84,6 @@ from ledger.object_store import default_cache_dir, open_store
 from ledger.records import ArtifactRef, EditRequest, Score, VersionDraft, canonical_json
 from ledger.store import validate_sha
 from ledger.values import checked_name, checked_time, short, utc_now
-
-HEX_PREFIX = re.compile(r"[0-9a-f]{4,64}")
-MAX_REF_LIST = 3
 
 __all__ = ["Ledger", "find_ledger_url"]  # find_ledger_url lives in ledger.config; `cli` imports it from here
 
@@ -188,69 +181,8 @@ class Ledger:
             session.execute(dialect_insert(model).values(part).on_conflict_do_nothing(index_elements=[key]))
 
     # ----------------------------------------------------------------------------------- resolving
-    def _branch_row(self, session: Session, name: str) -> BranchRow:
-        row = session.scalar(select(BranchRow).where(BranchRow.name == name))
-        if row is None:
-            raise UnknownRefError(f"unknown branch {name!r}")
-        return row
-
-    def _by_prefix(self, session: Session, column: Any, prefix: str) -> list[Any]:
-        # A range, not LIKE, so the unique index serves it on both backends ('g' sorts after every hex digit).
-        query = (
-            select(column).where(column >= prefix, column < prefix + "g").order_by(column).limit(MAX_REF_LIST)
-        )
-        return list(session.scalars(query))
-
-    def _named_id(self, session: Session, name: str, ref: str) -> int:
-        head = session.scalar(select(BranchRow.head_version_id).where(BranchRow.name == name))
-        if head is not None:
-            return head
-        tagged = session.scalar(select(TagRow.version_id).where(TagRow.name == name))
-        if tagged is not None:
-            return tagged
-        if HEX_PREFIX.fullmatch(name):
-            found = self._by_prefix(session, VersionRow.commit_hash, name)
-            if len(found) > 1:
-                raise UnknownRefError(
-                    f"ref {ref!r} is ambiguous: it starts {', '.join(short(h) for h in found)}"
-                )
-            if found:
-                return session.scalar(select(VersionRow.id).where(VersionRow.commit_hash == found[0]))  # type: ignore[return-value]
-        raise UnknownRefError(
-            f"unknown ref {ref!r}: not a branch, a tag or a commit hash (or a prefix of >= 4 hex)"
-        )
-
-    def _version_id(self, session: Session, ref: str) -> int:
-        name, *steps = str(ref).split("~")
-        if any(step and not step.isdigit() for step in steps):
-            raise UnknownRefError(f"unknown ref {ref!r}: `~` must be followed by a number")
-        back = sum(int(step) if step else 1 for step in steps)
-        version_id = self._named_id(session, name, ref)
-        if back:
-            depth = session.scalar(select(VersionRow.depth).where(VersionRow.id == version_id)) or 0
-            if back > depth:
-                raise UnknownRefError(f"unknown ref {ref!r}: {name!r} has only {depth} ancestors")
-            chain = queries.ancestry_cte(version_id, depth - back)
-            version_id = session.scalar(
-                select(VersionRow.id)
-                .join(chain, chain.c.id == VersionRow.id)
-                .where(VersionRow.depth == depth - back)
-            )  # type: ignore[assignment]
-        return version_id
-
     def _info(self, session: Session, version_id: int) -> VersionInfo:
         return queries.versions_by_id(session, [version_id])[version_id]
-
-    def _request_id(self, session: Session, ref: str) -> int:
-        ref = str(ref).strip().lower()
-        found = self._by_prefix(session, EditRequestRow.request_key, ref) if HEX_PREFIX.fullmatch(ref) else []
-        if len(found) > 1:
-            raise UnknownRefError(
-                f"request {ref!r} is ambiguous: it starts {', '.join(short(h) for h in found)}"
-            )
-        if not found:
-            raise UnknownRefError(f"unknown request {ref!r}: give a request key or a prefix of >= 4 hex")
-        return session.scalar(select(EditRequestRow.id).where(EditRequestRow.request_key == found[0]))  # type: ignore[return-value]
 
     # -------------------------------------------------------------------------------------- writes
     def add_base_model(
@@ -300,17 +232,7 @@ class Ledger:
             )
             session.add(branch_row)
             session.flush()
-            session.add(
-                RefLogRow(
-                    branch_id=branch_row.id,
-                    old_version_id=None,
-                    new_version_id=version.id,
-                    actor=author,
-                    message=f"base model {name}",
-                    created_at=created_at,
-                )
-            )
-            session.flush()
+            refs.log_move(session, branch_row.id, None, version.id, author, f"base model {name}", created_at)
             return self._info(session, version.id)
 
     def append_version(
@@ -320,14 +242,14 @@ class Ledger:
         created_at = checked_time(created_at)
         self._check_draft(draft)
         with self._write() as session:
-            branch_row = self._branch_row(session, branch)
+            branch_row = refs.branch_row(session, branch)
             parent = session.scalar(select(VersionRow).where(VersionRow.commit_hash == expected_head))
             if parent is None:
                 raise UnknownRefError(
                     f"expected head {expected_head!r} of branch {branch!r} is not a recorded version"
                 )
             # Claim the branch first: the compare-and-swap locks its row (PostgreSQL) before any insert.
-            self._move_head(session, branch_row, parent.id, parent.id, expected_head)
+            refs.move_head(session, branch_row, parent.id, parent.id, expected_head)
             base = session.get(BaseModelRow, parent.base_model_id)
             assert base is not None
             if draft.base_model != base.name:
@@ -336,41 +258,12 @@ class Ledger:
                     f"({base.name!r})"
                 )
             version = self._insert_version(session, draft, parent, base, created_at)
-            self._move_head(session, branch_row, parent.id, version.id, expected_head)
-            session.add(
-                RefLogRow(
-                    branch_id=branch_row.id,
-                    old_version_id=parent.id,
-                    new_version_id=version.id,
-                    actor=draft.author,
-                    message=f"{draft.kind}: {draft.reason}"[:1000],
-                    created_at=created_at,
-                )
-            )
-            session.flush()
+            refs.move_head(session, branch_row, parent.id, version.id, expected_head)
+            message = f"{draft.kind}: {draft.reason}"[:1000]
+            refs.log_move(session, branch_row.id, parent.id, version.id, draft.author, message, created_at)
             info = self._info(session, version.id)
             fault_point("ledger.append.before_commit")
         return info
-
-    def _move_head(
-        self, session: Session, branch_row: BranchRow, expected_id: int, new_id: int, expected_hash: str
-    ) -> None:
-        moved = session.execute(
-            update(BranchRow)
-            .where(BranchRow.id == branch_row.id, BranchRow.head_version_id == expected_id)
-            .values(head_version_id=new_id)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if moved != 1:
-            now = session.scalar(
-                select(VersionRow.commit_hash)
-                .join(BranchRow, BranchRow.head_version_id == VersionRow.id)
-                .where(BranchRow.id == branch_row.id)
-            )
-            raise ConflictError(
-                f"branch {branch_row.name!r} moved: expected {short(expected_hash)}, now {short(now)}; "
-                "nothing was written"
-            )
 
     def _check_draft(self, draft: VersionDraft) -> None:
         if draft.kind not in VERSION_KINDS or draft.kind == "base":
@@ -676,41 +569,10 @@ class Ledger:
         session.execute(ScoreRow.__table__.insert(), rows)
 
     def create_branch(self, name: str, at: str, actor: str = "unknown") -> BranchInfo:
-        checked_name("branch", name)
-        created_at = utc_now()
-        with self._write() as session:
-            if session.scalar(select(BranchRow.id).where(BranchRow.name == name)) is not None:
-                raise LedgerError(f"branch {name!r} already exists")
-            version_id = self._version_id(session, at)
-            version = session.get(VersionRow, version_id)
-            assert version is not None
-            row = BranchRow(
-                name=name,
-                head_version_id=version_id,
-                base_model_id=version.base_model_id,
-                created_at=created_at,
-            )
-            session.add(row)
-            session.flush()
-            session.add(
-                RefLogRow(
-                    branch_id=row.id,
-                    old_version_id=None,
-                    new_version_id=version_id,
-                    actor=actor,
-                    message=f"branch from {at}",
-                    created_at=created_at,
-                )
-            )
-            session.flush()
-            return self._branch_info(session, row)
+        return refs.create_branch(self.engine, name, at, actor)
 
     def tag(self, name: str, at: str) -> None:
-        checked_name("tag", name)
-        with self._write() as session:
-            if session.scalar(select(TagRow.id).where(TagRow.name == name)) is not None:
-                raise LedgerError(f"tag {name!r} already exists")
-            session.add(TagRow(name=name, version_id=self._version_id(session, at), created_at=utc_now()))
+        refs.tag(self.engine, name, at)
 
     def relocate_base_model(self, name: str, source_path: str, actor: str) -> None:
         """Record where base model `name` now lives (the caller has verified its state hash there). The path is
@@ -726,14 +588,14 @@ class Ledger:
 
     def record_scores(self, at: str, scores: list[Score]) -> None:
         with self._write() as session:
-            self._insert_scores(session, self._version_id(session, at), scores, utc_now())
+            self._insert_scores(session, refs.version_id(session, at), scores, utc_now())
 
     def record_audit(self, kind: str, actor: str, at: str | None, detail: dict[str, Any]) -> None:
         if kind not in AUDIT_KINDS:
             raise LedgerError(f"audit event kind {kind!r} is not one of {', '.join(AUDIT_KINDS)}")
         detail_json = canonical_json(json_value(detail, f"audit event {kind!r} detail"))
         with self._write() as session:
-            version_id = self._version_id(session, at) if at else None
+            version_id = refs.version_id(session, at) if at else None
             session.add(
                 AuditEventRow(
                     kind=kind,
@@ -860,37 +722,19 @@ class Ledger:
     # --------------------------------------------------------------------------------------- reads
     def resolve(self, ref: str) -> VersionInfo:
         with self._read() as session:
-            return self._info(session, self._version_id(session, ref))
-
-    def _branch_info(self, session: Session, row: BranchRow) -> BranchInfo:
-        head = session.get(VersionRow, row.head_version_id)
-        base = session.get(BaseModelRow, row.base_model_id)
-        assert head is not None and base is not None
-        return BranchInfo(
-            name=row.name,
-            head_hash=head.commit_hash,
-            base_model=base.name,
-            created_at=row.created_at,
-            depth=head.depth,
-        )
+            return self._info(session, refs.version_id(session, ref))
 
     def branch(self, name: str) -> BranchInfo:
         with self._read() as session:
-            return self._branch_info(session, self._branch_row(session, name))
+            return refs.branch(session, name)
 
     def branches(self) -> list[BranchInfo]:
         with self._read() as session:
-            return [
-                self._branch_info(session, row)
-                for row in session.scalars(select(BranchRow).order_by(BranchRow.name))
-            ]
+            return refs.branches(session)
 
     def tags(self) -> dict[str, str]:
         with self._read() as session:
-            query = select(TagRow.name, VersionRow.commit_hash).join(
-                VersionRow, VersionRow.id == TagRow.version_id
-            )
-            return dict(session.execute(query.order_by(TagRow.name)).all())
+            return refs.tags(session)
 
     @staticmethod
     def _base_info(row: BaseModelRow) -> BaseModelInfo:
@@ -924,18 +768,18 @@ class Ledger:
         if limit < 0 or offset < 0:
             raise LedgerError(f"log: limit ({limit}) and offset ({offset}) must not be negative")
         with self._read() as session:
-            return queries.ancestry(session, self._branch_row(session, branch).head_version_id, limit, offset)
+            return queries.ancestry(session, refs.branch_row(session, branch).head_version_id, limit, offset)
 
     def ancestry(self, ref: str) -> list[VersionInfo]:
         """Root (the base version) first, `ref` last."""
         with self._read() as session:
-            return queries.ancestry(session, self._version_id(session, ref))[::-1]
+            return queries.ancestry(session, refs.version_id(session, ref))[::-1]
 
     def lineage(self, ref: str) -> Lineage:
         """The rounds of `ref` and of each of its ancestors (see `ledger.history`), read in a fixed number of
         statements."""
         with self._read() as session:
-            return load_lineage(session, self._version_id(session, ref))
+            return load_lineage(session, refs.version_id(session, ref))
 
     def rounds(self, ref: str) -> list[Round]:
         """The rounds that produce version `ref` from its base, in order."""
@@ -943,28 +787,25 @@ class Ledger:
 
     def show(self, ref: str) -> VersionDetail:
         with self._read() as session:
-            return self._show(session, self._version_id(session, ref))
+            return self._show(session, refs.version_id(session, ref))
 
     def describe(self, ref: str) -> VersionDetail | RequestDetail:
         """A version (branch, tag, commit hash or prefix, `~N`) or else a request (key or prefix): what `show`
         prints. A hex prefix that starts both a commit and a request is refused as ambiguous."""
         with self._read() as session:
             try:
-                version_id = self._version_id(session, ref)
+                version_id = refs.version_id(session, ref)
             except UnknownRefError as not_a_version:
                 try:
-                    request_id = self._request_id(session, ref)
+                    request_id = refs.request_id(session, ref)
                 except UnknownRefError:
                     raise UnknownRefError(
                         f"unknown ref {ref!r}: not a branch, a tag, a commit or a request key (or a prefix of >= 4 hex)"
                     ) from not_a_version
                 return audit.request_detail(session, request_id)
             name = str(ref).split("~")[0]
-            named = session.scalar(select(BranchRow.id).where(BranchRow.name == name)) or session.scalar(
-                select(TagRow.id).where(TagRow.name == name)
-            )
-            if not named and "~" not in str(ref) and HEX_PREFIX.fullmatch(name):
-                requests = self._by_prefix(session, EditRequestRow.request_key, name)
+            if not refs.is_branch_or_tag(session, name) and "~" not in str(ref) and refs.HEX_PREFIX.fullmatch(name):
+                requests = refs.by_prefix(session, EditRequestRow.request_key, name)
                 if requests:
                     raise UnknownRefError(
                         f"ref {ref!r} is ambiguous: it starts a commit and request {short(requests[0])}; "
@@ -975,17 +816,17 @@ class Ledger:
     def request_detail(self, ref: str) -> RequestDetail:
         """One request (key or prefix): its fact, the versions that touched it, its scores over time."""
         with self._read() as session:
-            return audit.request_detail(session, self._request_id(session, ref))
+            return audit.request_detail(session, refs.request_id(session, ref))
 
     def live_edits(self, ref: str) -> list[LiveEdit]:
         """The requests in effect at a version, each with the version that made it."""
         with self._read() as session:
-            return audit.live_edits(session, self._version_id(session, ref))
+            return audit.live_edits(session, refs.version_id(session, ref))
 
     def latest_scores(self, ref: str) -> tuple[str | None, list[Score]]:
         """(commit, summary scores) of the newest version in `ref`'s history that recorded any."""
         with self._read() as session:
-            return audit.latest_scores(session, self._version_id(session, ref))
+            return audit.latest_scores(session, refs.version_id(session, ref))
 
     @property
     def ledger_id(self) -> str:
@@ -1007,11 +848,7 @@ class Ledger:
         ).all()
         requests = queries.requests_by_id(session, [rid for rid, _, _ in members])
         artifacts = queries.version_artifacts(session, version_id)
-        tags = list(
-            session.scalars(
-                select(TagRow.name).where(TagRow.version_id == version_id).order_by(TagRow.name)
-            )
-        )
+        tags = refs.version_tags(session, version_id)
         return VersionDetail(
             version=info,
             requests=[
@@ -1029,18 +866,18 @@ class Ledger:
     def ancestry_artifacts(self, ref: str) -> list[tuple[VersionInfo, list[ArtifactRef]]]:
         """`ancestry(ref)` with each version's blobs, read together (what a checkout needs, in two queries)."""
         with self._read() as session:
-            chain = queries.ancestry(session, self._version_id(session, ref))[::-1]
+            chain = queries.ancestry(session, refs.version_id(session, ref))[::-1]
             blobs = queries.artifacts_by_version(session, [v.id for v in chain])
             return [(version, blobs[version.id]) for version in chain]
 
     def artifacts(self, ref: str) -> list[ArtifactRef]:
         """The blobs a version recorded, in order (what `show` lists, without the rest of the version)."""
         with self._read() as session:
-            return queries.version_artifacts(session, self._version_id(session, ref))
+            return queries.version_artifacts(session, refs.version_id(session, ref))
 
     def request(self, ref: str) -> RequestInfo:
         with self._read() as session:
-            request = queries.requests_by_id(session, [self._request_id(session, ref)])
+            request = queries.requests_by_id(session, [refs.request_id(session, ref)])
             (only,) = request.values()
             return RequestInfo(request_key=only.request_key, request=only)
 
@@ -1049,7 +886,7 @@ class Ledger:
             raise LedgerError("history: give a subject or a request key")
         with self._read() as session:
             if request is not None:
-                ids = [self._request_id(session, request)]
+                ids = [refs.request_id(session, request)]
             else:
                 # Case and surrounding spaces do not matter: an auditor types the subject as they remember it.
                 # (SQLite's lower() folds ASCII only: other letters match in their recorded case.)
@@ -1065,7 +902,7 @@ class Ledger:
 
     def diff(self, a: str, b: str) -> VersionDiff:
         with self._read() as session:
-            id_a, id_b = self._version_id(session, a), self._version_id(session, b)
+            id_a, id_b = refs.version_id(session, a), refs.version_id(session, b)
             chain_a, chain_b = queries.ancestry_ids(session, id_a), queries.ancestry_ids(session, id_b)
             in_a, in_b = set(chain_a), set(chain_b)
             common = [v for v in chain_a if v in in_b]
@@ -1104,29 +941,7 @@ class Ledger:
     def ref_log(self, branch: str) -> list[RefLogEntry]:
         """Every move of the branch head, newest first."""
         with self._read() as session:
-            row = self._branch_row(session, branch)
-            entries = session.scalars(
-                select(RefLogRow).where(RefLogRow.branch_id == row.id).order_by(RefLogRow.id.desc())
-            ).all()
-            ids = {e.new_version_id for e in entries} | {
-                e.old_version_id for e in entries if e.old_version_id
-            }
-            hashes = dict(
-                session.execute(
-                    select(VersionRow.id, VersionRow.commit_hash).where(VersionRow.id.in_(ids))
-                ).all()
-            )
-            return [
-                RefLogEntry(
-                    branch,
-                    hashes.get(e.old_version_id) if e.old_version_id else None,
-                    hashes[e.new_version_id],
-                    e.actor,
-                    e.message,
-                    e.created_at,
-                )
-                for e in entries
-            ]
+            return refs.ref_log(session, branch)
 
     def _scores(self, session: Session, version_id: int) -> list[Score]:
         query = (
@@ -1142,7 +957,7 @@ class Ledger:
 
     def scores(self, at: str) -> list[Score]:
         with self._read() as session:
-            return self._scores(session, self._version_id(session, at))
+            return self._scores(session, refs.version_id(session, at))
 
     def audit_events(self, limit: int = 100) -> list[AuditEvent]:
         """Newest first."""
@@ -1275,7 +1090,7 @@ class Ledger:
 
     def _branch_commits(self, session: Session, name: str) -> list[str]:
         """Commit hashes of a branch, root first, walked through parent links (not trusting `depth`)."""
-        chain = queries.ancestry_cte(self._branch_row(session, name).head_version_id)
+        chain = queries.ancestry_cte(refs.branch_row(session, name).head_version_id)
         query = select(VersionRow.commit_hash, VersionRow.depth).join(chain, chain.c.id == VersionRow.id)
         return [commit for commit, _ in sorted(session.execute(query).all(), key=lambda row: row[1])]
 
