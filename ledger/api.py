@@ -9,7 +9,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ledger import audit, queries, refs
-from ledger.chain import ChainRecord, commit_hash, finite, json_value, record_from_draft
+from ledger import audit, base_models, events, queries, refs, statistics
+from ledger.chain import ChainRecord, commit_hash, json_value, record_from_draft
 from ledger.config import (
     LEDGER_DIR,
     find_ledger_url,
@@ -58,12 +57,10 @@ from ledger.infos import (
     VersionRequest,
 )
 from ledger.models import (
-    AUDIT_KINDS,
     OUTCOME_STATUSES,
     REQUEST_ROLES,
     VERSION_KINDS,
     ArtifactRow,
-    AuditEventRow,
     BaseModelRow,
     BranchRow,
     EditRequestRow,
@@ -71,9 +68,7 @@ from ledger.models import (
     FootprintNeuronRow,
     RequestOutcomeRow,
     RequestPromptRow,
-    ScoreRow,
     StatisticsLayerRow,
-    StatisticsRow,
     VersionArtifactRow,
     VersionRequestRow,
     VersionRevertRow,
@@ -82,6 +77,7 @@ from ledger.models import (
 )
 from ledger.object_store import default_cache_dir, open_store
 from ledger.records import ArtifactRef, EditRequest, Score, VersionDraft, canonical_json
+from ledger.scores import insert_scores, record_scores, version_scores
 from ledger.store import validate_sha
 from ledger.values import checked_name, checked_time, short, utc_now
 
@@ -301,7 +297,7 @@ class Ledger:
     def _request_ids(self, session: Session, requests: Sequence[EditRequest]) -> dict[str, int]:
         """Get or create each request by its content key (its prompts are written with it, once)."""
         unique = {r.request_key: r for r in requests}
-        ids = self._existing_request_ids(session, list(unique))
+        ids = queries.request_ids_by_key(session, list(unique))
         missing = [r for key, r in unique.items() if key not in ids]
         if missing:
             self._insert_or_ignore(
@@ -321,7 +317,7 @@ class Ledger:
                 ],
                 "request_key",
             )
-            created = self._existing_request_ids(session, [r.request_key for r in missing])
+            created = queries.request_ids_by_key(session, [r.request_key for r in missing])
             has_prompts = set(
                 session.scalars(
                     select(RequestPromptRow.request_id).where(
@@ -346,15 +342,6 @@ class Ledger:
             ids.update(created)
         return ids
 
-    def _existing_request_ids(self, session: Session, keys: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for part in queries.chunks(keys):
-            query = select(EditRequestRow.request_key, EditRequestRow.id).where(
-                EditRequestRow.request_key.in_(part)
-            )
-            found.update({key: rid for key, rid in session.execute(query)})
-        return found
-
     def _insert_version(
         self,
         session: Session,
@@ -367,7 +354,7 @@ class Ledger:
         request_ids = self._request_ids(session, [e.request for e in draft.requests])
         for outcome in draft.outcomes:
             if outcome.request_key not in request_ids:
-                request_ids.update(self._existing_request_ids(session, [outcome.request_key]))
+                request_ids.update(queries.request_ids_by_key(session, [outcome.request_key]))
             if outcome.request_key not in request_ids:
                 raise LedgerError(
                     f"outcome names request {short(outcome.request_key)}, which is neither in the draft "
@@ -429,7 +416,7 @@ class Ledger:
                 ],
             )
         self._insert_artifacts(session, version.id, draft.artifacts)
-        self._insert_scores(session, version.id, draft.scores, created_at)
+        insert_scores(session, version.id, draft.scores, created_at)
         if record.revert is not None:
             self._insert_revert(session, version, record, request_ids)
         return version
@@ -455,7 +442,7 @@ class Ledger:
             if commit is not None and commit not in ancestors:
                 raise LedgerError(f"revert draft: its {what} {short(commit)} is not an ancestor of the new version")
         keys = sorted({k for r in revert.rounds for k in r.request_keys} - set(request_ids))
-        request_ids.update(self._existing_request_ids(session, keys))
+        request_ids.update(queries.request_ids_by_key(session, keys))
         unknown = [k for k in keys if k not in request_ids]
         if unknown:
             raise LedgerError(f"revert draft: replayed request {short(unknown[0])} is not recorded")
@@ -543,31 +530,6 @@ class Ledger:
             ],
         )
 
-    def _insert_scores(
-        self, session: Session, version_id: int, scores: Sequence[Score], created_at: str
-    ) -> None:
-        if not scores:
-            return
-        keys = sorted({s.request_key for s in scores if s.request_key})
-        ids = self._existing_request_ids(session, keys)
-        rows = []
-        for s in scores:
-            if s.request_key and s.request_key not in ids:
-                raise LedgerError(
-                    f"score {s.metric!r}: request {short(s.request_key)} is not recorded in this ledger"
-                )
-            rows.append(
-                {
-                    "version_id": version_id,
-                    "request_id": ids.get(s.request_key or ""),
-                    "suite": s.suite,
-                    "metric": s.metric,
-                    "value": finite(s.value, f"score {s.metric!r}"),
-                    "created_at": created_at,
-                }
-            )
-        session.execute(ScoreRow.__table__.insert(), rows)
-
     def create_branch(self, name: str, at: str, actor: str = "unknown") -> BranchInfo:
         return refs.create_branch(self.engine, name, at, actor)
 
@@ -575,36 +537,14 @@ class Ledger:
         refs.tag(self.engine, name, at)
 
     def relocate_base_model(self, name: str, source_path: str, actor: str) -> None:
-        """Record where base model `name` now lives (the caller has verified its state hash there). The path is
-        not in any commit hash; the move is kept as a `relocate` audit event with the old and new paths."""
-        with self._write() as session:
-            row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == name))
-            if row is None:
-                raise UnknownRefError(f"unknown base model {name!r}")
-            old, row.source_path = row.source_path, source_path
-            session.add(AuditEventRow(kind="relocate", actor=actor, created_at=utc_now(), version_id=None,
-                                      detail_json=canonical_json({"model": name, "from": old, "to": source_path,
-                                                                  "state_hash": row.state_hash})))
+        """Record where base model `name` now lives (the caller has verified its state hash there)."""
+        base_models.relocate(self.engine, name, source_path, actor)
 
     def record_scores(self, at: str, scores: list[Score]) -> None:
-        with self._write() as session:
-            self._insert_scores(session, refs.version_id(session, at), scores, utc_now())
+        record_scores(self.engine, at, scores)
 
     def record_audit(self, kind: str, actor: str, at: str | None, detail: dict[str, Any]) -> None:
-        if kind not in AUDIT_KINDS:
-            raise LedgerError(f"audit event kind {kind!r} is not one of {', '.join(AUDIT_KINDS)}")
-        detail_json = canonical_json(json_value(detail, f"audit event {kind!r} detail"))
-        with self._write() as session:
-            version_id = refs.version_id(session, at) if at else None
-            session.add(
-                AuditEventRow(
-                    kind=kind,
-                    actor=actor,
-                    created_at=utc_now(),
-                    version_id=version_id,
-                    detail_json=detail_json,
-                )
-            )
+        events.record_audit(self.engine, kind, actor, at, detail)
 
     def record_statistics(
         self,
@@ -618,72 +558,14 @@ class Ledger:
     ) -> StatisticsInfo:
         """Record which corpus, samples and dtype a base model's C0 blobs (layer -> sha256) came from. The same
         record twice is kept once."""
-        created_at = checked_time(created_at)
-        for layer, sha in blobs.items():
-            try:
-                validate_sha(sha)
-            except InvalidBlobAddressError as error:
-                raise LedgerError(f"statistics of layer {layer}: {error}") from None
-            if not self.store.has(sha):
-                raise BlobMissingError(f"statistics of layer {layer}: blob {sha} is not in the store (put it first)")
-        validate_sha(corpus_sha256)
-        wanted = StatisticsInfo(
-            base_model,
-            str(corpus_path),
-            corpus_sha256,
-            int(sample_count),
-            dtype,
-            {int(k): v for k, v in sorted(blobs.items())},
-            created_at,
+        return statistics.record_statistics(
+            self.engine, self.store, base_model, corpus_path, corpus_sha256, sample_count, dtype, blobs, created_at
         )
-        with self._write() as session:
-            base_id = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == base_model))
-            if base_id is None:
-                raise UnknownRefError(f"unknown base model {base_model!r}")
-            for known in self._statistics(session, base_id):
-                if replace(known, created_at=created_at) == wanted:
-                    return known
-            row = StatisticsRow(
-                base_model_id=base_id,
-                corpus_path=wanted.corpus_path,
-                corpus_sha256=corpus_sha256,
-                sample_count=wanted.sample_count,
-                dtype=dtype,
-                created_at=created_at,
-            )
-            session.add(row)
-            session.flush()
-            session.add_all(
-                StatisticsLayerRow(statistics_id=row.id, layer=layer, sha256=sha) for layer, sha in wanted.blobs.items()
-            )
-        return wanted
-
-    def _statistics(self, session: Session, base_id: int) -> list[StatisticsInfo]:
-        name = session.scalar(select(BaseModelRow.name).where(BaseModelRow.id == base_id))
-        rows = session.scalars(
-            select(StatisticsRow).where(StatisticsRow.base_model_id == base_id).order_by(StatisticsRow.id.desc())
-        ).all()
-        blobs: dict[int, dict[int, str]] = defaultdict(dict)
-        for statistics_id, layer, sha in session.execute(
-            select(StatisticsLayerRow.statistics_id, StatisticsLayerRow.layer, StatisticsLayerRow.sha256)
-            .where(StatisticsLayerRow.statistics_id.in_([r.id for r in rows]))
-            .order_by(StatisticsLayerRow.statistics_id, StatisticsLayerRow.layer)
-        ):
-            blobs[statistics_id][layer] = sha
-        return [
-            StatisticsInfo(
-                name or "", r.corpus_path, r.corpus_sha256, r.sample_count, r.dtype, blobs[r.id], r.created_at
-            )
-            for r in rows
-        ]
 
     def statistics(self, base_model: str) -> list[StatisticsInfo]:
         """The C0 statistics recorded for a base model, newest first."""
         with self._read() as session:
-            base_id = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == base_model))
-            if base_id is None:
-                raise UnknownRefError(f"unknown base model {base_model!r}")
-            return self._statistics(session, base_id)
+            return statistics.statistics(session, base_model)
 
     def gc(self, dry_run: bool = True, grace_seconds: float | None = None) -> list[str]:
         """Blobs in the store that nothing references (no artifact row, no statistics record, no cache index
@@ -736,32 +618,13 @@ class Ledger:
         with self._read() as session:
             return refs.tags(session)
 
-    @staticmethod
-    def _base_info(row: BaseModelRow) -> BaseModelInfo:
-        return BaseModelInfo(
-            name=row.name,
-            state_hash=row.state_hash,
-            architecture=row.architecture,
-            config=json.loads(row.config_json),
-            source_path=row.source_path,
-            hub_id=row.hub_id,
-            revision=row.revision,
-            created_at=row.created_at,
-        )
-
     def base_model(self, name: str) -> BaseModelInfo:
         with self._read() as session:
-            row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == name))
-            if row is None:
-                raise UnknownRefError(f"unknown base model {name!r}")
-            return self._base_info(row)
+            return base_models.base_model(session, name)
 
     def base_models(self) -> list[BaseModelInfo]:
         with self._read() as session:
-            return [
-                self._base_info(row)
-                for row in session.scalars(select(BaseModelRow).order_by(BaseModelRow.id))
-            ]
+            return base_models.base_models(session)
 
     def log(self, branch: str, limit: int = 20, offset: int = 0) -> list[VersionInfo]:
         """Versions of `branch`, newest first, one page."""
@@ -858,7 +721,7 @@ class Ledger:
             footprint=list(record.footprint),
             outcomes=list(record.outcomes),
             artifacts=artifacts,
-            scores=self._scores(session, version_id),
+            scores=version_scores(session, version_id),
             tags=tags,
             revert=record.revert,
         )
@@ -943,35 +806,14 @@ class Ledger:
         with self._read() as session:
             return refs.ref_log(session, branch)
 
-    def _scores(self, session: Session, version_id: int) -> list[Score]:
-        query = (
-            select(ScoreRow, EditRequestRow.request_key)
-            .outerjoin(EditRequestRow, EditRequestRow.id == ScoreRow.request_id)
-            .where(ScoreRow.version_id == version_id)
-            .order_by(ScoreRow.id)
-        )
-        return [
-            Score(metric=s.metric, value=s.value, request_key=key, suite=s.suite)
-            for s, key in session.execute(query)
-        ]
-
     def scores(self, at: str) -> list[Score]:
         with self._read() as session:
-            return self._scores(session, refs.version_id(session, at))
+            return version_scores(session, refs.version_id(session, at))
 
     def audit_events(self, limit: int = 100) -> list[AuditEvent]:
         """Newest first."""
         with self._read() as session:
-            query = (
-                select(AuditEventRow, VersionRow.commit_hash)
-                .outerjoin(VersionRow, VersionRow.id == AuditEventRow.version_id)
-                .order_by(AuditEventRow.id.desc())
-                .limit(limit)
-            )
-            return [
-                AuditEvent(e.id, e.kind, e.actor, e.created_at, commit, json.loads(e.detail_json))
-                for e, commit in session.execute(query)
-            ]
+            return events.audit_events(session, limit)
 
     # ----------------------------------------------------------------------------------- integrity
     def verify(self, check_blobs: bool = True, checkpoint: Path | None = None) -> VerifyReport:
