@@ -7,18 +7,16 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ledger import audit, base_models, events, queries, refs, statistics
-from ledger.chain import ChainRecord, commit_hash, json_value, record_from_draft
+from ledger import audit, base_models, events, queries, refs, statistics, writing
+from ledger.chain import ChainRecord, commit_hash
 from ledger.config import (
     LEDGER_DIR,
     find_ledger_url,
@@ -28,7 +26,7 @@ from ledger.config import (
     plan_init,
     write_config,
 )
-from ledger.db import check_schema, make_engine, transaction, upgrade, write_transaction
+from ledger.db import check_schema, make_engine, transaction, upgrade
 from ledger.errors import (
     BlobCorruptError,
     BlobMissingError,
@@ -36,7 +34,6 @@ from ledger.errors import (
     LedgerError,
     UnknownRefError,
 )
-from ledger.faults import fault_point
 from ledger.history import Lineage, Round, load_lineage
 from ledger.infos import (
     AuditEvent,
@@ -57,29 +54,18 @@ from ledger.infos import (
     VersionRequest,
 )
 from ledger.models import (
-    OUTCOME_STATUSES,
-    REQUEST_ROLES,
-    VERSION_KINDS,
     ArtifactRow,
-    BaseModelRow,
     BranchRow,
     EditRequestRow,
-    FootprintLayerRow,
-    FootprintNeuronRow,
-    RequestOutcomeRow,
-    RequestPromptRow,
     StatisticsLayerRow,
     VersionArtifactRow,
     VersionRequestRow,
-    VersionRevertRow,
-    VersionRoundRow,
     VersionRow,
 )
 from ledger.object_store import default_cache_dir, open_store
-from ledger.records import ArtifactRef, EditRequest, Score, VersionDraft, canonical_json
-from ledger.scores import insert_scores, record_scores, version_scores
-from ledger.store import validate_sha
-from ledger.values import checked_name, checked_time, short, utc_now
+from ledger.records import ArtifactRef, Score, VersionDraft
+from ledger.scores import record_scores, version_scores
+from ledger.values import short, utc_now
 
 __all__ = ["Ledger", "find_ledger_url"]  # find_ledger_url lives in ledger.config; `cli` imports it from here
 
@@ -162,25 +148,11 @@ class Ledger:
         with transaction(self.engine) as session:
             yield session
 
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with write_transaction(self.engine) as session:
-            yield session
-
-    def _insert_or_ignore(self, session: Session, model: type, rows: list[dict[str, Any]], key: str) -> None:
-        """INSERT ... ON CONFLICT (key) DO NOTHING: a concurrent writer may insert the same content row."""
-        dialect_insert = (
-            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
-        for start in range(0, len(rows), queries.CHUNK // 4):
-            part = rows[start : start + queries.CHUNK // 4]
-            session.execute(dialect_insert(model).values(part).on_conflict_do_nothing(index_elements=[key]))
-
     # ----------------------------------------------------------------------------------- resolving
     def _info(self, session: Session, version_id: int) -> VersionInfo:
         return queries.versions_by_id(session, [version_id])[version_id]
 
-    # -------------------------------------------------------------------------------------- writes
+    # -------------------------------------------------------------------------- writes (ledger.writing)
     def add_base_model(
         self,
         name: str,
@@ -195,340 +167,16 @@ class Ledger:
         revision: str | None = None,
         created_at: str | None = None,
     ) -> VersionInfo:
-        checked_name("base model", name)
-        checked_name("branch", branch)
-        created_at = checked_time(created_at)
-        with self._write() as session:
-            if session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == name)) is not None:
-                raise LedgerError(f"base model {name!r} is already recorded")
-            if session.scalar(select(BranchRow.id).where(BranchRow.name == branch)) is not None:
-                raise LedgerError(f"branch {branch!r} already exists: give the new base model its own branch")
-            base = BaseModelRow(
-                name=name,
-                state_hash=state_hash,
-                architecture=architecture,
-                config_json=canonical_json(json_value(config, f"base model {name!r} config")),
-                source_path=source_path,
-                hub_id=hub_id,
-                revision=revision,
-                created_at=created_at,
-            )
-            session.add(base)
-            session.flush()
-            draft = VersionDraft(
-                kind="base",
-                base_model=name,
-                state_hash=state_hash,
-                author=author,
-                reason=f"base model {name}",
-            )
-            version = self._insert_version(session, draft, None, base, created_at)
-            branch_row = BranchRow(
-                name=branch, head_version_id=version.id, base_model_id=base.id, created_at=created_at
-            )
-            session.add(branch_row)
-            session.flush()
-            refs.log_move(session, branch_row.id, None, version.id, author, f"base model {name}", created_at)
-            return self._info(session, version.id)
+        return writing.add_base_model(
+            self.engine, name, state_hash, architecture, config, source_path,
+            branch=branch, author=author, hub_id=hub_id, revision=revision, created_at=created_at,
+        )
 
     def append_version(
         self, draft: VersionDraft, branch: str, expected_head: str, created_at: str | None = None
     ) -> VersionInfo:
         """Record `draft` as the new head of `branch` if (and only if) the head is still `expected_head`."""
-        created_at = checked_time(created_at)
-        self._check_draft(draft)
-        with self._write() as session:
-            branch_row = refs.branch_row(session, branch)
-            parent = session.scalar(select(VersionRow).where(VersionRow.commit_hash == expected_head))
-            if parent is None:
-                raise UnknownRefError(
-                    f"expected head {expected_head!r} of branch {branch!r} is not a recorded version"
-                )
-            # Claim the branch first: the compare-and-swap locks its row (PostgreSQL) before any insert.
-            refs.move_head(session, branch_row, parent.id, parent.id, expected_head)
-            base = session.get(BaseModelRow, parent.base_model_id)
-            assert base is not None
-            if draft.base_model != base.name:
-                raise LedgerError(
-                    f"draft base model {draft.base_model!r} is not the base of branch {branch!r} "
-                    f"({base.name!r})"
-                )
-            version = self._insert_version(session, draft, parent, base, created_at)
-            refs.move_head(session, branch_row, parent.id, version.id, expected_head)
-            message = f"{draft.kind}: {draft.reason}"[:1000]
-            refs.log_move(session, branch_row.id, parent.id, version.id, draft.author, message, created_at)
-            info = self._info(session, version.id)
-            fault_point("ledger.append.before_commit")
-        return info
-
-    def _check_draft(self, draft: VersionDraft) -> None:
-        if draft.kind not in VERSION_KINDS or draft.kind == "base":
-            raise LedgerError(f"draft kind {draft.kind!r}: expected one of {', '.join(VERSION_KINDS[1:])}")
-        if (draft.revert is not None) != (draft.kind == "revert"):
-            raise LedgerError(
-                f"draft kind {draft.kind!r}: a revert, and only a revert, records its anchor and rounds "
-                "(VersionDraft.revert)"
-            )
-        for position, entry in enumerate(draft.requests):
-            if entry.role not in REQUEST_ROLES:
-                raise LedgerError(
-                    f"draft request {position} ({entry.request.subject!r}): role {entry.role!r} is not "
-                    f"one of {', '.join(REQUEST_ROLES)}"
-                )
-        for outcome in draft.outcomes:
-            if outcome.status not in OUTCOME_STATUSES:
-                raise LedgerError(
-                    f"outcome of request {short(outcome.request_key)}: status {outcome.status!r} is "
-                    f"not one of {', '.join(OUTCOME_STATUSES)}"
-                )
-        for artifact in draft.artifacts:
-            try:
-                validate_sha(artifact.sha256)
-            except InvalidBlobAddressError as error:
-                raise LedgerError(f"artifact {artifact.role!r}: {error}") from None
-            if not self.store.has(artifact.sha256):
-                raise BlobMissingError(
-                    f"artifact {artifact.role!r}: blob {artifact.sha256} is not in the store "
-                    f"{self.store.location} (put it first); nothing was written"
-                )
-            if artifact.size_bytes < 0:
-                raise LedgerError(f"artifact {artifact.role!r}: size_bytes {artifact.size_bytes} is negative")
-
-    def _request_ids(self, session: Session, requests: Sequence[EditRequest]) -> dict[str, int]:
-        """Get or create each request by its content key (its prompts are written with it, once)."""
-        unique = {r.request_key: r for r in requests}
-        ids = queries.request_ids_by_key(session, list(unique))
-        missing = [r for key, r in unique.items() if key not in ids]
-        if missing:
-            self._insert_or_ignore(
-                session,
-                EditRequestRow,
-                [
-                    {
-                        "request_key": r.request_key,
-                        "subject": r.subject,
-                        "prompt": r.prompt,
-                        "target_new": r.target_new,
-                        "target_true": r.target_true,
-                        "relation_id": r.relation_id,
-                        "case_id": r.case_id,
-                    }
-                    for r in missing
-                ],
-                "request_key",
-            )
-            created = queries.request_ids_by_key(session, [r.request_key for r in missing])
-            has_prompts = set(
-                session.scalars(
-                    select(RequestPromptRow.request_id).where(
-                        RequestPromptRow.request_id.in_(list(created.values()))
-                    )
-                )
-            )
-            prompts = [
-                {
-                    "request_id": created[r.request_key],
-                    "position": i,
-                    "kind": p.kind,
-                    "text": p.text,
-                    "target": p.target,
-                }
-                for r in missing
-                if created[r.request_key] not in has_prompts
-                for i, p in enumerate(r.eval_prompts)
-            ]
-            if prompts:
-                session.execute(RequestPromptRow.__table__.insert(), prompts)
-            ids.update(created)
-        return ids
-
-    def _insert_version(
-        self,
-        session: Session,
-        draft: VersionDraft,
-        parent: VersionRow | None,
-        base: BaseModelRow,
-        created_at: str,
-    ) -> VersionRow:
-        record = record_from_draft(draft, base.state_hash, created_at)
-        request_ids = self._request_ids(session, [e.request for e in draft.requests])
-        for outcome in draft.outcomes:
-            if outcome.request_key not in request_ids:
-                request_ids.update(queries.request_ids_by_key(session, [outcome.request_key]))
-            if outcome.request_key not in request_ids:
-                raise LedgerError(
-                    f"outcome names request {short(outcome.request_key)}, which is neither in the draft "
-                    "nor recorded"
-                )
-        version = VersionRow(
-            commit_hash=commit_hash(parent.commit_hash if parent else None, record),
-            parent_id=parent.id if parent else None,
-            base_model_id=base.id,
-            kind=record.kind,
-            author=record.author,
-            reason=record.reason,
-            created_at=created_at,
-            method=record.method,
-            hparams_json=canonical_json(record.hparams),
-            environment_json=canonical_json(record.environment),
-            extra_json=canonical_json(record.extra),
-            state_hash=record.state_hash,
-            depth=parent.depth + 1 if parent else 0,
-            n_requests=len(record.requests),
-        )
-        if (
-            session.scalar(select(VersionRow.id).where(VersionRow.commit_hash == version.commit_hash))
-            is not None
-        ):
-            raise LedgerError(
-                f"version {version.commit_hash} is already recorded (same parent, content and time)"
-            )
-        session.add(version)
-        session.flush()
-        if record.requests:
-            session.execute(
-                VersionRequestRow.__table__.insert(),
-                [
-                    {"version_id": version.id, "position": i, "request_id": request_ids[key], "role": role}
-                    for i, (key, role) in enumerate(record.requests)
-                ],
-            )
-        self._insert_footprint(session, version.id, record)
-        if record.outcomes:
-            session.execute(
-                RequestOutcomeRow.__table__.insert(),
-                [
-                    {
-                        "version_id": version.id,
-                        "position": i,
-                        "request_id": request_ids[o.request_key],
-                        "residual_before": o.residual_before,
-                        "residual_after": o.residual_after,
-                        "status": o.status,
-                        "zstar_loss": o.zstar_loss,
-                        "zstar_target_prob": o.zstar_target_prob,
-                        "target_prob_before": o.target_prob_before,
-                        "target_prob_after": o.target_prob_after,
-                        "already_true": o.already_true,
-                        "took": o.took,
-                    }
-                    for i, o in enumerate(record.outcomes)
-                ],
-            )
-        self._insert_artifacts(session, version.id, draft.artifacts)
-        insert_scores(session, version.id, draft.scores, created_at)
-        if record.revert is not None:
-            self._insert_revert(session, version, record, request_ids)
-        return version
-
-    def _insert_revert(
-        self, session: Session, version: VersionRow, record: ChainRecord, request_ids: dict[str, int]
-    ) -> None:
-        """The typed revert record: its anchor and the revert it undoes must be ancestors (so must every round's
-        source), and every replayed request must be recorded."""
-        revert = record.revert
-        assert revert is not None
-        ancestors = dict(
-            session.execute(
-                select(VersionRow.commit_hash, VersionRow.id).join(
-                    chain := queries.ancestry_cte(version.parent_id),  # type: ignore[arg-type]
-                    chain.c.id == VersionRow.id,
-                )
-            ).all()
-        )
-        named = [("anchor", revert.anchor), ("reverted version", revert.reverted_version)]
-        named += [(f"round {i} source", r.source) for i, r in enumerate(revert.rounds)]
-        for what, commit in named:
-            if commit is not None and commit not in ancestors:
-                raise LedgerError(f"revert draft: its {what} {short(commit)} is not an ancestor of the new version")
-        keys = sorted({k for r in revert.rounds for k in r.request_keys} - set(request_ids))
-        request_ids.update(queries.request_ids_by_key(session, keys))
-        unknown = [k for k in keys if k not in request_ids]
-        if unknown:
-            raise LedgerError(f"revert draft: replayed request {short(unknown[0])} is not recorded")
-        session.add(
-            VersionRevertRow(
-                version_id=version.id,
-                anchor_version_id=ancestors[revert.anchor],
-                reverted_version_id=ancestors[revert.reverted_version] if revert.reverted_version else None,
-            )
-        )
-        rows = [
-            {
-                "version_id": version.id,
-                "round": i,
-                "position": j,
-                "source_version_id": ancestors[r.source],
-                "request_id": request_ids[key],
-            }
-            for i, r in enumerate(revert.rounds)
-            for j, key in enumerate(r.request_keys)
-        ]
-        if rows:
-            session.execute(VersionRoundRow.__table__.insert(), rows)
-        session.flush()
-
-    def _insert_footprint(self, session: Session, version_id: int, record: ChainRecord) -> None:
-        if not record.footprint:
-            return
-        layers = [
-            {
-                "version_id": version_id,
-                "position": i,
-                "layer": f.layer,
-                "pass_index": f.pass_index,
-                "n_neurons": len(f.neurons),
-                "delta_norm": f.delta_norm,
-            }
-            for i, f in enumerate(record.footprint)
-        ]
-        # One executemany and one read of the ids by (version, position): two statements for any footprint
-        # (an ordered INSERT ... RETURNING runs row by row on SQLite).
-        session.execute(FootprintLayerRow.__table__.insert(), layers)
-        id_of = dict(
-            session.execute(
-                select(FootprintLayerRow.position, FootprintLayerRow.id).where(
-                    FootprintLayerRow.version_id == version_id
-                )
-            ).all()
-        )
-        layer_ids = [id_of[i] for i in range(len(layers))]
-        neurons = [
-            {
-                "footprint_layer_id": layer_id,
-                "position": j,
-                "version_id": version_id,
-                "layer": f.layer,
-                "neuron": neuron,
-            }
-            for layer_id, f in zip(layer_ids, record.footprint, strict=True)
-            for j, neuron in enumerate(f.neurons)
-        ]
-        if neurons:
-            session.execute(FootprintNeuronRow.__table__.insert(), neurons)
-
-    def _insert_artifacts(self, session: Session, version_id: int, artifacts: Sequence[ArtifactRef]) -> None:
-        if not artifacts:
-            return
-        unique = {a.sha256: a for a in artifacts}
-        self._insert_or_ignore(
-            session,
-            ArtifactRow,
-            [{"sha256": a.sha256, "kind": a.kind, "size_bytes": a.size_bytes} for a in unique.values()],
-            "sha256",
-        )
-        ids = dict(
-            session.execute(
-                select(ArtifactRow.sha256, ArtifactRow.id).where(ArtifactRow.sha256.in_(list(unique)))
-            ).all()
-        )
-        session.execute(
-            VersionArtifactRow.__table__.insert(),
-            [
-                {"version_id": version_id, "position": i, "artifact_id": ids[a.sha256], "role": a.role}
-                for i, a in enumerate(artifacts)
-            ],
-        )
+        return writing.append_version(self.engine, self.store, draft, branch, expected_head, created_at)
 
     def create_branch(self, name: str, at: str, actor: str = "unknown") -> BranchInfo:
         return refs.create_branch(self.engine, name, at, actor)
