@@ -18,6 +18,7 @@ from torch import nn
 from editor.errors import HparamsError, SolveError
 from editor.hparams import EditHparams
 from editor.model import LoadedModel, is_conv1d, read_columns, write_columns
+from editor.phases import phase
 from editor.targets import (
     compute_keys,
     compute_zstar,
@@ -118,6 +119,7 @@ def apply_changes(model: nn.Module, changes: Iterable[ColumnChange]) -> None:
         write_columns(weight, change.columns, change.new, _owner_is_conv1d(model, change.weight_name))
 
 
+@phase("write")
 @torch.no_grad()
 def diff_changes(model: nn.Module, before: Mapping[str, torch.Tensor]) -> dict[str, ColumnChange]:
     """The columns of each weight in `before` whose values now differ, with exact old and new values (CPU)."""
@@ -159,6 +161,7 @@ def weights_in_place(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> I
                 model.get_parameter(name).copy_(current)
 
 
+@phase("write")
 def add_to_columns(
     state: EditState, layer: int, columns: torch.Tensor, delta: torch.Tensor, pass_index: int
 ) -> FootprintLayer:
@@ -242,6 +245,7 @@ def _checked(layer: int, solve) -> torch.Tensor:
     return result
 
 
+@phase("solve")
 def solve_columns(
     state: EditState,
     layer: int,
@@ -283,6 +287,7 @@ def nullspace_projector(state: EditState, layer: int) -> torch.Tensor:
     return state.projectors[layer]
 
 
+@phase("solve")
 def solve_projected(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """AlphaEdit: ΔW = R Kᵀ P (Cp P + K Kᵀ P + μI)⁻¹, solved as (P (Cp + K Kᵀ) + μI) X = P K Rᵀ, ΔW = Xᵀ."""
     projector = nullspace_projector(state, layer)
@@ -292,6 +297,7 @@ def solve_projected(state: EditState, layer: int, keys: torch.Tensor, residual: 
     return _checked(layer, lambda: torch.linalg.solve(matrix, rhs).T)
 
 
+@phase("solve")
 def solve_rank_one(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """ΔW = r uᵀ with u = C0⁻¹K (Kᵀ C0⁻¹ K)⁻¹ 1: of all rank-one changes that add r at every key (column of
     K), the one smallest in the C0 norm. One key gives ROME's u = C0⁻¹k / (kᵀ C0⁻¹ k)."""
@@ -305,6 +311,7 @@ def solve_rank_one(state: EditState, layer: int, keys: torch.Tensor, residual: t
     return _checked(layer, solve)
 
 
+@phase("Cp")
 def add_keys_to_cp(cp: dict[int, torch.Tensor], keys: Mapping[int, torch.Tensor]) -> None:
     """Cp_l += K Kᵀ in float64, layers in ascending order: the one way Cp grows (recording and rebuilding)."""
     for layer in sorted(keys):
