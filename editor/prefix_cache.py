@@ -37,9 +37,10 @@ class _PrefixLayer(DynamicLayer):
             return key_states, value_states
         if self.keys_all is None:
             raise RuntimeError("a block that was not recorded ran in a step (its prefix is unknown)")
+        rows = self.rows.to(self.keys_all.device)  # a block may sit on another device than the model's inputs
         return (
-            torch.cat([self.keys_all[self.rows], key_states], dim=-2),
-            torch.cat([self.values_all[self.rows], value_states], dim=-2),
+            torch.cat([self.keys_all[rows], key_states], dim=-2),
+            torch.cat([self.values_all[rows], value_states], dim=-2),
         )
 
     def get_seq_length(self) -> int:
