@@ -27,7 +27,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	# two workers, one per core; a test file stays on one worker (its module fixtures are built once)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/editledger demo

@@ -1,6 +1,7 @@
 """Engine speed on a GPT-2-style model of about 100M parameters (random weights, word tokenizer), made here.
 
-Measures seconds per request for a round of 32 with each method; z* for 32 requests batched vs one request
+Measures seconds per request for a round of 32 with each method and where they go (seconds per phase: z*,
+keys, hidden states, solve, write, Cp, the outcome measurements); z* for 32 requests batched vs one request
 at a time (goal >= 5x); C0 statistics for 5 layers in one pass vs one pass per layer (goal >= 3x);
 checkout of a recorded version vs `from_pretrained` of the base on this model size (goal <= 1.3x); peak memory.
 `python -m benchmarks.engine_speed [--quick]`; `run(quick) -> dict`.
@@ -142,6 +143,7 @@ def run(quick: bool = False) -> dict:
     from editor.engine import EditState
     from editor.hparams import derive_hparams
     from editor.model import load_model
+    from editor.phases import timing_phases
     from editor.rounds import METHODS, run_round
     from editor.stats import second_moments, second_moments_one_layer_per_pass
     from editor.targets import compute_zstar
@@ -192,11 +194,13 @@ def run(quick: bool = False) -> dict:
             batches = [[r] for r in requests[:4]] if method == "rome" else [requests]
             edited = sum(len(b) for b in batches)
             started = time.perf_counter()
-            for batch in batches:
-                run_round(state, batch, method)
+            with timing_phases() as phases:
+                for batch in batches:
+                    run_round(state, batch, method)
             methods[method] = {
                 "requests": edited,
                 "seconds_per_request": (time.perf_counter() - started) / edited,
+                "phase_seconds": dict(phases),
             }
         say("checkout of a recorded version vs from_pretrained")
         checkout = checkout_cost(path, texts, grad_steps)
@@ -239,6 +243,13 @@ def markdown(result: dict) -> str:
     ]
     for method, row in result["methods"].items():
         lines.append(f"| {method} | {row['requests']} | {row['seconds_per_request']:.2f} |")
+    names = sorted({name for row in result["methods"].values() for name in row.get("phase_seconds", {})})
+    if names:
+        lines += ["", "Seconds per phase of those rounds (a phase inside another counts for the outer one):", "",
+                  f"| method | {' | '.join(names)} |", "|---|" + "---|" * len(names)]
+        for method, row in result["methods"].items():
+            cells = [f"{row.get('phase_seconds', {}).get(name, 0.0):.2f}" for name in names]
+            lines.append(f"| {method} | {' | '.join(cells)} |")
     z, s = result["zstar"], result["stats"]
     lines += [
         "",

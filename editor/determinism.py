@@ -140,16 +140,26 @@ def _version(package: str) -> str | None:
         return None
 
 
-def cpu_model() -> str:
-    """The CPU's model name (what decides MKL's native code path beside the capability)."""
+def _cpuinfo(field: str) -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (what decides MKL's native code path beside the capability)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """The CPU maker's CPUID string (GenuineIntel, AuthenticAMD): MKL dispatches on it, and the values of the
+    approximate instructions (RSQRTPS, RCPPS) are the maker's own."""
+    return _cpuinfo("vendor_id") or "unknown"
 
 
 def numerics_record(mode: str, device: str, dtype: str) -> dict[str, Any]:
@@ -159,6 +169,7 @@ def numerics_record(mode: str, device: str, dtype: str) -> dict[str, Any]:
         "device": str(torch.device(device)),
         "dtype": dtype,
         "cpu_model": cpu_model(),
+        "cpu_vendor": cpu_vendor(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "blas": "mkl" if torch.backends.mkl.is_available() else "other",
         "mkl_cbwr": os.environ.get("MKL_CBWR", "") if torch.backends.mkl.is_available() else "",

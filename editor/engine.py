@@ -8,9 +8,9 @@ weights are restored exactly and the state is left as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from torch import nn
 from editor.errors import HparamsError, SolveError
 from editor.hparams import EditHparams
 from editor.model import LoadedModel, is_conv1d, read_columns, write_columns
+from editor.phases import phase
 from editor.targets import (
     compute_keys,
     compute_zstar,
@@ -81,6 +82,7 @@ class EditState:
         )
         self.zstar_cache: dict[str, torch.Tensor] = zstar_cache if zstar_cache is not None else {}
         self.projectors: dict[int, torch.Tensor] = {}  # AlphaEdit null-space projectors, per layer
+        self.aimed: dict[str, torch.Tensor] = {}  # during an anchored round: each kept request's target
 
     def c0_of(self, layer: int) -> torch.Tensor:
         if layer not in self.c0:
@@ -118,6 +120,7 @@ def apply_changes(model: nn.Module, changes: Iterable[ColumnChange]) -> None:
         write_columns(weight, change.columns, change.new, _owner_is_conv1d(model, change.weight_name))
 
 
+@phase("write")
 @torch.no_grad()
 def diff_changes(model: nn.Module, before: Mapping[str, torch.Tensor]) -> dict[str, ColumnChange]:
     """The columns of each weight in `before` whose values now differ, with exact old and new values (CPU)."""
@@ -159,6 +162,7 @@ def weights_in_place(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> I
                 model.get_parameter(name).copy_(current)
 
 
+@phase("write")
 def add_to_columns(
     state: EditState, layer: int, columns: torch.Tensor, delta: torch.Tensor, pass_index: int
 ) -> FootprintLayer:
@@ -180,12 +184,17 @@ def add_to_columns(
 
 # ------------------------------------------------------------------------------------------- shared steps
 def zstar_current(state: EditState, requests: Sequence[EditRequest]) -> torch.Tensor:
-    """z* on the current (possibly already edited) model: MEMIT, AlphaEdit, ROME."""
+    """z* on the current (possibly already edited) model: MEMIT, AlphaEdit, ROME (anchored: the aimed targets)."""
+    if state.aimed:
+        return torch.stack([state.aimed[r.request_key] for r in requests])
     return compute_zstar(state.loaded, requests, state.templates, state.hparams)
 
 
 def zstar_rewound(state: EditState, requests: Sequence[EditRequest]) -> torch.Tensor:
-    """z* on the original weights (NSE's weights rewinding), from the cache where it has them."""
+    """z* on the original weights (NSE's weights rewinding), from the cache where it has them (anchored: the
+    aimed targets)."""
+    if state.aimed:
+        return torch.stack([state.aimed[r.request_key] for r in requests])
     missing = [r for r in requests if r.request_key not in state.zstar_cache]
     computed: dict[str, torch.Tensor] = {}
     if missing:
@@ -194,6 +203,48 @@ def zstar_rewound(state: EditState, requests: Sequence[EditRequest]) -> torch.Te
             values = compute_zstar(state.loaded, unique, state.templates, state.hparams)
         computed = {r.request_key: values[i] for i, r in enumerate(unique)}
     return torch.stack([state.zstar_cache.get(r.request_key, computed.get(r.request_key)) for r in requests])
+
+
+# ------------------------------------------------------------------------------------------- norm anchoring
+def norm_anchored_round(
+    state: EditState,
+    requests: Sequence[EditRequest],
+    round_function: Callable[[EditState, list[EditRequest]], MethodOutput],
+    rewind: bool,
+) -> tuple[MethodOutput, torch.Tensor]:
+    """A round with norm anchoring (NAS): δ = z* − h0 of every request rescaled to the anchor norm, and the
+    requests whose ‖δ‖ is over twice the anchor skipped (status "skipped"; their z* is left as optimised). h0 is
+    block z_layer's output at the bare prompt on the weights z* is optimised on (`rewind`: the original ones).
+    Unless hparams.norm_anchor_norm is set, it is measured here, once: the mean ‖δ‖ of this round's requests
+    with z* on the original weights (the pilot edits), put in state.hparams to be recorded with the round.
+    Returns the method's output over all requests and z* as optimised (what a replay recomputes from)."""
+    optimised = zstar_rewound(state, requests) if rewind else zstar_current(state, requests)
+    with rewound(state) if rewind else nullcontext():
+        h0 = current_hidden(state, requests)
+    delta = optimised - h0
+    if state.hparams.norm_anchor_norm is None:
+        pilot = delta
+        if not rewind:
+            on_original = zstar_rewound(state, requests)
+            with rewound(state):
+                pilot = on_original - current_hidden(state, requests)
+        state.hparams = replace(state.hparams, norm_anchor_norm=float(pilot.norm(dim=1).mean()))
+    anchor = state.hparams.norm_anchor_norm
+    norms = delta.norm(dim=1, keepdim=True)
+    aimed = h0 + torch.where(norms > 0, delta * (anchor / norms), delta)  # δ = 0: nothing to rescale
+    kept = [i for i, norm in enumerate(norms.squeeze(1).tolist()) if norm <= 2 * anchor]
+    zstar, statuses, footprint = optimised.clone(), ["skipped"] * len(requests), []
+    if kept:
+        state.aimed = {requests[i].request_key: aimed[i] for i in kept}
+        try:
+            output = round_function(state, [requests[i] for i in kept])
+        finally:
+            state.aimed = {}
+        zstar[kept] = output.zstar
+        for i, status in zip(kept, output.statuses, strict=True):
+            statuses[i] = status
+        footprint = output.footprint
+    return MethodOutput(zstar, statuses, footprint), optimised
 
 
 def layer_keys(state: EditState, requests: Sequence[EditRequest], layer: int) -> torch.Tensor:
@@ -242,6 +293,7 @@ def _checked(layer: int, solve) -> torch.Tensor:
     return result
 
 
+@phase("solve")
 def solve_columns(
     state: EditState,
     layer: int,
@@ -283,6 +335,7 @@ def nullspace_projector(state: EditState, layer: int) -> torch.Tensor:
     return state.projectors[layer]
 
 
+@phase("solve")
 def solve_projected(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """AlphaEdit: ΔW = R Kᵀ P (Cp P + K Kᵀ P + μI)⁻¹, solved as (P (Cp + K Kᵀ) + μI) X = P K Rᵀ, ΔW = Xᵀ."""
     projector = nullspace_projector(state, layer)
@@ -292,6 +345,7 @@ def solve_projected(state: EditState, layer: int, keys: torch.Tensor, residual: 
     return _checked(layer, lambda: torch.linalg.solve(matrix, rhs).T)
 
 
+@phase("solve")
 def solve_rank_one(state: EditState, layer: int, keys: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """ΔW = r uᵀ with u = C0⁻¹K (Kᵀ C0⁻¹ K)⁻¹ 1: of all rank-one changes that add r at every key (column of
     K), the one smallest in the C0 norm. One key gives ROME's u = C0⁻¹k / (kᵀ C0⁻¹ k)."""
@@ -305,6 +359,7 @@ def solve_rank_one(state: EditState, layer: int, keys: torch.Tensor, residual: t
     return _checked(layer, solve)
 
 
+@phase("Cp")
 def add_keys_to_cp(cp: dict[int, torch.Tensor], keys: Mapping[int, torch.Tensor]) -> None:
     """Cp_l += K Kᵀ in float64, layers in ascending order: the one way Cp grows (recording and rebuilding)."""
     for layer in sorted(keys):
@@ -332,7 +387,10 @@ def outcome_warnings(result: RoundResult, requests: Sequence[EditRequest]) -> li
         request = by_key[outcome.request_key]
         if result.changes and outcome.took is not False:
             continue
-        if outcome.zstar_target_prob is not None and outcome.zstar_target_prob < ZSTAR_REACHED:
+        if outcome.status == "skipped" and result.hparams.get("norm_anchor"):
+            why = (f"skipped: its z* is an outlier (‖z* − h0‖ over twice the norm anchor "
+                   f"{result.hparams['norm_anchor_norm']:.4g}, or a residual at or over upper_bound)")
+        elif outcome.zstar_target_prob is not None and outcome.zstar_target_prob < ZSTAR_REACHED:
             why = (f"z* did not reach its target (probability {outcome.zstar_target_prob:.3g} at z*, "
                    f"loss {outcome.zstar_loss:.3g})")
         elif not result.changes and outcome.already_true:

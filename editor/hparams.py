@@ -35,6 +35,11 @@ models they were tuned on; NSE.md: "alpha and upper_bound are in units of the re
   moves ΔW by 5-8%). Recorded with every version like every other field (`edit --set neuron_rule="under"`).
 - neuron_threshold p = 0.8 for NSE (the published GPT-J value; 1.0 elsewhere), max_iterations 3, 25 gradient
   steps (GPT-J/Llama), v_weight_decay 0.5, kl_factor 0.0625, AlphaEdit L2 10, as published.
+- norm_anchor (off by default; NAS, arXiv 2602.02543): each request's δ = z* − h0 is rescaled to one anchor norm,
+  and a request whose ‖δ‖ is over twice the anchor is skipped (outcome status "skipped"). The anchor,
+  norm_anchor_norm, is the mean ‖δ‖ of pilot edits on the original model: unless set, the first anchored round
+  measures it on its own requests (z* on the original weights) and records it with its hyperparameters, so
+  later rounds, later sessions (which start from the branch's recorded values) and replays all use that number.
 Any field can be overridden: `derive_hparams(loaded, "nse", mom2_update_weight=500.0)`.
 """
 
@@ -70,6 +75,8 @@ class EditHparams:
     nullspace_threshold: float = 2e-2  # AlphaEdit
     nullspace_relative: bool = False  # threshold as a fraction of C0's largest eigenvalue (derived defaults)
     L2: float = 10.0  # AlphaEdit μ
+    norm_anchor: bool = False  # NAS: every δ = z* − h0 rescaled to the anchor norm; δ over twice it: skipped
+    norm_anchor_norm: float | None = None  # the anchor ‖δ‖; None: the first anchored round measures it (pilot)
     template_seed: int = 0
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific values, recorded with the rest
@@ -130,7 +137,11 @@ def check_overrides(overrides: dict[str, Any], n_layers: int | None = None) -> d
             if not (is_int or isinstance(value, float)) or not math.isfinite(value):
                 raise HparamsError(f"{where}: expected a number")
             value = float(value)
-        elif key == "nullspace_relative":
+        elif key == "norm_anchor_norm":
+            if value is not None and (not (is_int or isinstance(value, float)) or not 0 < value < math.inf):
+                raise HparamsError(f"{where}: expected a positive number or null (measured on the first round)")
+            value = None if value is None else float(value)
+        elif key in ("nullspace_relative", "norm_anchor"):
             if not isinstance(value, bool):
                 raise HparamsError(f"{where}: expected true or false")
         elif key == "neuron_rule":

@@ -14,6 +14,7 @@ from editor.engine import (
     add_keys_to_cp,
     current_hidden,
     diff_changes,
+    norm_anchored_round,
     weights_in_place,
 )
 from editor.errors import HparamsError, RequestError
@@ -52,7 +53,11 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
     try:
         h_before = current_hidden(state, requests)
         fit_before = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
-        output = ROUND_FUNCTIONS[method](state, requests)
+        if hp.norm_anchor:
+            output, optimised = norm_anchored_round(state, requests, ROUND_FUNCTIONS[method], method == "nse")
+        else:
+            output = ROUND_FUNCTIONS[method](state, requests)
+            optimised = output.zstar
         h_after = current_hidden(state, requests)
         fit_after = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
         # z* measured on the weights it was optimised on: NSE's original ones, the round's starting ones else.
@@ -61,12 +66,14 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
             fit_zstar = target_fit(loaded, requests, state.templates, hp.z_layer, shift)
         round_keys = compute_keys_layers(loaded, requests, hp.layers, state.templates)
     except BaseException:
+        state.hparams = hp  # without an anchor norm measured by the failed round
         with torch.no_grad():
             for name, weight in before.items():
                 loaded.model.get_parameter(name).copy_(weight)
         raise
     add_keys_to_cp(state.cp, round_keys)
-    zstar = {r.request_key: output.zstar[i].clone() for i, r in enumerate(requests)}
+    # z* as optimised: an anchored round aimed at a rescaled one, which a replay recomputes from it
+    zstar = {r.request_key: optimised[i].clone() for i, r in enumerate(requests)}
     if method == "nse":
         state.zstar_cache.update(zstar)
     residual_before = (output.zstar - h_before).norm(dim=1).tolist()
@@ -82,7 +89,7 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
     ]
     return RoundResult(
         method=method,
-        hparams=hp.to_dict(),
+        hparams=state.hparams.to_dict(),  # with the anchor norm a first anchored round measured
         templates=list(state.templates),
         changes=diff_changes(loaded.model, before),
         footprint=output.footprint,

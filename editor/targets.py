@@ -25,7 +25,10 @@ from editor.activations import (
 )
 from editor.errors import HparamsError, RequestError
 from editor.hparams import EditHparams
-from editor.model import LoadedModel
+from editor.model import ArchMap, LoadedModel
+from editor.optim import Adam
+from editor.phases import phase
+from editor.prefix_cache import PrefixCache, cache_argument
 from ledger.records import EditRequest
 
 BARE_TEMPLATE = "{}"
@@ -155,6 +158,7 @@ def keys_per_template(
     return {layer: flat.view(len(requests), len(templates), -1) for layer, flat in keys.items()}
 
 
+@phase("keys")
 def compute_keys_layers(
     loaded: LoadedModel, requests: Sequence[EditRequest], layers: Sequence[int], templates: Sequence[str]
 ) -> dict[int, torch.Tensor]:
@@ -177,6 +181,7 @@ def compute_keys(
     return compute_keys_layers(loaded, requests, [layer], templates)[layer]
 
 
+@phase("hidden states")
 def hidden_states(loaded: LoadedModel, requests: Sequence[EditRequest], layer: int) -> torch.Tensor:
     """Block `layer`'s output at the subject's last token of each bare prompt: [n, d_model] float32."""
     encoded = [encode_with_subject(loaded.tokenizer, r.prompt, r.subject) for r in requests]
@@ -243,6 +248,102 @@ def _zstar_batch(
     )
 
 
+@dataclass
+class _Suffixes:
+    """Every z* sequence split at its subject's last token: the prefix before it, whose keys and values δ never
+    changes (recorded once in `cache`), and the suffix from it on, which each optimisation step computes."""
+
+    cache: PrefixCache
+    ids: torch.Tensor  # [S, width] suffix tokens (a short suffix repeats its last token, masked)
+    mask: torch.Tensor  # [S, prefix width + width] which prefix and suffix positions are real
+    positions: torch.Tensor  # [S, width] each suffix token's position in its whole sequence
+    live_from: int  # the first block each step computes: the one after z*'s module, or the block holding it
+    below: torch.Tensor | None  # [S, width, d_model] block live_from - 1's output at the suffix tokens
+    block_output: Any  # that block's output as the block returns it (a tensor or a tuple around one)
+    subject_hidden: torch.Tensor  # [S, d_model] float32 CPU: h at z_layer at the subject's last token
+
+
+def _first_live_block(arch: ArchMap, z_layer: int) -> int:
+    """Where z* lives at the block's output, block z_layer is known; inside the block (the rewrite output of a
+    post-MLP-norm family), block z_layer itself runs every step."""
+    return z_layer + 1 if arch.hidden_is_block_output else z_layer
+
+
+@torch.no_grad()
+def _split_at_subject(loaded: LoadedModel, batch: _ZstarBatch, z_layer: int) -> _Suffixes:
+    """One forward over the whole sequences records the prefixes' keys/values in the blocks each step computes and
+    the last known block's output at the suffix tokens (the blocks below z* do not depend on δ)."""
+    model, arch, device = loaded.model, loaded.arch, loaded.device
+    ids, mask = pad(batch.sequences, loaded.tokenizer.pad_token_id, device)
+    # A sliding-window block (Gemma-3's, 512 tokens) masks a recorded prefix only within its window.
+    window = getattr(model.config, "sliding_window", None)
+    if window is not None and ids.shape[1] > window:
+        raise RequestError(f"z*: a prompt of {ids.shape[1]} tokens is longer than the model's sliding attention "
+                           f"window ({window}); use shorter prompts or context templates")
+    starts = batch.subject_at.to(device)
+    prefix_width = int(starts.max())
+    live_from = _first_live_block(arch, z_layer)
+    cache = PrefixCache(arch.n_layers, range(live_from, arch.n_layers), prefix_width)
+    read: dict[str, Any] = {}
+
+    def keep(module: nn.Module, args: tuple, output) -> None:
+        read["output"] = output
+
+    def keep_hidden(module: nn.Module, args: tuple, output) -> None:
+        read["hidden"] = block_hidden(output)
+
+    handles = [arch.hidden_module(model, z_layer).register_forward_hook(keep_hidden)]
+    if live_from:
+        handles.append(arch.block_module(model, live_from - 1).register_forward_hook(keep))
+    with hooked(handles):
+        model.base_model(
+            input_ids=ids, attention_mask=mask, use_cache=True, **{cache_argument(model.base_model): cache}
+        )
+    suffix_lengths = mask.sum(dim=1) - starts
+    steps = torch.arange(int(suffix_lengths.max()), device=device)
+    columns = starts[:, None] + torch.minimum(steps[None, :], suffix_lengths[:, None] - 1)
+    real_prefix = torch.arange(prefix_width, device=device)[None, :] < starts[:, None]
+    real_suffix = steps[None, :] < suffix_lengths[:, None]
+    rows = torch.arange(len(ids), device=device)
+    below = block_hidden(read["output"])[rows[:, None], columns] if live_from else None
+    return _Suffixes(
+        cache,
+        ids.gather(1, columns),
+        torch.cat([real_prefix, real_suffix], dim=1).long(),
+        columns,
+        live_from,
+        below,
+        read.get("output"),
+        read["hidden"][rows, starts].float().cpu(),
+    )
+
+
+def _suffix_forward(
+    loaded: LoadedModel, suffixes: _Suffixes, rows: torch.Tensor, shift: torch.Tensor, z_layer: int
+) -> torch.Tensor:
+    """The last block's output at the suffix tokens of sequences `rows`: [rows, width, d_model], with `shift`
+    [rows, d_model] added to h at z_layer at the subject's last token (each suffix's first). The known blocks
+    answer with their recorded output; the blocks computed attend to the recorded prefix."""
+    model, arch = loaded.model, loaded.arch
+
+    def add(module: nn.Module, args: tuple, output):
+        hidden = block_hidden(output)
+        first = hidden[:, :1] + shift[:, None].to(hidden.dtype)
+        return with_block_hidden(output, torch.cat([first, hidden[:, 1:]], dim=1))
+
+    upstream = [arch.block_module(model, layer) for layer in range(suffixes.live_from)]
+    kept = with_block_hidden(suffixes.block_output, suffixes.below[rows]) if suffixes.below is not None else None
+    with hooked([arch.hidden_module(model, z_layer).register_forward_hook(add)]), answering(upstream, kept):
+        return model.base_model(
+            input_ids=suffixes.ids[rows],
+            attention_mask=suffixes.mask[rows],
+            position_ids=suffixes.positions[rows],
+            use_cache=True,
+            **{cache_argument(model.base_model): suffixes.cache.replay(rows)},
+        ).last_hidden_state
+
+
+@phase("z*")
 def compute_zstar(
     loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str], hp: EditHparams
 ) -> torch.Tensor:
@@ -251,63 +352,39 @@ def compute_zstar(
     One forward/backward per step for all requests; each has its own δ (a row of one tensor) and its own loss,
     and the rows never interact (sequences do not see each other; Adam is elementwise), so each δ follows the
     path it would follow alone. A request whose loss is under 0.05 stops: its row is frozen and its sequences
-    leave the batch. Blocks up to `z_layer` do not depend on δ: the first step's output of block `z_layer` is
-    kept, and later steps run only the blocks above it.
+    leave the batch. δ enters at the subject's last token of block `z_layer`: one forward before the steps
+    records what it cannot change (the keys/values of the tokens before the subject's last, and block
+    `z_layer`'s output), and each step computes only the blocks above `z_layer` on the tokens from the subject's
+    last on.
     """
     model, arch, device = loaded.model, loaded.arch, loaded.device
     batch = _zstar_batch(loaded, requests, templates)
     n, n_seq = len(requests), len(batch.sequences)
     target_count = torch.bincount(batch.request_of[batch.target_rows], minlength=n).float()
     prompt_count = torch.bincount(batch.request_of[~batch.is_essence], minlength=n).float()
+    target_cols = batch.target_cols - batch.subject_at[batch.target_rows]  # in suffix positions
     unembed = model.get_submodule(arch.unembed)
     delta = torch.zeros(n, arch.d_model, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([delta], lr=hp.v_lr)
-    h0 = torch.zeros(n, arch.d_model)
+    optimizer = Adam([delta], lr=hp.v_lr)
     kl_initial: torch.Tensor | None = None
     active = torch.ones(n, dtype=torch.bool)
-    below: dict[str, Any] = {}  # block z_layer's output at the first step (all sequences), before δ
-    # (where z* lives inside block z_layer, block z_layer itself runs every step)
-    upstream = [arch.block_module(model, layer) for layer in range(hp.z_layer + 1)] if arch.hidden_is_block_output \
-        else []
     with frozen_parameters(model):
+        suffixes = _split_at_subject(loaded, batch, hp.z_layer)
+        h0 = torch.zeros(n, arch.d_model)
+        h0[batch.request_of[batch.is_bare]] = suffixes.subject_hidden[batch.is_bare]
         for step in range(hp.v_num_grad_steps):
             # the sequences of requests still optimising
             rows = torch.nonzero(active[batch.request_of]).squeeze(1)
-            ids, mask = pad(
-                [batch.sequences[i] for i in rows.tolist()], loaded.tokenizer.pad_token_id, device
-            )
             local = torch.full((n_seq,), -1, dtype=torch.long)
             local[rows] = torch.arange(len(rows))
-            at = (torch.arange(len(rows), device=device), batch.subject_at[rows].to(device))
+            on_device = rows.to(device)
             seq_delta = batch.request_of[rows].to(device)
-            read: dict[str, torch.Tensor] = {}
 
-            def shift(module: nn.Module, args: tuple, output, at=at, seq_delta=seq_delta, read=read):
-                hidden = block_hidden(output)
-                if "hidden" not in below:  # the first step: every sequence is in the batch
-                    below["output"], below["hidden"] = output, hidden.detach()
-                read["h"] = hidden[at].detach()
-                return with_block_hidden(
-                    output, hidden.index_put(at, hidden[at] + delta[seq_delta].to(hidden.dtype))
-                )
-
-            kept = (
-                with_block_hidden(below["output"], below["hidden"][rows.to(device), : ids.shape[1]])
-                if step
-                else None
-            )
-            with hooked([arch.hidden_module(model, hp.z_layer).register_forward_hook(shift)]), answering(
-                upstream if step else [], kept
-            ):
-                final = model.base_model(
-                    input_ids=ids, attention_mask=mask, use_cache=False
-                ).last_hidden_state
-            if step == 0:
-                h0[batch.request_of[batch.is_bare]] = read["h"][local[batch.is_bare]].float().cpu()
+            final = _suffix_forward(loaded, suffixes, on_device, delta[seq_delta], hp.z_layer)
             # NLL: mean over each prompt's target tokens, then over the request's prompts
             in_batch = local[batch.target_rows] >= 0
             t_request = batch.request_of[batch.target_rows[in_batch]]
-            t_at = (local[batch.target_rows[in_batch]].to(device), batch.target_cols[in_batch].to(device))
+            t_at = (local[batch.target_rows[in_batch]].to(device), target_cols[in_batch].to(device))
             log_probs = torch.log_softmax(unembed(final[t_at]).float(), dim=-1)
             one_hot_targets = nn.functional.one_hot(
                 batch.target_ids[in_batch].to(device), log_probs.shape[-1]
@@ -318,8 +395,7 @@ def compute_zstar(
             # KL(P_now ‖ P_initial) of the next token after the subject in the essence prompt
             essence = batch.is_essence & (local >= 0)
             e_request = batch.request_of[essence]
-            e_at = (local[essence].to(device), batch.subject_at[essence].to(device))
-            e_log = torch.log_softmax(unembed(final[e_at]).float(), dim=-1)
+            e_log = torch.log_softmax(unembed(final[local[essence].to(device), 0]).float(), dim=-1)
             if kl_initial is None:
                 kl_initial = e_log.detach().clone()
             kl = per_request_sum(
@@ -353,6 +429,7 @@ class TargetFit:
     top: list[bool]
 
 
+@phase("measure")
 @torch.no_grad()
 def target_fit(
     loaded: LoadedModel,

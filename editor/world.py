@@ -43,9 +43,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from editor.determinism import fixed_threads, numerics, portable_environment, portable_supported, runs_portable
 from editor.hparams import write_model_hparams
+from editor.optim import Adam
 from ledger.records import EditRequest, canonical_json
 
-WORLD_FORMAT = 8  # bump when a change to this file changes what a build produces: it is part of the cache key
+WORLD_FORMAT = 9  # bump when a change to this file changes what a build produces: it is part of the cache key
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"
 CONTEXT_LENGTH = 128
 OTHER_TOKEN_WEIGHT = 0.1  # loss weight of non-object tokens: enough for fluent text, small enough to learn fast
@@ -564,7 +565,7 @@ def train(model, examples: list[Example], preset: WorldPreset, train_seed: int, 
     generator = torch.Generator().manual_seed(train_seed)
     steps_per_epoch = math.ceil(len(examples) / preset.batch_size)
     total = steps_per_epoch * preset.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.peak_lr, weight_decay=0.01, betas=(0.9, 0.98))
+    optimizer = Adam(model.parameters(), lr=preset.peak_lr, weight_decay=0.01, betas=(0.9, 0.98))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=preset.peak_lr, total_steps=total,
                                                    pct_start=0.15)
     task = progress.add_task("training the fact world", total=total) if progress else None

@@ -1,46 +1,40 @@
-"""The ledger's Python API: `Ledger.init(...)` / `Ledger.open(...)`, then writes (each one DB transaction,
-branch heads moved by compare-and-swap) and audit reads that return plain frozen dataclasses."""
+"""The ledger's Python API: `Ledger.init(...)` / `Ledger.open(...)` / `Ledger.connect(...)`, then writes (each one DB
+transaction, branch heads moved by compare-and-swap) and audit reads that return plain frozen dataclasses.
+
+`Ledger` is a facade: it holds the engine and the blob store and opens the read transaction of each read; every
+method hands over to the module that owns its domain (see docs/map.md): `config` (finding and writing the
+config), `writing` (versions and their records), `refs`, `reading` (log, show, describe, diff, history, blame),
+`audit` (the auditor's reads), `scores`, `statistics`, `base_models`, `events` (audit events), `integrity`
+(verify, checkpoints) and `gc`."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import time
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ledger import audit, queries
-from ledger.chain import ChainRecord, commit_hash, finite, json_value, record_from_draft
-from ledger.db import check_schema, make_engine, transaction, upgrade
-from ledger.errors import (
-    BlobCorruptError,
-    BlobMissingError,
-    ConflictError,
-    InvalidBlobAddressError,
-    LedgerError,
-    NotALedgerError,
-    UnknownRefError,
+from ledger import audit, base_models, events, gc, integrity, reading, refs, statistics, writing
+from ledger.config import (
+    LEDGER_DIR,
+    find_ledger_url,
+    local_model_paths,
+    locate,
+    plan_connect,
+    plan_init,
+    write_config,
 )
-from ledger.faults import fault_point
-from ledger.history import Lineage, Round, load_lineage
+from ledger.db import check_schema, make_engine, transaction, upgrade
+from ledger.errors import LedgerError
+from ledger.history import Lineage, Round
 from ledger.infos import (
     AuditEvent,
     BaseModelInfo,
     BlameEntry,
     BranchInfo,
-    DiffLayer,
     HistoryEvent,
     LiveEdit,
     RefLogEntry,
@@ -51,131 +45,20 @@ from ledger.infos import (
     VersionDetail,
     VersionDiff,
     VersionInfo,
-    VersionRequest,
 )
-from ledger.models import (
-    AUDIT_KINDS,
-    OUTCOME_STATUSES,
-    REQUEST_ROLES,
-    VERSION_KINDS,
-    ArtifactRow,
-    AuditEventRow,
-    BaseModelRow,
-    BranchRow,
-    EditRequestRow,
-    FootprintLayerRow,
-    FootprintNeuronRow,
-    RefLogRow,
-    RequestOutcomeRow,
-    RequestPromptRow,
-    ScoreRow,
-    StatisticsLayerRow,
-    StatisticsRow,
-    TagRow,
-    VersionArtifactRow,
-    VersionRequestRow,
-    VersionRevertRow,
-    VersionRoundRow,
-    VersionRow,
-)
-from ledger.object_store import default_cache_dir, is_store_url, open_store
-from ledger.records import ArtifactRef, EditRequest, Score, VersionDraft, canonical_json
-from ledger.store import validate_sha
+from ledger.object_store import default_cache_dir, open_store
+from ledger.records import ArtifactRef, Score, VersionDraft
+from ledger.scores import record_scores, version_scores
 
-LEDGER_DIR = ".editledger"
-CONFIG_FILE = "config.json"
-NAME = re.compile(
-    r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}"
-)  # branch and tag names: no `~`, spaces or leading `-`
-HEX_PREFIX = re.compile(r"[0-9a-f]{4,64}")
-MAX_REF_LIST = 3
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def checked_time(created_at: str | None) -> str:
-    if created_at is None:
-        return utc_now()
-    try:
-        datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        raise LedgerError(f"created_at {created_at!r} is not an ISO-8601 time") from None
-    return created_at
-
-
-def checked_name(what: str, name: str) -> str:
-    if not NAME.fullmatch(name) or ".." in name or name.endswith(("/", ".")):
-        raise LedgerError(f"{what} name {name!r} is not allowed: use letters, digits, '.', '_', '-', '/'")
-    return name
-
-
-def short(commit: str | None) -> str:
-    return (commit or "none")[:12]
-
-
-# -------------------------------------------------------------------------------- finding a ledger
-def find_ledger_dir(start: Path | None = None) -> Path | None:
-    """The `.editledger/` of `start` or of its nearest parent that has one (as git finds `.git`)."""
-    here = Path(start or Path.cwd()).resolve()
-    for directory in (here, *here.parents):
-        if (directory / LEDGER_DIR / CONFIG_FILE).is_file():
-            return directory / LEDGER_DIR
-    return None
-
-
-def _read_config(ledger_dir: Path | None) -> dict[str, Any]:
-    if ledger_dir is None:
-        return {}
-    try:
-        return json.loads((ledger_dir / CONFIG_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise LedgerError(f"{ledger_dir / CONFIG_FILE}: unreadable ledger config ({error})") from None
-
-
-def _sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
-
-
-def _store_location(store: str | Path) -> str | Path:
-    """A `--store` value as kept: a URL as given (object storage), anything else as a directory path."""
-    return str(store).rstrip("/") if is_store_url(store) else Path(store)
-
-
-def locate(
-    start: Path | None = None, db_url: str | None = None, store_dir: str | Path | None = None
-) -> tuple[Path | None, str, str | Path]:
-    """(root, db_url, store) by precedence: arguments > EDITLEDGER_DB / EDITLEDGER_STORE > found config.
-    The store is a directory path or an object storage URL (`s3://bucket/prefix`)."""
-    ledger_dir = find_ledger_dir(start)
-    config = _read_config(ledger_dir)
-    url = db_url or os.environ.get("EDITLEDGER_DB") or config.get("db_url")
-    store = store_dir or os.environ.get("EDITLEDGER_STORE") or config.get("store")
-    if ledger_dir is not None:
-        url = url or _sqlite_url(ledger_dir / "ledger.db")
-        store = store or ledger_dir / "blobs"
-    if not url or not store:
-        where = Path(start or Path.cwd()).resolve()
-        raise NotALedgerError(f"no editledger ledger found in {where} or its parents: run `editledger init`")
-    return (ledger_dir.parent if ledger_dir else None), url, _store_location(store)
-
-
-def _config_store(store: str | Path) -> str:
-    return str(store).rstrip("/") if is_store_url(store) else str(Path(store).resolve())
-
-
-def find_ledger_url(start: Path | None = None) -> str:
-    return locate(start)[1]
+__all__ = ["Ledger", "find_ledger_url"]  # find_ledger_url lives in ledger.config; `cli` imports it from here
 
 
 class Ledger:
     def __init__(self, root: Path | None, db_url: str, store_dir: str | Path, migrate: bool = False) -> None:
         self.root = root
         self.db_url = db_url
-        config = _read_config(root / LEDGER_DIR) if root and (root / LEDGER_DIR / CONFIG_FILE).is_file() else {}
         # Where this machine keeps each base model (`connect --model NAME=PATH`); else its recorded path.
-        self.model_paths: dict[str, str] = dict(config.get("model_paths") or {})
+        self.model_paths: dict[str, str] = local_model_paths(root)
         # Remote blobs are cached on this machine: in this ledger directory's `cache/` unless told otherwise.
         self.store = open_store(store_dir, default_cache_dir(root / LEDGER_DIR if root else None))
         if migrate:
@@ -187,32 +70,17 @@ class Ledger:
             self.engine.dispose()
             raise
 
+    # ------------------------------------------------------------------------------------- opening
     @classmethod
     def init(cls, root: Path, db_url: str | None = None, store_dir: str | Path | None = None) -> Ledger:
-        ledger_dir = Path(root).resolve() / LEDGER_DIR
-        if (ledger_dir / CONFIG_FILE).exists():
-            raise LedgerError(f"a ledger already exists in {ledger_dir}")
-        db_url = db_url or os.environ.get("EDITLEDGER_DB")
-        store = store_dir or os.environ.get("EDITLEDGER_STORE")
-        ledger_dir.mkdir(parents=True, exist_ok=True)
-        config: dict[str, Any] = {"format": 1}
-        if db_url:
-            config["db_url"] = db_url
-        if store:
-            config["store"] = _config_store(store)
-        ledger = cls(
-            ledger_dir.parent,
-            db_url or _sqlite_url(ledger_dir / "ledger.db"),
-            _store_location(store) if store else ledger_dir / "blobs",
-            migrate=True,
-        )
+        ledger_dir, settings, url, store = plan_init(root, db_url, store_dir)
+        ledger = cls(ledger_dir.parent, url, store, migrate=True)
         try:
             ledger.store.check_reachable()
         except BaseException:
             ledger.close()
             raise
-        # Written last: a ledger exists once its config does (a failed init can simply be run again).
-        (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        write_config(ledger_dir, settings)  # last: a ledger exists once its config does (a failed init can rerun)
         return ledger
 
     @classmethod
@@ -222,30 +90,18 @@ class Ledger:
         and that the store answers, then write `.editledger/config.json` so that later commands here use them.
         Only the URLs are written: credentials stay in the environment or the client's own configuration.
         `model_paths` says where this machine keeps base models whose recorded path is another machine's."""
-        ledger_dir = Path(root).resolve() / LEDGER_DIR
-        if (ledger_dir / CONFIG_FILE).exists():
-            raise LedgerError(f"a ledger is already configured in {ledger_dir}")
-        db_url = db_url or os.environ.get("EDITLEDGER_DB")
-        store = store or os.environ.get("EDITLEDGER_STORE")
-        if not db_url:
-            raise LedgerError("connect needs --db URL (or EDITLEDGER_DB): the shared ledger's database")
-        if not store:
-            raise LedgerError("connect needs --store URL (or EDITLEDGER_STORE): the shared blob store")
-        if not is_store_url(store) and not Path(store).is_dir():  # a shared directory must exist already
-            raise LedgerError(f"--store {store}: no such directory")
-        ledger = cls(ledger_dir.parent, db_url, _store_location(store))
+        ledger_dir, settings, url, location = plan_connect(root, db_url, store)
+        ledger = cls(ledger_dir.parent, url, location)
         try:
             ledger.store.check_reachable()
             for name, path in (model_paths or {}).items():
                 ledger.base_model(name)  # an unknown name is refused
                 if not Path(path).is_dir():
                     raise LedgerError(f"--model {name}={path}: no such directory")
-            ledger_dir.mkdir(parents=True, exist_ok=True)
-            config: dict[str, Any] = {"format": 1, "db_url": db_url, "store": _config_store(store)}
             if model_paths:
                 ledger.model_paths = {name: str(Path(path).resolve()) for name, path in model_paths.items()}
-                config["model_paths"] = ledger.model_paths
-            (ledger_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+                settings["model_paths"] = ledger.model_paths
+            write_config(ledger_dir, settings)
         except BaseException:
             ledger.close()
             raise
@@ -270,96 +126,12 @@ class Ledger:
     def __repr__(self) -> str:
         return f"Ledger({self.db_url.split('://')[0]}, root={self.root})"
 
-    # ------------------------------------------------------------------------------------ sessions
     @contextmanager
     def _read(self) -> Iterator[Session]:
         with transaction(self.engine) as session:
             yield session
 
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        try:
-            with transaction(self.engine, write=True) as session:
-                yield session
-        except IntegrityError as error:
-            first_line = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            raise LedgerError(f"the database refused the write (nothing was written): {first_line}") from None
-
-    def _insert_or_ignore(self, session: Session, model: type, rows: list[dict[str, Any]], key: str) -> None:
-        """INSERT ... ON CONFLICT (key) DO NOTHING: a concurrent writer may insert the same content row."""
-        dialect_insert = (
-            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
-        for start in range(0, len(rows), queries.CHUNK // 4):
-            part = rows[start : start + queries.CHUNK // 4]
-            session.execute(dialect_insert(model).values(part).on_conflict_do_nothing(index_elements=[key]))
-
-    # ----------------------------------------------------------------------------------- resolving
-    def _branch_row(self, session: Session, name: str) -> BranchRow:
-        row = session.scalar(select(BranchRow).where(BranchRow.name == name))
-        if row is None:
-            raise UnknownRefError(f"unknown branch {name!r}")
-        return row
-
-    def _by_prefix(self, session: Session, column: Any, prefix: str) -> list[Any]:
-        # A range, not LIKE, so the unique index serves it on both backends ('g' sorts after every hex digit).
-        query = (
-            select(column).where(column >= prefix, column < prefix + "g").order_by(column).limit(MAX_REF_LIST)
-        )
-        return list(session.scalars(query))
-
-    def _named_id(self, session: Session, name: str, ref: str) -> int:
-        head = session.scalar(select(BranchRow.head_version_id).where(BranchRow.name == name))
-        if head is not None:
-            return head
-        tagged = session.scalar(select(TagRow.version_id).where(TagRow.name == name))
-        if tagged is not None:
-            return tagged
-        if HEX_PREFIX.fullmatch(name):
-            found = self._by_prefix(session, VersionRow.commit_hash, name)
-            if len(found) > 1:
-                raise UnknownRefError(
-                    f"ref {ref!r} is ambiguous: it starts {', '.join(short(h) for h in found)}"
-                )
-            if found:
-                return session.scalar(select(VersionRow.id).where(VersionRow.commit_hash == found[0]))  # type: ignore[return-value]
-        raise UnknownRefError(
-            f"unknown ref {ref!r}: not a branch, a tag or a commit hash (or a prefix of >= 4 hex)"
-        )
-
-    def _version_id(self, session: Session, ref: str) -> int:
-        name, *steps = str(ref).split("~")
-        if any(step and not step.isdigit() for step in steps):
-            raise UnknownRefError(f"unknown ref {ref!r}: `~` must be followed by a number")
-        back = sum(int(step) if step else 1 for step in steps)
-        version_id = self._named_id(session, name, ref)
-        if back:
-            depth = session.scalar(select(VersionRow.depth).where(VersionRow.id == version_id)) or 0
-            if back > depth:
-                raise UnknownRefError(f"unknown ref {ref!r}: {name!r} has only {depth} ancestors")
-            chain = queries.ancestry_cte(version_id, depth - back)
-            version_id = session.scalar(
-                select(VersionRow.id)
-                .join(chain, chain.c.id == VersionRow.id)
-                .where(VersionRow.depth == depth - back)
-            )  # type: ignore[assignment]
-        return version_id
-
-    def _info(self, session: Session, version_id: int) -> VersionInfo:
-        return queries.versions_by_id(session, [version_id])[version_id]
-
-    def _request_id(self, session: Session, ref: str) -> int:
-        ref = str(ref).strip().lower()
-        found = self._by_prefix(session, EditRequestRow.request_key, ref) if HEX_PREFIX.fullmatch(ref) else []
-        if len(found) > 1:
-            raise UnknownRefError(
-                f"request {ref!r} is ambiguous: it starts {', '.join(short(h) for h in found)}"
-            )
-        if not found:
-            raise UnknownRefError(f"unknown request {ref!r}: give a request key or a prefix of >= 4 hex")
-        return session.scalar(select(EditRequestRow.id).where(EditRequestRow.request_key == found[0]))  # type: ignore[return-value]
-
-    # -------------------------------------------------------------------------------------- writes
+    # -------------------------------------------------------------------------- writes (ledger.writing)
     def add_base_model(
         self,
         name: str,
@@ -374,482 +146,26 @@ class Ledger:
         revision: str | None = None,
         created_at: str | None = None,
     ) -> VersionInfo:
-        checked_name("base model", name)
-        checked_name("branch", branch)
-        created_at = checked_time(created_at)
-        with self._write() as session:
-            if session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == name)) is not None:
-                raise LedgerError(f"base model {name!r} is already recorded")
-            if session.scalar(select(BranchRow.id).where(BranchRow.name == branch)) is not None:
-                raise LedgerError(f"branch {branch!r} already exists: give the new base model its own branch")
-            base = BaseModelRow(
-                name=name,
-                state_hash=state_hash,
-                architecture=architecture,
-                config_json=canonical_json(json_value(config, f"base model {name!r} config")),
-                source_path=source_path,
-                hub_id=hub_id,
-                revision=revision,
-                created_at=created_at,
-            )
-            session.add(base)
-            session.flush()
-            draft = VersionDraft(
-                kind="base",
-                base_model=name,
-                state_hash=state_hash,
-                author=author,
-                reason=f"base model {name}",
-            )
-            version = self._insert_version(session, draft, None, base, created_at)
-            branch_row = BranchRow(
-                name=branch, head_version_id=version.id, base_model_id=base.id, created_at=created_at
-            )
-            session.add(branch_row)
-            session.flush()
-            session.add(
-                RefLogRow(
-                    branch_id=branch_row.id,
-                    old_version_id=None,
-                    new_version_id=version.id,
-                    actor=author,
-                    message=f"base model {name}",
-                    created_at=created_at,
-                )
-            )
-            session.flush()
-            return self._info(session, version.id)
+        return writing.add_base_model(
+            self.engine, name, state_hash, architecture, config, source_path,
+            branch=branch, author=author, hub_id=hub_id, revision=revision, created_at=created_at,
+        )
 
     def append_version(
         self, draft: VersionDraft, branch: str, expected_head: str, created_at: str | None = None
     ) -> VersionInfo:
         """Record `draft` as the new head of `branch` if (and only if) the head is still `expected_head`."""
-        created_at = checked_time(created_at)
-        self._check_draft(draft)
-        with self._write() as session:
-            branch_row = self._branch_row(session, branch)
-            parent = session.scalar(select(VersionRow).where(VersionRow.commit_hash == expected_head))
-            if parent is None:
-                raise UnknownRefError(
-                    f"expected head {expected_head!r} of branch {branch!r} is not a recorded version"
-                )
-            # Claim the branch first: the compare-and-swap locks its row (PostgreSQL) before any insert.
-            self._move_head(session, branch_row, parent.id, parent.id, expected_head)
-            base = session.get(BaseModelRow, parent.base_model_id)
-            assert base is not None
-            if draft.base_model != base.name:
-                raise LedgerError(
-                    f"draft base model {draft.base_model!r} is not the base of branch {branch!r} "
-                    f"({base.name!r})"
-                )
-            version = self._insert_version(session, draft, parent, base, created_at)
-            self._move_head(session, branch_row, parent.id, version.id, expected_head)
-            session.add(
-                RefLogRow(
-                    branch_id=branch_row.id,
-                    old_version_id=parent.id,
-                    new_version_id=version.id,
-                    actor=draft.author,
-                    message=f"{draft.kind}: {draft.reason}"[:1000],
-                    created_at=created_at,
-                )
-            )
-            session.flush()
-            info = self._info(session, version.id)
-            fault_point("ledger.append.before_commit")
-        return info
-
-    def _move_head(
-        self, session: Session, branch_row: BranchRow, expected_id: int, new_id: int, expected_hash: str
-    ) -> None:
-        moved = session.execute(
-            update(BranchRow)
-            .where(BranchRow.id == branch_row.id, BranchRow.head_version_id == expected_id)
-            .values(head_version_id=new_id)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if moved != 1:
-            now = session.scalar(
-                select(VersionRow.commit_hash)
-                .join(BranchRow, BranchRow.head_version_id == VersionRow.id)
-                .where(BranchRow.id == branch_row.id)
-            )
-            raise ConflictError(
-                f"branch {branch_row.name!r} moved: expected {short(expected_hash)}, now {short(now)}; "
-                "nothing was written"
-            )
-
-    def _check_draft(self, draft: VersionDraft) -> None:
-        if draft.kind not in VERSION_KINDS or draft.kind == "base":
-            raise LedgerError(f"draft kind {draft.kind!r}: expected one of {', '.join(VERSION_KINDS[1:])}")
-        if (draft.revert is not None) != (draft.kind == "revert"):
-            raise LedgerError(
-                f"draft kind {draft.kind!r}: a revert, and only a revert, records its anchor and rounds "
-                "(VersionDraft.revert)"
-            )
-        for position, entry in enumerate(draft.requests):
-            if entry.role not in REQUEST_ROLES:
-                raise LedgerError(
-                    f"draft request {position} ({entry.request.subject!r}): role {entry.role!r} is not "
-                    f"one of {', '.join(REQUEST_ROLES)}"
-                )
-        for outcome in draft.outcomes:
-            if outcome.status not in OUTCOME_STATUSES:
-                raise LedgerError(
-                    f"outcome of request {short(outcome.request_key)}: status {outcome.status!r} is "
-                    f"not one of {', '.join(OUTCOME_STATUSES)}"
-                )
-        for artifact in draft.artifacts:
-            try:
-                validate_sha(artifact.sha256)
-            except InvalidBlobAddressError as error:
-                raise LedgerError(f"artifact {artifact.role!r}: {error}") from None
-            if not self.store.has(artifact.sha256):
-                raise BlobMissingError(
-                    f"artifact {artifact.role!r}: blob {artifact.sha256} is not in the store "
-                    f"{self.store.location} (put it first); nothing was written"
-                )
-            if artifact.size_bytes < 0:
-                raise LedgerError(f"artifact {artifact.role!r}: size_bytes {artifact.size_bytes} is negative")
-
-    def _request_ids(self, session: Session, requests: Sequence[EditRequest]) -> dict[str, int]:
-        """Get or create each request by its content key (its prompts are written with it, once)."""
-        unique = {r.request_key: r for r in requests}
-        ids = self._existing_request_ids(session, list(unique))
-        missing = [r for key, r in unique.items() if key not in ids]
-        if missing:
-            self._insert_or_ignore(
-                session,
-                EditRequestRow,
-                [
-                    {
-                        "request_key": r.request_key,
-                        "subject": r.subject,
-                        "prompt": r.prompt,
-                        "target_new": r.target_new,
-                        "target_true": r.target_true,
-                        "relation_id": r.relation_id,
-                        "case_id": r.case_id,
-                    }
-                    for r in missing
-                ],
-                "request_key",
-            )
-            created = self._existing_request_ids(session, [r.request_key for r in missing])
-            has_prompts = set(
-                session.scalars(
-                    select(RequestPromptRow.request_id).where(
-                        RequestPromptRow.request_id.in_(list(created.values()))
-                    )
-                )
-            )
-            prompts = [
-                {
-                    "request_id": created[r.request_key],
-                    "position": i,
-                    "kind": p.kind,
-                    "text": p.text,
-                    "target": p.target,
-                }
-                for r in missing
-                if created[r.request_key] not in has_prompts
-                for i, p in enumerate(r.eval_prompts)
-            ]
-            if prompts:
-                session.execute(RequestPromptRow.__table__.insert(), prompts)
-            ids.update(created)
-        return ids
-
-    def _existing_request_ids(self, session: Session, keys: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for part in queries.chunks(keys):
-            query = select(EditRequestRow.request_key, EditRequestRow.id).where(
-                EditRequestRow.request_key.in_(part)
-            )
-            found.update({key: rid for key, rid in session.execute(query)})
-        return found
-
-    def _insert_version(
-        self,
-        session: Session,
-        draft: VersionDraft,
-        parent: VersionRow | None,
-        base: BaseModelRow,
-        created_at: str,
-    ) -> VersionRow:
-        record = record_from_draft(draft, base.state_hash, created_at)
-        request_ids = self._request_ids(session, [e.request for e in draft.requests])
-        for outcome in draft.outcomes:
-            if outcome.request_key not in request_ids:
-                request_ids.update(self._existing_request_ids(session, [outcome.request_key]))
-            if outcome.request_key not in request_ids:
-                raise LedgerError(
-                    f"outcome names request {short(outcome.request_key)}, which is neither in the draft "
-                    "nor recorded"
-                )
-        version = VersionRow(
-            commit_hash=commit_hash(parent.commit_hash if parent else None, record),
-            parent_id=parent.id if parent else None,
-            base_model_id=base.id,
-            kind=record.kind,
-            author=record.author,
-            reason=record.reason,
-            created_at=created_at,
-            method=record.method,
-            hparams_json=canonical_json(record.hparams),
-            environment_json=canonical_json(record.environment),
-            extra_json=canonical_json(record.extra),
-            state_hash=record.state_hash,
-            depth=parent.depth + 1 if parent else 0,
-            n_requests=len(record.requests),
-        )
-        if (
-            session.scalar(select(VersionRow.id).where(VersionRow.commit_hash == version.commit_hash))
-            is not None
-        ):
-            raise LedgerError(
-                f"version {version.commit_hash} is already recorded (same parent, content and time)"
-            )
-        session.add(version)
-        session.flush()
-        if record.requests:
-            session.execute(
-                VersionRequestRow.__table__.insert(),
-                [
-                    {"version_id": version.id, "position": i, "request_id": request_ids[key], "role": role}
-                    for i, (key, role) in enumerate(record.requests)
-                ],
-            )
-        self._insert_footprint(session, version.id, record)
-        if record.outcomes:
-            session.execute(
-                RequestOutcomeRow.__table__.insert(),
-                [
-                    {
-                        "version_id": version.id,
-                        "position": i,
-                        "request_id": request_ids[o.request_key],
-                        "residual_before": o.residual_before,
-                        "residual_after": o.residual_after,
-                        "status": o.status,
-                        "zstar_loss": o.zstar_loss,
-                        "zstar_target_prob": o.zstar_target_prob,
-                        "target_prob_before": o.target_prob_before,
-                        "target_prob_after": o.target_prob_after,
-                        "already_true": o.already_true,
-                        "took": o.took,
-                    }
-                    for i, o in enumerate(record.outcomes)
-                ],
-            )
-        self._insert_artifacts(session, version.id, draft.artifacts)
-        self._insert_scores(session, version.id, draft.scores, created_at)
-        if record.revert is not None:
-            self._insert_revert(session, version, record, request_ids)
-        return version
-
-    def _insert_revert(
-        self, session: Session, version: VersionRow, record: ChainRecord, request_ids: dict[str, int]
-    ) -> None:
-        """The typed revert record: its anchor and the revert it undoes must be ancestors (so must every round's
-        source), and every replayed request must be recorded."""
-        revert = record.revert
-        assert revert is not None
-        ancestors = dict(
-            session.execute(
-                select(VersionRow.commit_hash, VersionRow.id).join(
-                    chain := queries.ancestry_cte(version.parent_id),  # type: ignore[arg-type]
-                    chain.c.id == VersionRow.id,
-                )
-            ).all()
-        )
-        named = [("anchor", revert.anchor), ("reverted version", revert.reverted_version)]
-        named += [(f"round {i} source", r.source) for i, r in enumerate(revert.rounds)]
-        for what, commit in named:
-            if commit is not None and commit not in ancestors:
-                raise LedgerError(f"revert draft: its {what} {short(commit)} is not an ancestor of the new version")
-        keys = sorted({k for r in revert.rounds for k in r.request_keys} - set(request_ids))
-        request_ids.update(self._existing_request_ids(session, keys))
-        unknown = [k for k in keys if k not in request_ids]
-        if unknown:
-            raise LedgerError(f"revert draft: replayed request {short(unknown[0])} is not recorded")
-        session.add(
-            VersionRevertRow(
-                version_id=version.id,
-                anchor_version_id=ancestors[revert.anchor],
-                reverted_version_id=ancestors[revert.reverted_version] if revert.reverted_version else None,
-            )
-        )
-        rows = [
-            {
-                "version_id": version.id,
-                "round": i,
-                "position": j,
-                "source_version_id": ancestors[r.source],
-                "request_id": request_ids[key],
-            }
-            for i, r in enumerate(revert.rounds)
-            for j, key in enumerate(r.request_keys)
-        ]
-        if rows:
-            session.execute(VersionRoundRow.__table__.insert(), rows)
-        session.flush()
-
-    def _insert_footprint(self, session: Session, version_id: int, record: ChainRecord) -> None:
-        if not record.footprint:
-            return
-        layers = [
-            {
-                "version_id": version_id,
-                "position": i,
-                "layer": f.layer,
-                "pass_index": f.pass_index,
-                "n_neurons": len(f.neurons),
-                "delta_norm": f.delta_norm,
-            }
-            for i, f in enumerate(record.footprint)
-        ]
-        # One executemany and one read of the ids by (version, position): two statements for any footprint
-        # (an ordered INSERT ... RETURNING runs row by row on SQLite).
-        session.execute(FootprintLayerRow.__table__.insert(), layers)
-        id_of = dict(
-            session.execute(
-                select(FootprintLayerRow.position, FootprintLayerRow.id).where(
-                    FootprintLayerRow.version_id == version_id
-                )
-            ).all()
-        )
-        layer_ids = [id_of[i] for i in range(len(layers))]
-        neurons = [
-            {
-                "footprint_layer_id": layer_id,
-                "position": j,
-                "version_id": version_id,
-                "layer": f.layer,
-                "neuron": neuron,
-            }
-            for layer_id, f in zip(layer_ids, record.footprint, strict=True)
-            for j, neuron in enumerate(f.neurons)
-        ]
-        if neurons:
-            session.execute(FootprintNeuronRow.__table__.insert(), neurons)
-
-    def _insert_artifacts(self, session: Session, version_id: int, artifacts: Sequence[ArtifactRef]) -> None:
-        if not artifacts:
-            return
-        unique = {a.sha256: a for a in artifacts}
-        self._insert_or_ignore(
-            session,
-            ArtifactRow,
-            [{"sha256": a.sha256, "kind": a.kind, "size_bytes": a.size_bytes} for a in unique.values()],
-            "sha256",
-        )
-        ids = dict(
-            session.execute(
-                select(ArtifactRow.sha256, ArtifactRow.id).where(ArtifactRow.sha256.in_(list(unique)))
-            ).all()
-        )
-        session.execute(
-            VersionArtifactRow.__table__.insert(),
-            [
-                {"version_id": version_id, "position": i, "artifact_id": ids[a.sha256], "role": a.role}
-                for i, a in enumerate(artifacts)
-            ],
-        )
-
-    def _insert_scores(
-        self, session: Session, version_id: int, scores: Sequence[Score], created_at: str
-    ) -> None:
-        if not scores:
-            return
-        keys = sorted({s.request_key for s in scores if s.request_key})
-        ids = self._existing_request_ids(session, keys)
-        rows = []
-        for s in scores:
-            if s.request_key and s.request_key not in ids:
-                raise LedgerError(
-                    f"score {s.metric!r}: request {short(s.request_key)} is not recorded in this ledger"
-                )
-            rows.append(
-                {
-                    "version_id": version_id,
-                    "request_id": ids.get(s.request_key or ""),
-                    "suite": s.suite,
-                    "metric": s.metric,
-                    "value": finite(s.value, f"score {s.metric!r}"),
-                    "created_at": created_at,
-                }
-            )
-        session.execute(ScoreRow.__table__.insert(), rows)
-
-    def create_branch(self, name: str, at: str, actor: str = "unknown") -> BranchInfo:
-        checked_name("branch", name)
-        created_at = utc_now()
-        with self._write() as session:
-            if session.scalar(select(BranchRow.id).where(BranchRow.name == name)) is not None:
-                raise LedgerError(f"branch {name!r} already exists")
-            version_id = self._version_id(session, at)
-            version = session.get(VersionRow, version_id)
-            assert version is not None
-            row = BranchRow(
-                name=name,
-                head_version_id=version_id,
-                base_model_id=version.base_model_id,
-                created_at=created_at,
-            )
-            session.add(row)
-            session.flush()
-            session.add(
-                RefLogRow(
-                    branch_id=row.id,
-                    old_version_id=None,
-                    new_version_id=version_id,
-                    actor=actor,
-                    message=f"branch from {at}",
-                    created_at=created_at,
-                )
-            )
-            session.flush()
-            return self._branch_info(session, row)
-
-    def tag(self, name: str, at: str) -> None:
-        checked_name("tag", name)
-        with self._write() as session:
-            if session.scalar(select(TagRow.id).where(TagRow.name == name)) is not None:
-                raise LedgerError(f"tag {name!r} already exists")
-            session.add(TagRow(name=name, version_id=self._version_id(session, at), created_at=utc_now()))
+        return writing.append_version(self.engine, self.store, draft, branch, expected_head, created_at)
 
     def relocate_base_model(self, name: str, source_path: str, actor: str) -> None:
-        """Record where base model `name` now lives (the caller has verified its state hash there). The path is
-        not in any commit hash; the move is kept as a `relocate` audit event with the old and new paths."""
-        with self._write() as session:
-            row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == name))
-            if row is None:
-                raise UnknownRefError(f"unknown base model {name!r}")
-            old, row.source_path = row.source_path, source_path
-            session.add(AuditEventRow(kind="relocate", actor=actor, created_at=utc_now(), version_id=None,
-                                      detail_json=canonical_json({"model": name, "from": old, "to": source_path,
-                                                                  "state_hash": row.state_hash})))
+        """Record where base model `name` now lives (the caller has verified its state hash there)."""
+        base_models.relocate(self.engine, name, source_path, actor)
 
     def record_scores(self, at: str, scores: list[Score]) -> None:
-        with self._write() as session:
-            self._insert_scores(session, self._version_id(session, at), scores, utc_now())
+        record_scores(self.engine, at, scores)
 
     def record_audit(self, kind: str, actor: str, at: str | None, detail: dict[str, Any]) -> None:
-        if kind not in AUDIT_KINDS:
-            raise LedgerError(f"audit event kind {kind!r} is not one of {', '.join(AUDIT_KINDS)}")
-        detail_json = canonical_json(json_value(detail, f"audit event {kind!r} detail"))
-        with self._write() as session:
-            version_id = self._version_id(session, at) if at else None
-            session.add(
-                AuditEventRow(
-                    kind=kind,
-                    actor=actor,
-                    created_at=utc_now(),
-                    version_id=version_id,
-                    detail_json=detail_json,
-                )
-            )
+        events.record_audit(self.engine, kind, actor, at, detail)
 
     def record_statistics(
         self,
@@ -863,186 +179,75 @@ class Ledger:
     ) -> StatisticsInfo:
         """Record which corpus, samples and dtype a base model's C0 blobs (layer -> sha256) came from. The same
         record twice is kept once."""
-        created_at = checked_time(created_at)
-        for layer, sha in blobs.items():
-            try:
-                validate_sha(sha)
-            except InvalidBlobAddressError as error:
-                raise LedgerError(f"statistics of layer {layer}: {error}") from None
-            if not self.store.has(sha):
-                raise BlobMissingError(f"statistics of layer {layer}: blob {sha} is not in the store (put it first)")
-        validate_sha(corpus_sha256)
-        wanted = StatisticsInfo(
-            base_model,
-            str(corpus_path),
-            corpus_sha256,
-            int(sample_count),
-            dtype,
-            {int(k): v for k, v in sorted(blobs.items())},
-            created_at,
+        return statistics.record_statistics(
+            self.engine, self.store, base_model, corpus_path, corpus_sha256, sample_count, dtype, blobs, created_at
         )
-        with self._write() as session:
-            base_id = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == base_model))
-            if base_id is None:
-                raise UnknownRefError(f"unknown base model {base_model!r}")
-            for known in self._statistics(session, base_id):
-                if replace(known, created_at=created_at) == wanted:
-                    return known
-            row = StatisticsRow(
-                base_model_id=base_id,
-                corpus_path=wanted.corpus_path,
-                corpus_sha256=corpus_sha256,
-                sample_count=wanted.sample_count,
-                dtype=dtype,
-                created_at=created_at,
-            )
-            session.add(row)
-            session.flush()
-            session.add_all(
-                StatisticsLayerRow(statistics_id=row.id, layer=layer, sha256=sha) for layer, sha in wanted.blobs.items()
-            )
-        return wanted
 
-    def _statistics(self, session: Session, base_id: int) -> list[StatisticsInfo]:
-        name = session.scalar(select(BaseModelRow.name).where(BaseModelRow.id == base_id))
-        rows = session.scalars(
-            select(StatisticsRow).where(StatisticsRow.base_model_id == base_id).order_by(StatisticsRow.id.desc())
-        ).all()
-        blobs: dict[int, dict[int, str]] = defaultdict(dict)
-        for statistics_id, layer, sha in session.execute(
-            select(StatisticsLayerRow.statistics_id, StatisticsLayerRow.layer, StatisticsLayerRow.sha256)
-            .where(StatisticsLayerRow.statistics_id.in_([r.id for r in rows]))
-            .order_by(StatisticsLayerRow.statistics_id, StatisticsLayerRow.layer)
-        ):
-            blobs[statistics_id][layer] = sha
-        return [
-            StatisticsInfo(
-                name or "", r.corpus_path, r.corpus_sha256, r.sample_count, r.dtype, blobs[r.id], r.created_at
-            )
-            for r in rows
-        ]
+    # ---------------------------------------------------------------------------------- refs (ledger.refs)
+    def create_branch(self, name: str, at: str, actor: str = "unknown") -> BranchInfo:
+        return refs.create_branch(self.engine, name, at, actor)
+
+    def tag(self, name: str, at: str) -> None:
+        refs.tag(self.engine, name, at)
+
+    def resolve(self, ref: str) -> VersionInfo:
+        with self._read() as session:
+            return reading.resolve(session, ref)
+
+    def branch(self, name: str) -> BranchInfo:
+        with self._read() as session:
+            return refs.branch(session, name)
+
+    def branches(self) -> list[BranchInfo]:
+        with self._read() as session:
+            return refs.branches(session)
+
+    def tags(self) -> dict[str, str]:
+        with self._read() as session:
+            return refs.tags(session)
+
+    def ref_log(self, branch: str) -> list[RefLogEntry]:
+        """Every move of the branch head, newest first."""
+        with self._read() as session:
+            return refs.ref_log(session, branch)
+
+    # --------------------------------------------------------------------- base models and statistics
+    def base_model(self, name: str) -> BaseModelInfo:
+        with self._read() as session:
+            return base_models.base_model(session, name)
+
+    def base_models(self) -> list[BaseModelInfo]:
+        with self._read() as session:
+            return base_models.base_models(session)
 
     def statistics(self, base_model: str) -> list[StatisticsInfo]:
         """The C0 statistics recorded for a base model, newest first."""
         with self._read() as session:
-            base_id = session.scalar(select(BaseModelRow.id).where(BaseModelRow.name == base_model))
-            if base_id is None:
-                raise UnknownRefError(f"unknown base model {base_model!r}")
-            return self._statistics(session, base_id)
+            return statistics.statistics(session, base_model)
 
-    def gc(self, dry_run: bool = True, grace_seconds: float | None = None) -> list[str]:
-        """Blobs in the store that nothing references (no artifact row, no statistics record, no cache index
-        entry such as a checkout snapshot) and that were last written longer than `grace_seconds` ago (default:
-        the store's own, 0 for a local directory, 1 hour for object storage).
-
-        A writer puts its blobs before it appends the version naming them, and `put` refreshes the time of a
-        blob that is already there. So a blob a concurrent writer is about to reference is younger than the
-        grace period, provided its round takes less than the grace period (half of it for a blob that was
-        already in object storage). With a grace of 0 (a local store's default), run it when no writer works."""
-        grace = self.store.gc_grace_seconds if grace_seconds is None else grace_seconds
-        if grace < 0:
-            raise LedgerError(f"--grace {grace:g}: must not be negative")
-        # References first, then the listing: a blob put after the references were read is younger than the
-        # grace period when its time is looked at.
+    # ----------------------------------------------------------------------- reads (ledger.reading)
+    @property
+    def ledger_id(self) -> str:
+        """The ledger's identity: the commit hash of its first recorded version (as a repository's root commit
+        names it), the same from every machine that opens the database."""
         with self._read() as session:
-            referenced = set(session.scalars(select(ArtifactRow.sha256)))
-            referenced |= set(session.scalars(select(StatisticsLayerRow.sha256)))
-        referenced |= self.store.indexed_blobs()
-
-        def old_enough(written: float | None) -> bool:
-            return written is not None and written <= time.time() - grace
-
-        unreferenced = [sha for sha, written in self.store.iter_blobs()
-                        if sha not in referenced and old_enough(written)]
-        if not dry_run:
-            deleted = []
-            for sha in unreferenced:
-                if old_enough(self.store.modified(sha)):  # not put again since the listing
-                    self.store.delete(sha)
-                    deleted.append(sha)
-            unreferenced = deleted
-            self.record_audit("gc", "editledger", None, {"deleted": unreferenced, "grace_seconds": grace})
-        return unreferenced
-
-    # --------------------------------------------------------------------------------------- reads
-    def resolve(self, ref: str) -> VersionInfo:
-        with self._read() as session:
-            return self._info(session, self._version_id(session, ref))
-
-    def _branch_info(self, session: Session, row: BranchRow) -> BranchInfo:
-        head = session.get(VersionRow, row.head_version_id)
-        base = session.get(BaseModelRow, row.base_model_id)
-        assert head is not None and base is not None
-        return BranchInfo(
-            name=row.name,
-            head_hash=head.commit_hash,
-            base_model=base.name,
-            created_at=row.created_at,
-            depth=head.depth,
-        )
-
-    def branch(self, name: str) -> BranchInfo:
-        with self._read() as session:
-            return self._branch_info(session, self._branch_row(session, name))
-
-    def branches(self) -> list[BranchInfo]:
-        with self._read() as session:
-            return [
-                self._branch_info(session, row)
-                for row in session.scalars(select(BranchRow).order_by(BranchRow.name))
-            ]
-
-    def tags(self) -> dict[str, str]:
-        with self._read() as session:
-            query = select(TagRow.name, VersionRow.commit_hash).join(
-                VersionRow, VersionRow.id == TagRow.version_id
-            )
-            return dict(session.execute(query.order_by(TagRow.name)).all())
-
-    @staticmethod
-    def _base_info(row: BaseModelRow) -> BaseModelInfo:
-        return BaseModelInfo(
-            name=row.name,
-            state_hash=row.state_hash,
-            architecture=row.architecture,
-            config=json.loads(row.config_json),
-            source_path=row.source_path,
-            hub_id=row.hub_id,
-            revision=row.revision,
-            created_at=row.created_at,
-        )
-
-    def base_model(self, name: str) -> BaseModelInfo:
-        with self._read() as session:
-            row = session.scalar(select(BaseModelRow).where(BaseModelRow.name == name))
-            if row is None:
-                raise UnknownRefError(f"unknown base model {name!r}")
-            return self._base_info(row)
-
-    def base_models(self) -> list[BaseModelInfo]:
-        with self._read() as session:
-            return [
-                self._base_info(row)
-                for row in session.scalars(select(BaseModelRow).order_by(BaseModelRow.id))
-            ]
+            return reading.ledger_id(session)
 
     def log(self, branch: str, limit: int = 20, offset: int = 0) -> list[VersionInfo]:
         """Versions of `branch`, newest first, one page."""
-        if limit < 0 or offset < 0:
-            raise LedgerError(f"log: limit ({limit}) and offset ({offset}) must not be negative")
         with self._read() as session:
-            return queries.ancestry(session, self._branch_row(session, branch).head_version_id, limit, offset)
+            return reading.log(session, branch, limit, offset)
 
     def ancestry(self, ref: str) -> list[VersionInfo]:
         """Root (the base version) first, `ref` last."""
         with self._read() as session:
-            return queries.ancestry(session, self._version_id(session, ref))[::-1]
+            return reading.ancestry(session, ref)
 
     def lineage(self, ref: str) -> Lineage:
         """The rounds of `ref` and of each of its ancestors (see `ledger.history`), read in a fixed number of
         statements."""
         with self._read() as session:
-            return load_lineage(session, self._version_id(session, ref))
+            return reading.lineage(session, ref)
 
     def rounds(self, ref: str) -> list[Round]:
         """The rounds that produce version `ref` from its base, in order."""
@@ -1050,382 +255,82 @@ class Ledger:
 
     def show(self, ref: str) -> VersionDetail:
         with self._read() as session:
-            return self._show(session, self._version_id(session, ref))
+            return reading.show(session, ref)
 
     def describe(self, ref: str) -> VersionDetail | RequestDetail:
         """A version (branch, tag, commit hash or prefix, `~N`) or else a request (key or prefix): what `show`
         prints. A hex prefix that starts both a commit and a request is refused as ambiguous."""
         with self._read() as session:
-            try:
-                version_id = self._version_id(session, ref)
-            except UnknownRefError as not_a_version:
-                try:
-                    request_id = self._request_id(session, ref)
-                except UnknownRefError:
-                    raise UnknownRefError(
-                        f"unknown ref {ref!r}: not a branch, a tag, a commit or a request key (or a prefix of >= 4 hex)"
-                    ) from not_a_version
-                return audit.request_detail(session, request_id)
-            name = str(ref).split("~")[0]
-            named = session.scalar(select(BranchRow.id).where(BranchRow.name == name)) or session.scalar(
-                select(TagRow.id).where(TagRow.name == name)
-            )
-            if not named and "~" not in str(ref) and HEX_PREFIX.fullmatch(name):
-                requests = self._by_prefix(session, EditRequestRow.request_key, name)
-                if requests:
-                    raise UnknownRefError(
-                        f"ref {ref!r} is ambiguous: it starts a commit and request {short(requests[0])}; "
-                        "give more of the hash"
-                    )
-            return self._show(session, version_id)
-
-    def request_detail(self, ref: str) -> RequestDetail:
-        """One request (key or prefix): its fact, the versions that touched it, its scores over time."""
-        with self._read() as session:
-            return audit.request_detail(session, self._request_id(session, ref))
-
-    def live_edits(self, ref: str) -> list[LiveEdit]:
-        """The requests in effect at a version, each with the version that made it."""
-        with self._read() as session:
-            return audit.live_edits(session, self._version_id(session, ref))
-
-    def latest_scores(self, ref: str) -> tuple[str | None, list[Score]]:
-        """(commit, summary scores) of the newest version in `ref`'s history that recorded any."""
-        with self._read() as session:
-            return audit.latest_scores(session, self._version_id(session, ref))
-
-    @property
-    def ledger_id(self) -> str:
-        """The ledger's identity: the commit hash of its first recorded version (as a repository's root commit
-        names it), the same from every machine that opens the database."""
-        with self._read() as session:
-            first = session.scalar(select(VersionRow.commit_hash).order_by(VersionRow.id).limit(1))
-        if first is None:
-            raise LedgerError("the ledger has no versions yet: record a base model first")
-        return first
-
-    def _show(self, session: Session, version_id: int) -> VersionDetail:
-        info = self._info(session, version_id)
-        record = queries.chain_records(session, [version_id])[version_id]
-        members = session.execute(
-            select(VersionRequestRow.request_id, VersionRequestRow.role, VersionRequestRow.position)
-            .where(VersionRequestRow.version_id == version_id)
-            .order_by(VersionRequestRow.position)
-        ).all()
-        requests = queries.requests_by_id(session, [rid for rid, _, _ in members])
-        artifacts = queries.version_artifacts(session, version_id)
-        tags = list(
-            session.scalars(
-                select(TagRow.name).where(TagRow.version_id == version_id).order_by(TagRow.name)
-            )
-        )
-        return VersionDetail(
-            version=info,
-            requests=[
-                VersionRequest(requests[rid], role, position, requests[rid].request_key)
-                for rid, role, position in members
-            ],
-            footprint=list(record.footprint),
-            outcomes=list(record.outcomes),
-            artifacts=artifacts,
-            scores=self._scores(session, version_id),
-            tags=tags,
-            revert=record.revert,
-        )
+            return reading.describe(session, ref)
 
     def ancestry_artifacts(self, ref: str) -> list[tuple[VersionInfo, list[ArtifactRef]]]:
         """`ancestry(ref)` with each version's blobs, read together (what a checkout needs, in two queries)."""
         with self._read() as session:
-            chain = queries.ancestry(session, self._version_id(session, ref))[::-1]
-            blobs = queries.artifacts_by_version(session, [v.id for v in chain])
-            return [(version, blobs[version.id]) for version in chain]
+            return reading.ancestry_artifacts(session, ref)
 
     def artifacts(self, ref: str) -> list[ArtifactRef]:
         """The blobs a version recorded, in order (what `show` lists, without the rest of the version)."""
         with self._read() as session:
-            return queries.version_artifacts(session, self._version_id(session, ref))
+            return reading.artifacts(session, ref)
 
     def request(self, ref: str) -> RequestInfo:
         with self._read() as session:
-            request = queries.requests_by_id(session, [self._request_id(session, ref)])
-            (only,) = request.values()
-            return RequestInfo(request_key=only.request_key, request=only)
+            return reading.request(session, ref)
 
     def history(self, subject: str | None = None, request: str | None = None) -> list[HistoryEvent]:
-        if subject is None and request is None:
-            raise LedgerError("history: give a subject or a request key")
         with self._read() as session:
-            if request is not None:
-                ids = [self._request_id(session, request)]
-            else:
-                # Case and surrounding spaces do not matter: an auditor types the subject as they remember it.
-                # (SQLite's lower() folds ASCII only: other letters match in their recorded case.)
-                column = EditRequestRow.subject
-                wanted = or_(column == subject, column == subject.strip(),
-                             func.lower(column) == subject.strip().lower())
-                ids = list(session.scalars(select(EditRequestRow.id).where(wanted)))
-            return queries.history(session, ids)
+            return reading.history(session, subject, request)
 
     def blame(self, layer: int, neuron: int) -> list[BlameEntry]:
         with self._read() as session:
-            return queries.blame(session, int(layer), int(neuron))
+            return reading.blame(session, layer, neuron)
 
     def diff(self, a: str, b: str) -> VersionDiff:
         with self._read() as session:
-            id_a, id_b = self._version_id(session, a), self._version_id(session, b)
-            chain_a, chain_b = queries.ancestry_ids(session, id_a), queries.ancestry_ids(session, id_b)
-            in_a, in_b = set(chain_a), set(chain_b)
-            common = [v for v in chain_a if v in in_b]
-            path = [v for v in chain_a if v not in in_b] + [v for v in chain_b if v not in in_a]
-            records = queries.chain_records(session, path)
-            infos = queries.versions_by_id(session, [*common[-1:], id_a, id_b, *path])
-            live_a = [r.request_key for r in load_lineage(session, id_a).live_requests()]
-            live_b = [r.request_key for r in load_lineage(session, id_b).live_requests()]
-            added = [k for k in live_b if k not in live_a]
-            removed = [k for k in live_a if k not in live_b]
-            changed = sorted(set(added) | set(removed))
-            changed_ids = select(EditRequestRow.id).where(EditRequestRow.request_key.in_(changed))
-            wanted_ids = session.scalars(changed_ids)
-            by_key = {r.request_key: r for r in queries.requests_by_id(session, wanted_ids).values()}
-            neurons: dict[int, set[int]] = defaultdict(set)
-            versions_at: dict[int, set[int]] = defaultdict(set)
-            norms: dict[int, float] = defaultdict(float)
-            for version_id in path:
-                for f in records[version_id].footprint:
-                    neurons[f.layer].update(f.neurons)
-                    versions_at[f.layer].add(version_id)
-                    norms[f.layer] += f.delta_norm
-            return VersionDiff(
-                a=infos[id_a].commit_hash,
-                b=infos[id_b].commit_hash,
-                merge_base=infos[common[-1]].commit_hash if common else None,
-                added=[RequestInfo(k, by_key[k]) for k in added],
-                removed=[RequestInfo(k, by_key[k]) for k in removed],
-                versions=[infos[v].commit_hash for v in path],
-                layers=[
-                    DiffLayer(layer, tuple(sorted(neurons[layer])), len(versions_at[layer]), norms[layer])
-                    for layer in sorted(neurons)
-                ],
-            )
-
-    def ref_log(self, branch: str) -> list[RefLogEntry]:
-        """Every move of the branch head, newest first."""
-        with self._read() as session:
-            row = self._branch_row(session, branch)
-            entries = session.scalars(
-                select(RefLogRow).where(RefLogRow.branch_id == row.id).order_by(RefLogRow.id.desc())
-            ).all()
-            ids = {e.new_version_id for e in entries} | {
-                e.old_version_id for e in entries if e.old_version_id
-            }
-            hashes = dict(
-                session.execute(
-                    select(VersionRow.id, VersionRow.commit_hash).where(VersionRow.id.in_(ids))
-                ).all()
-            )
-            return [
-                RefLogEntry(
-                    branch,
-                    hashes.get(e.old_version_id) if e.old_version_id else None,
-                    hashes[e.new_version_id],
-                    e.actor,
-                    e.message,
-                    e.created_at,
-                )
-                for e in entries
-            ]
-
-    def _scores(self, session: Session, version_id: int) -> list[Score]:
-        query = (
-            select(ScoreRow, EditRequestRow.request_key)
-            .outerjoin(EditRequestRow, EditRequestRow.id == ScoreRow.request_id)
-            .where(ScoreRow.version_id == version_id)
-            .order_by(ScoreRow.id)
-        )
-        return [
-            Score(metric=s.metric, value=s.value, request_key=key, suite=s.suite)
-            for s, key in session.execute(query)
-        ]
+            return reading.diff(session, a, b)
 
     def scores(self, at: str) -> list[Score]:
         with self._read() as session:
-            return self._scores(session, self._version_id(session, at))
+            return version_scores(session, refs.version_id(session, at))
+
+    # --------------------------------------------------------------------- the auditor's reads (ledger.audit)
+    def request_detail(self, ref: str) -> RequestDetail:
+        """One request (key or prefix): its fact, the versions that touched it, its scores over time."""
+        with self._read() as session:
+            return audit.request_detail(session, refs.request_id(session, ref))
+
+    def live_edits(self, ref: str) -> list[LiveEdit]:
+        """The requests in effect at a version, each with the version that made it."""
+        with self._read() as session:
+            return audit.live_edits(session, refs.version_id(session, ref))
+
+    def latest_scores(self, ref: str) -> tuple[str | None, list[Score]]:
+        """(commit, summary scores) of the newest version in `ref`'s history that recorded any."""
+        with self._read() as session:
+            return audit.latest_scores(session, refs.version_id(session, ref))
 
     def audit_events(self, limit: int = 100) -> list[AuditEvent]:
         """Newest first."""
         with self._read() as session:
-            query = (
-                select(AuditEventRow, VersionRow.commit_hash)
-                .outerjoin(VersionRow, VersionRow.id == AuditEventRow.version_id)
-                .order_by(AuditEventRow.id.desc())
-                .limit(limit)
-            )
-            return [
-                AuditEvent(e.id, e.kind, e.actor, e.created_at, commit, json.loads(e.detail_json))
-                for e, commit in session.execute(query)
-            ]
+            return events.audit_events(session, limit)
 
-    # ----------------------------------------------------------------------------------- integrity
+    # ------------------------------------------------------------------- integrity and gc (their modules)
     def verify(self, check_blobs: bool = True, checkpoint: Path | None = None) -> VerifyReport:
         """Recompute every commit hash from the rows, branch by branch from root to head, and every blob.
 
         With `checkpoint`: check the history against that file when it exists, else (and only when every hash
         checked out) write it; the report says which."""
-        problems: list[str] = []
-        with self._read() as session:
-            rows = session.execute(
-                select(
-                    VersionRow.id,
-                    VersionRow.parent_id,
-                    VersionRow.commit_hash,
-                    VersionRow.depth,
-                    VersionRow.n_requests,
-                )
-            ).all()
-            by_id = {r.id: r for r in rows}
-            order: list[tuple[int, str]] = []  # (version id, where it was reached), first visit only
-            seen: set[int] = set()
-            for name, head in session.execute(
-                select(BranchRow.name, BranchRow.head_version_id).order_by(BranchRow.name)
-            ):
-                walk, at = [], head
-                while at is not None and at not in seen:
-                    walk.append(at)
-                    seen.add(at)
-                    at = by_id[at].parent_id
-                order += [(v, f"branch {name!r}") for v in reversed(walk)]
-            order += [
-                (r.id, "no branch") for r in sorted(rows, key=lambda r: (r.depth, r.id)) if r.id not in seen
-            ]
-            where_of = dict(order)
-            for part in queries.chunks([v for v, _ in order]):
-                records = queries.chain_records(session, part)
-                for version_id in part:
-                    problems += self._version_problems(
-                        by_id, version_id, records[version_id], where_of[version_id]
-                    )
-            blobs = (
-                session.execute(
-                    select(ArtifactRow.sha256, VersionArtifactRow.role, VersionRow.commit_hash)
-                    .join(VersionArtifactRow, VersionArtifactRow.artifact_id == ArtifactRow.id)
-                    .join(VersionRow, VersionRow.id == VersionArtifactRow.version_id)
-                    .order_by(VersionRow.id, VersionArtifactRow.position)
-                ).all()
-                if check_blobs
-                else []
-            )
-        blobs_checked = 0
-        checked: set[str] = set()
-        for sha, role, commit in blobs:
-            if sha in checked:
-                continue
-            checked.add(sha)
-            blobs_checked += 1
-            try:
-                self.store.check(sha)
-            except (BlobMissingError, BlobCorruptError, InvalidBlobAddressError) as error:
-                problems.append(f"{error} (artifact {role!r} of version {short(commit)})")
-        checkpoint_action = None
-        if checkpoint is not None:
-            if Path(checkpoint).exists():
-                problems += self.check_checkpoint(checkpoint)
-                checkpoint_action = "checked"
-            elif not problems:
-                self.write_checkpoint(checkpoint)
-                checkpoint_action = "written"
-            else:
-                checkpoint_action = "skipped"
-        report = VerifyReport(
-            ok=not problems,
-            versions_checked=len(order),
-            blobs_checked=blobs_checked,
-            problems=problems,
-            checkpoint=str(checkpoint) if checkpoint is not None else None,
-            checkpoint_action=checkpoint_action,
-        )
-        self.record_audit(
-            "verify",
-            "editledger",
-            None,
-            {
-                "ok": report.ok,
-                "versions_checked": len(order),
-                "blobs_checked": blobs_checked,
-                "problems": problems[:20],
-            },
-        )
-        return report
-
-    @staticmethod
-    def _version_problems(
-        by_id: dict[int, Any], version_id: int, record: ChainRecord, where: str
-    ) -> list[str]:
-        row = by_id[version_id]
-        parent = by_id[row.parent_id] if row.parent_id is not None else None
-        found = commit_hash(parent.commit_hash if parent else None, record)
-        problems = []
-        if found != row.commit_hash:
-            problems.append(
-                f"version {row.commit_hash} ({where}, depth {row.depth}) does not match its recorded "
-                f"rows: they hash to {short(found)}"
-            )
-        if row.depth != (parent.depth + 1 if parent else 0):
-            problems.append(
-                f"version {row.commit_hash} ({where}): depth {row.depth} does not follow its parent's"
-            )
-        if row.n_requests != len(record.requests):
-            problems.append(
-                f"version {row.commit_hash} ({where}): n_requests {row.n_requests} but "
-                f"{len(record.requests)} request rows"
-            )
-        return problems
-
-    def _branch_commits(self, session: Session, name: str) -> list[str]:
-        """Commit hashes of a branch, root first, walked through parent links (not trusting `depth`)."""
-        chain = queries.ancestry_cte(self._branch_row(session, name).head_version_id)
-        query = select(VersionRow.commit_hash, VersionRow.depth).join(chain, chain.c.id == VersionRow.id)
-        return [commit for commit, _ in sorted(session.execute(query).all(), key=lambda row: row[1])]
+        return integrity.verify(self.engine, self.store, check_blobs, checkpoint)
 
     def write_checkpoint(self, path: Path) -> None:
         """A small JSON file, kept outside the database: per branch its head and version count."""
-        with self._read() as session:
-            branches = {}
-            for name in session.scalars(select(BranchRow.name).order_by(BranchRow.name)):
-                commits = self._branch_commits(session, name)
-                branches[name] = {"head": commits[-1], "versions": len(commits)}
-        path = Path(path)
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_text(
-            json.dumps({"editledger_checkpoint": 1, "written_at": utc_now(), "branches": branches}, indent=2)
-            + "\n"
-        )
-        os.replace(temp, path)
+        integrity.write_checkpoint(self.engine, path)
 
     def check_checkpoint(self, path: Path) -> list[str]:
-        """Problems: a branch whose history no longer holds the checkpointed head at the checkpointed place.
-        Catches a rewritten history even when every hash inside the database was recomputed to match."""
-        try:
-            checkpoint = json.loads(Path(path).read_text())
-            branches = checkpoint["branches"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise LedgerError(f"checkpoint {path}: unreadable ({error})") from None
-        problems = []
-        with self._read() as session:
-            for name, mark in sorted(branches.items()):
-                try:
-                    commits = self._branch_commits(session, name)
-                except UnknownRefError:
-                    problems.append(f"branch {name!r} of checkpoint {path} no longer exists")
-                    continue
-                head, count = mark["head"], int(mark["versions"])
-                if head not in commits:
-                    problems.append(
-                        f"branch {name!r}: checkpointed head {short(head)} is no longer in its history "
-                        "(history rewritten since the checkpoint)"
-                    )
-                elif commits.index(head) + 1 != count:
-                    problems.append(
-                        f"branch {name!r}: {commits.index(head) + 1} versions up to {short(head)}, "
-                        f"the checkpoint recorded {count} (history rewritten since the checkpoint)"
-                    )
-        return problems
+        """Problems: a branch whose history no longer holds the checkpointed head at the checkpointed place."""
+        return integrity.check_checkpoint(self.engine, path)
+
+    def gc(self, dry_run: bool = True, grace_seconds: float | None = None) -> list[str]:
+        """Blobs in the store that nothing references and that were last written longer than `grace_seconds` ago
+        (default: the store's own); deleted unless `dry_run` (see `ledger.gc`)."""
+        return gc.gc(self.engine, self.store, dry_run, grace_seconds)

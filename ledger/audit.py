@@ -20,6 +20,7 @@ from ledger.models import (
     VersionRow,
 )
 from ledger.records import Score
+from ledger.scores import score_of_row
 
 
 def score_name(suite: str | None, metric: str) -> str:
@@ -140,4 +141,4 @@ def latest_scores(session: Session, version_id: int) -> tuple[str | None, list[S
         select(ScoreRow).where(ScoreRow.version_id == scored, ScoreRow.request_id.is_(None)).order_by(ScoreRow.id)
     )
     commit = session.scalar(select(VersionRow.commit_hash).where(VersionRow.id == scored))
-    return commit, [Score(metric=s.metric, value=s.value, suite=s.suite) for s in rows]
+    return commit, [score_of_row(row, None) for row in rows]

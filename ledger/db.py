@@ -1,4 +1,4 @@
-"""Engines and schema migrations, run from code (no `alembic` command needed).
+"""Engines, transactions (a reader's, a writer's) and schema migrations, run from code (no `alembic` command needed).
 
 SQLite: WAL (readers never block the writer), a 30 s busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for
 write transactions so two writers queue at BEGIN instead of failing half way through. PostgreSQL through
@@ -17,9 +17,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger.errors import SchemaAheadError, SchemaBehindError
+from ledger.errors import LedgerError, SchemaAheadError, SchemaBehindError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "editledger_write"  # execution option that marks a connection as a writer (BEGIN IMMEDIATE)
@@ -61,6 +62,17 @@ def transaction(engine: Engine, write: bool = False) -> Iterator[Session]:
         with connection.begin(), Session(bind=connection, autoflush=True, expire_on_commit=False) as session:
             yield session
             session.flush()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Session]:
+    """A writer's transaction: a constraint the database enforces becomes one LedgerError line, nothing written."""
+    try:
+        with transaction(engine, write=True) as session:
+            yield session
+    except IntegrityError as error:
+        first_line = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise LedgerError(f"the database refused the write (nothing was written): {first_line}") from None
 
 
 # -------------------------------------------------------------------------------------- migrations

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.api import Ledger, utc_now
+from ledger.api import Ledger
 from ledger.infos import LiveEdit, VersionInfo
 from ledger.records import EditRequest, Score
+from ledger.values import utc_now
 
 PROVENANCE_FILE = "editledger.json"
 MODEL_CARD_FILE = "README.md"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session, aliased
@@ -45,7 +45,10 @@ Reverted = aliased(VersionRow, name="reverted")
 Source = aliased(VersionRow, name="source")
 
 
-def chunks(ids: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+Item = TypeVar("Item")
+
+
+def chunks(ids: Sequence[Item], size: int = CHUNK) -> Iterable[Sequence[Item]]:
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
 
@@ -87,6 +90,10 @@ def versions_by_id(session: Session, ids: Sequence[int]) -> dict[int, VersionInf
         for row in session.execute(version_select().where(VersionRow.id.in_(part))):
             found[row[0].id] = version_info(row)
     return found
+
+
+def version_by_id(session: Session, version_id: int) -> VersionInfo:
+    return versions_by_id(session, [version_id])[version_id]
 
 
 def ancestry_cte(head_id: int, min_depth: int = 0):  # type: ignore[no-untyped-def]
@@ -152,6 +159,15 @@ def requests_by_id(session: Session, ids: Iterable[int]) -> dict[int, EditReques
         )
         for rid, r in rows.items()
     }
+
+
+def request_ids_by_key(session: Session, keys: Sequence[str]) -> dict[str, int]:
+    """Request key -> row id of the recorded ones among `keys`."""
+    found: dict[str, int] = {}
+    for part in chunks(keys):
+        query = select(EditRequestRow.request_key, EditRequestRow.id).where(EditRequestRow.request_key.in_(part))
+        found.update({key: rid for key, rid in session.execute(query)})
+    return found
 
 
 # ----------------------------------------------------------------------------------- chain records

@@ -18,9 +18,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ledger.api import Ledger, utc_now
+from ledger.api import Ledger
 from ledger.errors import LedgerError
 from ledger.infos import VersionDetail, VersionInfo
+from ledger.values import utc_now
 
 HEATMAP_FILE = "footprint.png"
 CURVES_FILE = "scores.png"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select, update
 
-from ledger import ConflictError, Ledger, LedgerError, UnknownRefError, VersionInfo
+from ledger import ConflictError, Ledger, LedgerError, UnknownRefError, VersionInfo, writing
 from ledger.db import transaction
 from ledger.models import Base, VersionRoundRow
 from ledger.records import EditRequest, RevertRecord, RoundRecord, Score
@@ -252,7 +252,7 @@ def test_a_revert_recorded_before_schema_0002_is_read_from_extra(
     h = history
     old = make_draft(ledger, "old", [h.d], roles=["reverted"], kind="revert")
     old.extra = {"anchor": h.e1.commit_hash, "rounds": [], "reverted": [h.d.request_key]}
-    monkeypatch.setattr(ledger, "_check_draft", lambda draft: None)  # as schema 0001's writer appended it
+    monkeypatch.setattr(writing, "check_draft", lambda draft, store: None)  # as schema 0001's writer appended it
     version = ledger.append_version(old, "main", h.revert.commit_hash)
     assert [r.source for r in ledger.rounds("main")] == [h.e1.commit_hash]
     assert ledger.lineage("main").steps[-1].start == h.e1.commit_hash
