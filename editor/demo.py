@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from editor.corpus import write_sampled_corpus
 from editor.evaluate import evaluate_requests
@@ -142,7 +143,19 @@ def run_world_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, p
     head = versions[-1]
     scores = ws.evaluate(head.commit_hash).aggregate
 
-    round2 = ledger.show(versions[1].commit_hash) if len(versions) > 1 else ledger.show(versions[0].commit_hash)
+    proven = _revert_checkout_replay(ws, ledger, versions, requests, directory, say)
+    return DemoReport(
+        world_dir=world.out_dir, ledger_dir=ledger_dir, n_facts=world.n_facts, base_state_hash=base.state_hash,
+        n_edits=len(requests), n_rounds=len(versions), edit_seconds=edit_seconds, scores=scores, **proven,
+        seconds=time.perf_counter() - started, versions=[v.commit_hash for v in versions],
+    )
+
+
+def _revert_checkout_replay(ws: Workspace, ledger: Ledger, versions: list, requests: list, directory: Path,
+                            say: Callable[[str], None]) -> dict[str, Any]:
+    """Steps 4-6 of either demo: revert one request of round 2, check out every version (verified), export round 1,
+    replay the branch and verify; the report's fields for them."""
+    round2 = ledger.show(versions[min(1, len(versions) - 1)].commit_hash)
     reverted = round2.requests[0].request
     say(f"4. revert the request {reverted.request_key[:12]} of round 2 "
         f"({reverted.subject!r} -> {reverted.target_new!r})")
@@ -157,20 +170,15 @@ def run_world_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, p
     for version in ledger.log("main", limit=1000):
         ws.checkout_model(version.commit_hash)
         checkouts += 1
-    old_dir = ws.export(versions[0].commit_hash, directory / "checkout-round1", force=True, actor="demo")
+    export_dir = ws.export(versions[0].commit_hash, directory / "checkout-round1", force=True, actor="demo")
 
     say("6. replay of the branch on its base: every state hash must be reproduced bit for bit")
     steps = ws.replay_same_base("main")
     verified = ledger.verify()
-    return DemoReport(
-        world_dir=world.out_dir, ledger_dir=ledger_dir, n_facts=world.n_facts, base_state_hash=base.state_hash,
-        n_edits=len(requests), n_rounds=len(versions), edit_seconds=edit_seconds, scores=scores,
-        revert_commit=revert_version.commit_hash, reverted_back=back.get("efficacy", 1.0) == 0.0,
-        others_efficacy=kept.get("efficacy", 0.0), checkouts=checkouts, export_dir=old_dir,
-        replayed_ok=sum(s.ok for s in steps), replayed=len(steps), verify_ok=verified.ok,
-        versions_checked=verified.versions_checked, blobs_checked=verified.blobs_checked,
-        seconds=time.perf_counter() - started, versions=[v.commit_hash for v in versions],
-    )
+    return dict(revert_commit=revert_version.commit_hash, reverted_back=back.get("efficacy", 1.0) == 0.0,
+                others_efficacy=kept.get("efficacy", 0.0), checkouts=checkouts, export_dir=export_dir,
+                replayed_ok=sum(s.ok for s in steps), replayed=len(steps), verify_ok=verified.ok,
+                versions_checked=verified.versions_checked, blobs_checked=verified.blobs_checked)
 
 
 def run_real_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, force: bool = False,
@@ -219,33 +227,11 @@ def run_real_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, fo
     for probe in probes:
         say(f"   {probe.prompt!r}: {probe.before!r} -> {probe.after!r} (wanted {probe.target_new!r})")
 
-    round2 = ledger.show(versions[min(1, len(versions) - 1)].commit_hash)
-    reverted = round2.requests[0].request
-    say(f"4. revert the request {reverted.request_key[:12]} of round 2 "
-        f"({reverted.subject!r} -> {reverted.target_new!r})")
-    revert_version = ws.revert(reverted.request_key, author="demo", reason="demo: this edit was wrong")
-    after, _ = ws.checkout_model(revert_version.commit_hash)
-    back = evaluate_requests(after.model, after.tokenizer, [reverted]).per_request[0]
-    others = [r for r in requests if r.request_key != reverted.request_key]
-    kept = evaluate_requests(after.model, after.tokenizer, others).aggregate
-
-    say("5. checkout of every version, each verified against its recorded state hash")
-    checkouts = 0
-    for version in ledger.log("main", limit=1000):
-        ws.checkout_model(version.commit_hash)
-        checkouts += 1
-    old_dir = ws.export(versions[0].commit_hash, directory / "checkout-round1", force=True, actor="demo")
-
-    say("6. replay of the branch on its base: every state hash must be reproduced bit for bit")
-    steps = ws.replay_same_base("main")
-    verified = ledger.verify()
+    proven = _revert_checkout_replay(ws, ledger, versions, requests, directory, say)
     return DemoReport(
         world_dir=directory / "smollm2", ledger_dir=ledger_dir, n_facts=len(requests),
         base_state_hash=base.state_hash, n_edits=len(requests), n_rounds=len(versions), edit_seconds=edit_seconds,
-        scores=scores, revert_commit=revert_version.commit_hash, reverted_back=back.get("efficacy", 1.0) == 0.0,
-        others_efficacy=kept.get("efficacy", 0.0), checkouts=checkouts, export_dir=old_dir,
-        replayed_ok=sum(s.ok for s in steps), replayed=len(steps), verify_ok=verified.ok,
-        versions_checked=verified.versions_checked, blobs_checked=verified.blobs_checked,
+        scores=scores, **proven,
         seconds=time.perf_counter() - started, versions=[v.commit_hash for v in versions],
         base_label="smollm2 (SmolLM2-135M-Instruct, GGUF)", probes=probes,
     )

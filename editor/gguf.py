@@ -9,7 +9,6 @@ file (a truncated download fails here), and an architecture the engine can edit.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import io
 import json
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from editor.errors import EditorError
+from editor.hashing import file_sha256
 from editor.model import check_dtype
 
 GGUF_MAGIC = b"GGUF"
@@ -64,14 +64,6 @@ def resolve_gguf(spec: str | Path) -> Path:
         if located.exists():
             return located
     raise GgufError(f"--gguf {spec}: no such file, nor a file of an installed package")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _package_version(name: str) -> str:

@@ -109,3 +109,12 @@ class BaseDigests:
             "state_hash": base_state_hash, "dtype": dtype, "files": fingerprint,
             "digests": {name: digest.hex() for name, digest in sorted(digests.items())},
         })
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in blocks (a GGUF model, a corpus)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

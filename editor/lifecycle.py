@@ -52,11 +52,11 @@ from editor.engine import (
 )
 from editor.errors import EditInterrupted, HparamsError, UnsuccessfulEditError
 from editor.gguf import SOURCE_KEY, convert_gguf, converted_directory, inspect_gguf
-from editor.hashing import BaseDigests, directory_fingerprint, root_hash, state_hash, tensor_digests
+from editor.hashing import BaseDigests, directory_fingerprint, file_sha256, root_hash, state_hash, tensor_digests
 from editor.hparams import EditHparams, check_overrides, derive_hparams, read_model_hparams
 from editor.model import LoadedModel, check_dtype, check_model_directory, load_model, resolve_device
 from editor.rounds import METHODS, run_round
-from editor.stats import cached_second_moments, file_sha256
+from editor.stats import cached_second_moments
 from editor.targets import check_requests, validate_known_tokens
 from editor.templates import SEED_WORDS, generate_context_templates
 from editor.tracing import TRACE_PROMPTS, trace_model

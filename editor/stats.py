@@ -23,6 +23,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from editor.activations import StopForward, hooked, pad
+from editor.hashing import file_sha256
 from editor.model import DTYPES, LoadedModel
 from ledger.errors import LedgerError
 from ledger.records import canonical_json
@@ -121,14 +122,6 @@ def second_moments_one_layer_per_pass(
     return {
         layer: second_moments(loaded, [layer], chosen, sample_count, **options)[layer] for layer in layers
     }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stats_key(
