@@ -54,6 +54,10 @@ from typing import Any
 from editor.activations import typical_residual_norm
 from editor.errors import HparamsError
 
+# Relative ridge of the solves: bounds the rounding noise a singular M (C0 from fewer tokens than d_ff) amplifies,
+# and moves well-posed solves by about this much (measured in docs/design-notes.md, "A singular C0").
+SOLVE_RIDGE = 1e-6
+
 
 @dataclass
 class EditHparams:
@@ -72,6 +76,7 @@ class EditHparams:
     neuron_threshold: float = 1.0  # p; >= 1 selects every neuron
     neuron_rule: str = "reach"  # NSE's set for p: "reach" (smallest reaching p, the paper) or "under" (the reference)
     max_iterations: int = 3
+    solve_ridge: float = SOLVE_RIDGE  # M + ridge·mean(diag M)·I in the NSE/MEMIT/ROME solves (engine.with_ridge)
     nullspace_threshold: float = 2e-2  # AlphaEdit
     nullspace_relative: bool = False  # threshold as a fraction of C0's largest eigenvalue (derived defaults)
     L2: float = 10.0  # AlphaEdit μ
@@ -99,6 +104,8 @@ class EditHparams:
         values = dict(data)
         values["layers"] = [int(layer) for layer in values["layers"]]
         values["extra"] = dict(values.get("extra") or {})
+        # hparams recorded before the ridge existed were solved without it: a replay must do the same
+        values.setdefault("solve_ridge", 0.0)
         return cls(**values)
 
 
@@ -106,7 +113,7 @@ NEURON_RULES = ("reach", "under")
 _INTEGERS = ("v_num_grad_steps", "mom2_n_samples", "max_iterations", "template_seed", "seed")
 _POSITIVE_INTEGERS = ("v_num_grad_steps", "mom2_n_samples", "max_iterations")
 _NUMBERS = ("v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor", "mom2_update_weight", "alpha", "upper_bound",
-            "neuron_threshold", "nullspace_threshold", "L2")
+            "neuron_threshold", "nullspace_threshold", "L2", "solve_ridge")
 
 
 def check_overrides(overrides: dict[str, Any], n_layers: int | None = None) -> dict[str, Any]:
@@ -278,6 +285,7 @@ def derive_hparams(loaded: Any, method: str, **overrides: Any) -> EditHparams:
         "alpha": round(0.05 * rho, 6),
         "upper_bound": round(3.0 * rho, 6),
         "neuron_threshold": 0.8 if method == "nse" else 1.0,
+        "solve_ridge": SOLVE_RIDGE,
     }
     values.update(overrides)
     return EditHparams.from_dict(values)

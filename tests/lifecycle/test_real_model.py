@@ -106,7 +106,7 @@ def test_edit_checkout_revert_replay_on_the_real_model(smol: RealLedger) -> None
     assert version.state_hash == round1.state_hash != smol.ledger.base_model("smollm2").state_hash
     shown = smol.ledger.show(round1.commit_hash)
     assert shown.footprint and all(layer.layer in TEST_HPARAMS["layers"] for layer in shown.footprint)
-    assert sum(_prefers_new(edited, smol.facts)) >= 1
+    assert _prefers_new(edited, smol.facts) == [1.0, 1.0]  # both took (p(new) 0.98 and 0.997 on Intel)
 
     reverted = smol.ws.revert(smol.facts[0].request_key, author="tests", reason="wrong source")
     after, _ = smol.ws.checkout_model(reverted.commit_hash)
