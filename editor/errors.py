@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ledger.errors import LedgerError
+
 
 class EditorError(ValueError):
     """Base class: a bad input to the engine. Nothing was written when one is raised."""
@@ -47,3 +49,12 @@ class EditInterrupted(Exception):
     def __init__(self, recorded: list) -> None:
         super().__init__(f"interrupted after {len(recorded)} recorded rounds")
         self.recorded = recorded
+
+
+class LifecycleError(LedgerError):
+    """A lifecycle operation that cannot proceed; the message names the version, request or model at fault.
+    (A ledger error: the CLI reports it as it reports the ledger's own refusals.)"""
+
+
+class RebuildError(LifecycleError):
+    """A rebuilt model does not have the state hash its version recorded."""

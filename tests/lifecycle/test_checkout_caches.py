@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from editor import hashing, lifecycle
+from editor import hashing, versions
 from editor.lifecycle import SNAPSHOT_INDEX, LifecycleError, Workspace
 from ledger import Ledger
 
@@ -78,7 +78,7 @@ def test_a_second_checkout_starts_from_the_snapshot(copied, monkeypatch):
     ws, _, version = copied
     history = ws.ledger.ancestry_artifacts(version.commit_hash)
     deltas = {a.sha256 for _, artifacts in history for a in artifacts if a.role == "delta"}
-    read = _recorded_arguments(monkeypatch, lifecycle, "get_tensors", which=1)
+    read = _recorded_arguments(monkeypatch, versions, "get_tensors", which=1)  # the blobs a checkout reads
     ws.checkout_model(version.commit_hash)
     assert deltas <= set(read)
     (entry,) = (ws.ledger.store.root / SNAPSHOT_INDEX).iterdir()
