@@ -50,7 +50,7 @@ from ledger.object_store import default_cache_dir, open_store
 from ledger.records import ArtifactRef, Score, VersionDraft
 from ledger.scores import record_scores, version_scores
 
-__all__ = ["Ledger", "find_ledger_url"]  # find_ledger_url lives in ledger.config; `cli` imports it from here
+__all__ = ["Ledger", "find_ledger_url"]  # find_ledger_url lives in ledger.config; `commands/setup.py` imports it here
 
 
 class Ledger:

@@ -10,11 +10,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def map_rows(package: str) -> list[tuple[int, str]]:
-    """(tier, module) of every row of the `package/` section's table, in table order; a module is named by its
-    path inside the package without `.py` (`methods/nse`, `__init__`)."""
+def map_rows(package: str, section: str | None = None) -> list[tuple[int, str]]:
+    """(tier, module) of every row of the `package/` section's table (or the section titled `section`) naming a
+    module of `package`, in table order; a module is named by its path inside the package without `.py`
+    (`methods/nse`, `__init__`)."""
     text = (REPO / "docs" / "map.md").read_text(encoding="utf-8")
-    section = text.split(f"\n## {package}/\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n## {section or package + '/'}\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(rf"^\| (\d+) \| `{package}/([\w/]+)\.py` \|", section, re.MULTILINE)
     modules = [module for _, module in rows]
     assert len(set(modules)) == len(modules), "a module is listed twice"
@@ -39,9 +40,9 @@ def _module_of(package: str, dotted: str, name: str | None = None) -> str | None
     return next((c for c in candidates if c and (root / f"{c}.py").is_file()), None)
 
 
-def imports_of(package: str, module: str) -> tuple[set[str], list[str]]:
-    """(the modules of `package` that `module` imports, at module level or inside a function; the functions that
-    import anything inside their body)."""
+def imports_of(package: str, module: str) -> tuple[set[str], list[tuple[str, str | None]]]:
+    """(the modules of `package` that `module` imports, at module level or inside a function; (function, module
+    of `package` or None) for every import inside a function's body)."""
     tree = ast.parse((REPO / package / f"{module}.py").read_text(encoding="utf-8"))
     found: set[str | None] = set()
     for node in ast.walk(tree):
@@ -50,10 +51,12 @@ def imports_of(package: str, module: str) -> tuple[set[str], list[str]]:
         elif isinstance(node, ast.Import):
             found |= {_module_of(package, alias.name) for alias in node.names}
     local = [
-        function.name
+        (function.name, _module_of(package, inner.module, alias.name) if isinstance(inner, ast.ImportFrom)
+         else _module_of(package, alias.name))
         for function in ast.walk(tree)
         if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
         for inner in ast.walk(function)
-        if isinstance(inner, ast.Import | ast.ImportFrom)
+        if isinstance(inner, ast.Import | ast.ImportFrom) and (isinstance(inner, ast.Import) or inner.module)
+        for alias in inner.names
     ]
     return {m for m in found if m is not None} - {module}, local

@@ -38,7 +38,7 @@ def run_cli(capsys: pytest.CaptureFixture, cwd: Path, *args: str) -> Result:
     finally:
         os.chdir(old_cwd)
         sys.argv = old_argv
-        cli._options.clear()
+        cli.root_options.clear()
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
 

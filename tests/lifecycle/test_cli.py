@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from commands import audit, editing, history, setup
 from tests.lifecycle.cli_helpers import run_cli
 
 
@@ -79,3 +81,21 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli_ledger, tmp_path, capsys)
         assert needle in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert len(run_cli(capsys, root, "log", "--json").json()) == 3  # nothing was written
+
+
+def test_help_shows_one_panel_per_command_module(tmp_path, capsys):
+    shown = run_cli(capsys, tmp_path, "--help")
+    assert shown.code == 0
+    panels: dict[str, set[str]] = {}
+    panel = ""
+    for text in shown.stdout.splitlines():
+        if heading := re.match(r"^╭─ (.+?) ─", text):
+            panel = heading.group(1)
+        elif entry := re.match(r"^│ (\S+)  ", text):
+            panels.setdefault(panel, set()).add(entry.group(1))
+    modules = (setup, editing, history, audit)
+    for module in modules:
+        names = {info.name or info.callback.__name__.replace("_", "-") for info in module.app.registered_commands}
+        names |= {info.name for info in module.app.registered_groups}
+        assert panels[module.PANEL] == names, module.__name__
+    assert set(panels) == {"Options"} | {module.PANEL for module in modules}  # no command left in a default panel
