@@ -19,7 +19,8 @@ QUICK_LEDGER_VERSIONS = 5_000
 FULL_LEDGER_VERSIONS = 100_000
 QUICK_LEDGER_APPENDS = 300
 # Measured by scripts of their own (too big for `make bench`, or needing a server), reported here.
-EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real")
+EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real",
+                 "speed_reference_real")
 
 
 def _quality(quick: bool) -> dict[str, Any]:

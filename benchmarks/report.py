@@ -481,7 +481,7 @@ def world_section(record: dict[str, Any] | None) -> list[str]:
 
 
 def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path,
-                  scale: dict[str, Any] | None = None) -> list[str]:
+                  scale: dict[str, Any] | None = None, reference: dict[str, Any] | None = None) -> list[str]:
     lines = ["## 2. Speed", ""]
     if record is None:
         return [*lines, "Not run (`python -m benchmarks --sections speed`).", ""]
@@ -527,6 +527,7 @@ def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path,
         except (KeyError, TypeError):  # results saved by an older engine_speed: show them as they are
             lines += [table(["measure", "value"], _flatten(engine)), ""]
     lines += checkout_scale_lines(scale)
+    lines += reference_speed_lines(reference)
     for path in plots:
         lines += [f"![{path.stem}]({_rel(path, out)})", ""]
     return lines
@@ -551,6 +552,43 @@ def checkout_scale_lines(record: dict[str, Any] | None) -> list[str]:
             "`from_pretrained` maps the safetensors file and reads its bytes only when they are used, so any "
             "verified checkout costs at least reading and hashing the tensors that edits wrote (here 5 of 48 "
             "blocks' MLP output weights, 205 MB); `--full-verify` reads and hashes all of them.", ""]
+
+
+REFERENCE_PHASES = (("z*", "z*"), ("keys", "keys (the passes' and Cp's)"), ("hidden states", "hidden states"),
+                    ("neuron selection", "neuron selection"), ("solve", "solve"), ("write", "write"), ("Cp", "Cp"),
+                    ("measure", "outcome measurements"), ("other", "the rest of the round"))
+
+
+def reference_speed_lines(record: dict[str, Any] | None) -> list[str]:
+    """editledger's NSE against the reference implementation on a real model, when measured (a driver outside the
+    repository runs both in one process: the reference's code is not the project's to ship)."""
+    if record is None:
+        return []
+    d = record["data"]
+    phases, per_edit, cpu = d["phase_seconds"], d["seconds_per_edit"], d["cpu_seconds_per_edit"]
+    rows = [[label, phases["ours"].get(name), phases["reference"].get(name)] for name, label in REFERENCE_PHASES]
+    rows += [["**all rounds**", d["total_seconds"]["ours"], d["total_seconds"]["reference"]],
+             ["seconds per edit", per_edit["ours"], per_edit["reference"]],
+             ["CPU seconds per edit", cpu["ours"], cpu["reference"]]]
+    agree = d["agreement"]
+    return [f"### {d['model']}: editledger's NSE vs the reference implementation (run on its own)", "",
+            env_line(record), "",
+            f"{d['rounds']} NSE rounds of {d['round_size']} CounterFact facts the model knows, both implementations "
+            f"in one process, rounds alternating which goes first: {d['how']} Reference: {d['reference']['repo']} "
+            f"at {d['reference']['commit'][:12]}. Seconds (wall) over all rounds:", "",
+            table(["phase", "editledger", "reference"], rows), "",
+            f"Reference / editledger: **{d['ratio_wall']:.2f}x** wall, {d['ratio_cpu']:.2f}x CPU (goal ≥ "
+            f"{d['goal']:g}x: {verdict(d['ratio_wall'] >= d['goal'])}). {d['phase_notes']}", "",
+            f"The results agree: z* within {agree['zstar_rel_diff_max']:.1g} of ‖z* − h0‖, the same neuron sets in "
+            f"every layer and pass (Jaccard {agree['neuron_jaccard_min']:g}), ΔW within "
+            f"{agree['delta_w_rel_diff_max']:.1g} (relative), the residual after each round the same to "
+            f"{agree['residual_rel_diff_max']:.1g}; efficacy / generalization / specificity after the last round "
+            f"{_scores(d['quality_after']['ours'])} (editledger), {_scores(d['quality_after']['reference'])} "
+            f"(reference).", ""]
+
+
+def _scores(scores: dict[str, float]) -> str:
+    return " / ".join(fmt(scores[m], 2) for m in ("efficacy", "generalization", "specificity"))
 
 
 def _flatten(node: Any, prefix: str = "") -> list[list[Any]]:
@@ -745,7 +783,8 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
                                     [[g.name, g.target, g.measured, verdict(g.met)] for g in goal_list]), ""]
     lines += quality_section(results.get("quality"), out, plots_dir)
     lines += world_section(results.get("world"))
-    lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"))
+    lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"),
+                           results.get("speed_reference_real"))
     lines += storage_section(results.get("storage"), out, plots_dir)
     lines += real_storage_lines(results.get("storage_real"))
     lines += ledger_section(results.get("ledger"))

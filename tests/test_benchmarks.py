@@ -167,3 +167,33 @@ def test_a_results_file_records_the_command_without_a_machines_path(monkeypatch,
     kept = recorded.split()[4]
     assert not Path(kept).is_absolute() and str(REPO_ROOT) not in recorded
     assert (REPO_ROOT / kept).resolve() == (tmp_path / "cache").resolve()  # relative to the repository
+
+
+def _reference_record(ours_seconds: float, reference_seconds: float) -> dict:
+    both = lambda o, r: {"ours": o, "reference": r}  # noqa: E731
+    scores = {"efficacy": 1.0, "generalization": 0.5, "specificity": 0.75}
+    return _record({
+        "model": "TinyLM", "rounds": 2, "round_size": 3, "how": "same C0.", "goal": 3.0, "phase_notes": "",
+        "reference": {"repo": "someone/NSE", "commit": "ab" * 20},
+        "phase_seconds": both({"z*": ours_seconds / 2}, {"z*": reference_seconds / 2, "neuron selection": None}),
+        "total_seconds": both(ours_seconds, reference_seconds),
+        "seconds_per_edit": both(ours_seconds / 6, reference_seconds / 6),
+        "cpu_seconds_per_edit": both(ours_seconds / 6, reference_seconds / 6),
+        "ratio_wall": reference_seconds / ours_seconds, "ratio_cpu": reference_seconds / ours_seconds,
+        "agreement": {"zstar_rel_diff_max": 2e-6, "neuron_jaccard_min": 1.0, "delta_w_rel_diff_max": 3e-6,
+                      "residual_rel_diff_max": 1e-6},
+        "quality_after": both(scores, scores)})
+
+
+def test_the_reference_comparison_states_the_ratio_and_its_verdict(tmp_path: Path) -> None:
+    results = _results(checkout_seconds=1.2, slow_query_ms=80.0)
+    fast = write_report({**results, "speed_reference_real": _reference_record(10.0, 40.0)}, tmp_path / "A.md",
+                        tmp_path / "plots").read_text()
+    assert "### TinyLM: editledger's NSE vs the reference implementation" in fast
+    assert "Reference / editledger: **4.00x** wall" in fast and "(goal ≥ 3x: **met**)" in fast
+    assert "| z* | 5.000 | 20.000 |" in fast and "| neuron selection | – | – |" in fast
+    slow = write_report({**results, "speed_reference_real": _reference_record(10.0, 20.0)}, tmp_path / "B.md",
+                        tmp_path / "plots").read_text()
+    assert "**2.00x** wall" in slow and "(goal ≥ 3x: **not met**)" in slow
+    assert "editledger's NSE vs the reference" not in write_report(results, tmp_path / "C.md",
+                                                                   tmp_path / "plots").read_text()
