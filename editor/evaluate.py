@@ -108,6 +108,21 @@ def _right_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
 
 
 @torch.no_grad()
+def next_token_logits(model, tokenizer, prompts: Sequence[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """[len(prompts), vocab] float32 logits of the token after each prompt, batched (right padding: each row read
+    at its own last token, the language-model head applied to those rows only)."""
+    pad_id, device = _pad_id(tokenizer), _device(model)
+    rows: list[torch.Tensor] = []
+    for start in range(0, len(prompts), batch_size):
+        encoded = [list(tokenizer(prompt)["input_ids"]) for prompt in prompts[start : start + batch_size]]
+        ids, mask = _right_padded(encoded, pad_id)
+        hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+        last = torch.tensor([len(row) - 1 for row in encoded], device=hidden.device)
+        rows.append(model.get_output_embeddings()(hidden[torch.arange(len(encoded)), last]).float().cpu())
+    return torch.cat(rows) if rows else torch.empty(0, 0)
+
+
+@torch.no_grad()
 def greedy_continuations(model, tokenizer, prompts: Sequence[tuple[str, int]],
                          batch_size: int = BATCH_SIZE) -> list[str]:
     """The greedy continuation (decoded) of each (prompt, n_tokens), batched with right padding: each step reads
