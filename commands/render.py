@@ -156,6 +156,8 @@ def show_demo(report: Any) -> None:
                   f"{report.blobs_checked} blobs")
     table.add_row("files", f"model {report.world_dir}, ledger {report.ledger_dir / '.editledger'}")
     table.add_row("time", f"{report.seconds:.1f}s")
+    for step in report.step_times:
+        table.add_row(f"  {step.step}", f"{step.wall_seconds:.1f}s ({step.cpu_seconds:.0f} CPU-seconds)")
     out.print(table)
     out.print(f"Explore: cd {report.ledger_dir} && editledger log")
 
