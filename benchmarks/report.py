@@ -540,7 +540,7 @@ def real_sequence_section(records: dict[str, dict[str, Any]]) -> list[str]:
         lines += [f"### {method}", "", env_line(record), "",
                   f"**{data['edits_reached']:,} of the {data['edits_asked']:,} edits asked** were reached and "
                   f"measured ({len(data['rounds'])} rounds of {data['round_size']}"
-                  + ("" if data["finished"] else "; the run stopped before the end") + ").", ""]
+                  + ("" if data["finished"] else "; not every round asked was measured") + ").", ""]
         if rows:
             lines += [table(["round", "edits so far", "known", "new before", "round eff / gen / spec",
                              "all eff / gen / spec", "n", "retention r1", "knowledge preserved",
