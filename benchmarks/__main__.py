@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import PLOTS_DIR, REPO_ROOT, RESULTS_DIR, load_results, save_results, say
+from benchmarks.real_sequence import METHODS as SEQUENCE_METHODS
+from benchmarks.real_sequence import section_name
 from benchmarks.report import SECTIONS, write_report
 
 QUICK_LEDGER_VERSIONS = 5_000
@@ -20,7 +22,7 @@ FULL_LEDGER_VERSIONS = 100_000
 QUICK_LEDGER_APPENDS = 300
 # Measured by scripts of their own (too big for `make bench`, or needing a server), reported here.
 EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real",
-                 "speed_reference_real")
+                 "speed_reference_real", *(section_name(method) for method in SEQUENCE_METHODS))
 
 
 def _quality(quick: bool) -> dict[str, Any]:

@@ -98,7 +98,11 @@ def save_results(section: str, data: dict[str, Any], quick: bool, seconds: float
     record = {"section": section, "quick": quick, "seconds": round(seconds, 1), "command": command_line(),
               "environment": environment(), "data": data}
     path = results_dir / f"{section}.json"
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    # Written beside and renamed: a run killed while saving keeps the previous file whole (real_sequence saves
+    # after every round).
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)
     return path
 
 

