@@ -168,13 +168,14 @@ def run_world_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, p
     with clock.step("edits"):
         versions = ws.edit(requests, method="nse", batch_size=batch_size, author="demo",
                            reason="demo: counterfactual updates")
+    edit_seconds = clock.steps[-1].wall_seconds
     with clock.step("evaluation"):
         scores = ws.evaluate(versions[-1].commit_hash).aggregate
 
     proven = _revert_checkout_replay(ws, ledger, versions, requests, directory, say, clock)
     return DemoReport(
         world_dir=world.out_dir, ledger_dir=ledger_dir, n_facts=world.n_facts, base_state_hash=base.state_hash,
-        n_edits=len(requests), n_rounds=len(versions), edit_seconds=clock.steps[2].wall_seconds, scores=scores,
+        n_edits=len(requests), n_rounds=len(versions), edit_seconds=edit_seconds, scores=scores,
         **proven, seconds=time.perf_counter() - started, versions=[v.commit_hash for v in versions],
         step_times=clock.steps,
     )
@@ -256,6 +257,7 @@ def run_real_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, fo
     with clock.step("edits (C0 statistics included)"):
         versions = ws.edit(requests, method="nse", batch_size=batch_size, author="demo", corpus=corpus,
                            reason="demo: counterfactual updates", overrides=preset_overrides("smollm2-135m", "nse"))
+    edit_seconds = clock.steps[-1].wall_seconds
     head = versions[-1]
     with clock.step("evaluation"):
         scores = ws.evaluate(head.commit_hash).aggregate
@@ -269,7 +271,7 @@ def run_real_demo(directory: Path, *, edits: int = 100, batch_size: int = 20, fo
     return DemoReport(
         world_dir=directory / "smollm2", ledger_dir=ledger_dir, n_facts=len(requests),
         base_state_hash=base.state_hash, n_edits=len(requests), n_rounds=len(versions),
-        edit_seconds=clock.steps[2].wall_seconds, scores=scores, **proven,
+        edit_seconds=edit_seconds, scores=scores, **proven,
         seconds=time.perf_counter() - started, versions=[v.commit_hash for v in versions],
         base_label="smollm2 (SmolLM2-135M-Instruct, GGUF)", probes=probes, step_times=clock.steps,
     )

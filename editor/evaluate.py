@@ -125,15 +125,19 @@ def _right_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
 def next_token_logits(model, tokenizer, prompts: Sequence[str], batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """[len(prompts), vocab] float32 logits of the token after each prompt, batched (right padding: each row read
     at its own last token, the language-model head applied to those rows only)."""
-    pad_id, device = _pad_id(tokenizer), _device(model)
-    rows: list[torch.Tensor] = []
-    for start in range(0, len(prompts), batch_size):
-        encoded = [list(tokenizer(prompt)["input_ids"]) for prompt in prompts[start : start + batch_size]]
-        ids, mask = _right_padded(encoded, pad_id)
-        hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-        last = torch.tensor([len(row) - 1 for row in encoded], device=hidden.device)
-        rows.append(head_logits(model, hidden[torch.arange(len(encoded)), last]).cpu())
+    pad_id = _pad_id(tokenizer)
+    rows = [_last_token_logits(model, [list(tokenizer(prompt)["input_ids"]) for prompt in prompts[s : s + batch_size]],
+                               pad_id).cpu() for s in range(0, len(prompts), batch_size)]
     return torch.cat(rows) if rows else torch.empty(0, 0)
+
+
+def _last_token_logits(model, rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """Logits at each row's own last token of a right-padded batch, the head applied at those positions only."""
+    ids, mask = _right_padded(rows, pad_id)
+    device = _device(model)
+    hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+    last = torch.tensor([len(row) - 1 for row in rows], device=hidden.device)
+    return head_logits(model, hidden[torch.arange(len(rows)), last])
 
 
 @torch.no_grad()
@@ -143,18 +147,15 @@ def greedy_continuations(model, tokenizer, prompts: Sequence[tuple[str, int]],
     the logits at every row's own last token (the head applied there only). No cache: the continuations are a few
     tokens long."""
     unique = list(dict.fromkeys(prompts))
-    pad_id, device = _pad_id(tokenizer), _device(model)
+    pad_id = _pad_id(tokenizer)
     found: dict[tuple[str, int], str] = {}
     for start in range(0, len(unique), batch_size):
         chunk = unique[start : start + batch_size]
         rows = [list(tokenizer(prompt)["input_ids"]) for prompt, _ in chunk]
         lengths = [len(row) for row in rows]
         for _ in range(max(n for _, n in chunk)):
-            ids, mask = _right_padded(rows, pad_id)
-            hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            last = torch.tensor([len(row) - 1 for row in rows], device=hidden.device)
-            logits = head_logits(model, hidden[torch.arange(len(rows)), last])
-            for row, token in zip(rows, logits.argmax(dim=-1).tolist(), strict=True):
+            tokens = _last_token_logits(model, rows, pad_id).argmax(dim=-1).tolist()
+            for row, token in zip(rows, tokens, strict=True):
                 row.append(int(token))
         for (prompt, n), row, length in zip(chunk, rows, lengths, strict=True):
             found[(prompt, n)] = tokenizer.decode(row[length : length + n], skip_special_tokens=True)
