@@ -55,8 +55,9 @@ from editor.activations import typical_residual_norm
 from editor.errors import HparamsError
 
 # Relative ridge of the solves: bounds the rounding noise a singular M (C0 from fewer tokens than d_ff) amplifies,
-# and moves well-posed solves by about this much (measured in docs/design-notes.md, "A singular C0").
-SOLVE_RIDGE = 1e-6
+# and moves well-posed solves by about this much. 1e-4, not 1e-6: a float32 C0 from fewer tokens than d_ff is also
+# indefinite, down to -8e-5 of its mean diagonal, which 1e-6 does not lift (docs/design-notes.md, "A singular C0").
+SOLVE_RIDGE = 1e-4
 
 
 @dataclass
