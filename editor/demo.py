@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from editor.corpus import write_sampled_corpus
-from editor.evaluate import evaluate_requests
+from editor.evaluate import efficacy
 from editor.hparams import preset_overrides
 from editor.lifecycle import LifecycleError, Workspace
 from editor.model import load_model
@@ -195,9 +195,9 @@ def _revert_checkout_replay(ws: Workspace, ledger: Ledger, versions: list, reque
         revert_version = ws.revert(reverted.request_key, author="demo", reason="demo: this edit was wrong")
     with clock.step("evaluation after the revert"):
         after, _ = ws.checkout_model(revert_version.commit_hash)
-        back = evaluate_requests(after.model, after.tokenizer, [reverted]).per_request[0]
+        reverted_efficacy = efficacy(after.model, after.tokenizer, [reverted])
         others = [r for r in requests if r.request_key != reverted.request_key]
-        kept = evaluate_requests(after.model, after.tokenizer, others, generation=False).aggregate
+        others_efficacy = efficacy(after.model, after.tokenizer, others)
 
     say("5. checkout of every version, each verified against its recorded state hash")
     with clock.step("checkouts and export"):
@@ -211,8 +211,8 @@ def _revert_checkout_replay(ws: Workspace, ledger: Ledger, versions: list, reque
     with clock.step("replay and verify"):
         steps = ws.replay_same_base("main")
         verified = ledger.verify()
-    return dict(revert_commit=revert_version.commit_hash, reverted_back=back.get("efficacy", 1.0) == 0.0,
-                others_efficacy=kept.get("efficacy", 0.0), checkouts=checkouts, export_dir=export_dir,
+    return dict(revert_commit=revert_version.commit_hash, reverted_back=reverted_efficacy == 0.0,
+                others_efficacy=others_efficacy, checkouts=checkouts, export_dir=export_dir,
                 replayed_ok=sum(s.ok for s in steps), replayed=len(steps), verify_ok=verified.ok,
                 versions_checked=verified.versions_checked, blobs_checked=verified.blobs_checked)
 

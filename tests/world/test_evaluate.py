@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from editor.evaluate import (
+    efficacy,
+    encode_pair,
     evaluate_requests,
     fluency_score,
     greedy_continuations,
@@ -131,6 +134,35 @@ def test_batched_greedy_continuations_are_what_generate_says(tiny_world):
         assert said == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     # The unedited model says the true object after its rewrite prompts.
     assert all(said.strip().startswith(r.target_true) for said, r in zip(batched, requests, strict=False))
+
+
+def test_generation_metrics_decode_only_where_teacher_forcing_does_not_already_say_the_target(tiny_world):
+    """The oracle: every rewrite and paraphrase prompt decoded greedily. Requests asking for the answer the model
+    already gives take the teacher-forced path, counterfactual ones the decoding path; both must agree with it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_world.model_dir)
+    counterfactual = tiny_world.requests()[:4]
+    already_true = [replace(r, target_new=r.target_true) for r in tiny_world.requests()[4:8]]
+    requests = counterfactual + already_true
+    report = evaluate_requests(model, tok, requests)
+    rows = report.per_request
+    # efficacy alone (the rewrite prompts only) is the full evaluation's efficacy
+    assert efficacy(model, tok, requests) == pytest.approx(report.aggregate["efficacy"])
+    assert efficacy(model, tok, counterfactual) == 0.0 and efficacy(model, tok, already_true) == 1.0
+    forced = 0
+    for request, row in zip(requests, rows, strict=True):
+        paraphrases = [p.text for p in request.prompts("paraphrase")]
+        texts = [request.text, *paraphrases]
+        scores = score_targets(model, tok, [(t, request.target_new) for t in texts])
+        forced += sum(score.token_accuracy == 1.0 for score in scores)
+        n = len(encode_pair(tok, request.text, request.target_new)[1])
+        said = greedy_continuations(model, tok, [(t, n) for t in texts])
+        says_new = [float(text.strip().startswith(request.target_new.strip())) for text in said]
+        assert row["generation_efficacy"] == says_new[0]
+        assert row["generation_generalization"] == pytest.approx(sum(says_new[1:]) / len(paraphrases))
+    assert 0 < forced < sum(1 + len(r.prompts("paraphrase")) for r in requests)  # both paths were taken
 
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tokenizer):
