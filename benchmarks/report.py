@@ -848,13 +848,14 @@ def remote_store_section(record: dict[str, Any] | None) -> list[str]:
 def trace_plot(record: dict[str, Any], plots_dir: Path) -> Path:
     """The mean restoring effect per block (± one standard error) for each number of facts traced."""
     data = record["data"]
+    by_n = _by_n(data)
 
     def draw(figure):
         axes = figure.add_subplot(1, 1, 1)
-        for position, (n, block) in enumerate(data["by_n"].items()):
+        for position, (n, block) in enumerate(by_n.items()):
             axes.errorbar(range(len(block["effect"])), block["effect"], yerr=block["stderr"], marker="o",
                           markersize=3, capsize=2, color=f"C{position}", label=f"{n} facts")
-        widest = list(data["by_n"].values())[-1]
+        widest = list(by_n.values())[-1]
         axes.axhline(data["keep"] * max(widest["effect"]), color="0.5", linestyle="--", linewidth=0.8,
                      label=f"{data['keep']:.0%} of the peak ({widest['n']} facts)")
         low, high = data["preset_layers"][0], data["preset_layers"][-1]
@@ -867,6 +868,16 @@ def trace_plot(record: dict[str, Any], plots_dir: Path) -> Path:
     return _figure(record, draw, plots_dir / "trace_real.png")
 
 
+def _by_n(data: dict[str, Any]) -> dict[str, Any]:
+    """The trace's summaries by number of facts, fewest first (a results file keeps its keys sorted as text)."""
+    return dict(sorted(data["by_n"].items(), key=lambda item: int(item[0])))
+
+
+def _most_often(counts: dict[str, int], resamples: int, shown: int = 4) -> str:
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:shown]
+    return ", ".join(f"{window} {count / resamples:.0%}" for window, count in ranked)
+
+
 def _blocks(window: list[int]) -> str:
     return f"{window[0]}-{window[-1]}"
 
@@ -877,7 +888,7 @@ def trace_real_section(record: dict[str, Any] | None, out: Path, plots_dir: Path
     data = (record or {}).get("data")
     if not data:
         return [*lines, "Not run (`python -m benchmarks.real_trace`).", ""]
-    by_n = data["by_n"]
+    by_n = _by_n(data)
     preset = _blocks(data["preset_layers"])
     plot = trace_plot(record, plots_dir)
     lines += [env_line(record), "",
@@ -892,7 +903,7 @@ def trace_real_section(record: dict[str, Any] | None, out: Path, plots_dir: Path
               table(["facts", "P(true) clean", "P(true) corrupted", "peak block", "peak effect", "window",
                      "bootstrap: windows (share of resamples)"],
                     [[int(n), b["clean"], b["corrupted"], b["peak_block"], max(b["effect"]), _blocks(b["window"]),
-                      ", ".join(f"{w} {c / data['resamples']:.0%}" for w, c in list(b["bootstrap"].items())[:4])]
+                      _most_often(b["bootstrap"], data["resamples"])]
                      for n, b in by_n.items()]), "",
               f"![causal tracing]({_rel(plot, out)})", "",
               "Mean restoring effect per block (± standard error over the prompts; % of that N's peak):", ""]
@@ -906,12 +917,13 @@ def trace_real_section(record: dict[str, Any] | None, out: Path, plots_dir: Path
     plateau = [layer for layer, share in enumerate(widest["of_peak"]) if share >= 0.8]
     share = widest["bootstrap"].get(preset, 0) / data["resamples"]
     verdict_word = ("holds" if large and len(held) == len(large) else "holds in part" if held else "does not hold")
+    lowest = min(b["of_peak"][layer] for b in by_n.values() for layer in data["preset_layers"])
     lines += [f"Verdict: the `{data['preset']}` preset's window ({preset}) **{verdict_word}** at ≥ 100 facts: the "
               f"rule gives it at N = {', '.join(held) or 'none'} of {', '.join(large) or 'none measured'}; over "
               f"resamples of all {widest['n']} facts it gives {preset} in {share:.0%}. At {widest['n']} facts the "
               f"blocks at ≥ 80% of the peak (block {widest['peak_block']}) are "
               f"{', '.join(map(str, plateau))}: a plateau, over which where the 90% rule stops moves with the "
-              f"sample.", ""]
+              f"sample; the preset's blocks are at ≥ {lowest:.0%} of the peak at every N.", ""]
     return lines
 
 

@@ -268,7 +268,9 @@ def test_the_tracing_section_says_whether_the_presets_window_holds_at_100_facts_
     assert "| 100 | 0.300 | 0.030 | 2 | 0.060 | 1-3 | 1-3 70%, 2-4 30% |" in section
     assert ("Verdict: the `tiny` preset's window (1-3) **holds in part** at ≥ 100 facts: the rule gives it at "
             "N = 100 of 100, 200; over resamples of all 200 facts it gives 1-3 in 40%.") in section
-    assert "are 1, 2, 3, 4:" in section and (tmp_path / "plots" / "trace_real.png").is_file()
+    assert "are 1, 2, 3, 4: a plateau" in section
+    assert "the preset's blocks are at ≥ 83% of the peak at every N" in section
+    assert (tmp_path / "plots" / "trace_real.png").is_file()
 
 
 def test_the_c0_section_judges_2048_tokens_at_ridge_1e4_against_the_best_and_the_base(tmp_path: Path) -> None:
