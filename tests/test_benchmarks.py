@@ -293,3 +293,15 @@ def test_the_c0_section_judges_2048_tokens_at_ridge_1e4_against_the_best_and_the
     data["configs"]["2048:0.0001"]["perplexity"] = 14.5  # +14%: more than the 10% allowed
     results["c0_real"] = _record(data)
     assert "is **not good** as a default" in write_report(results, tmp_path / "C.md", tmp_path / "plots").read_text()
+
+
+def test_the_real_model_benchmarks_refuse_bad_arguments_before_loading_anything(capsys) -> None:
+    from benchmarks import real_c0, real_trace
+
+    for configs, named in (("100:1e-4", "'100:1e-4'"), ("2048", "'2048'"), ("2048:-1", "'2048:-1'"), (",", "")):
+        assert real_c0.main(["--configs", configs]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: --configs") and named in error and error.count("\n") == 1
+    assert real_c0.parse_configs("256:0, 2048:1e-4") == [(256, 0.0), (2048, 1e-4)]
+    assert real_trace.main(["--facts", "1"]) == 2
+    assert capsys.readouterr().err == "error: --facts 1: must be at least 2\n"
