@@ -47,7 +47,7 @@ FACTS, ROUNDS = 40, 2
 ROUND_SIZE = FACTS // ROUNDS
 TOKENS_PER_TEXT = 64  # as the demo samples (32 x 64)
 CONFIGS = ((256, 0.0), (256, 1e-6), (256, 1e-4), (1024, 1e-6), (1024, 1e-4), (2048, 1e-6), (2048, 1e-4),
-           (4096, 1e-4))
+           (4096, 1e-4), (8192, 1e-4))
 
 
 class C0Error(Exception):
@@ -163,6 +163,7 @@ def run(args: argparse.Namespace, configs: list[tuple[int, float]]) -> int:
         save()
         say(f"{name}: eff/gen/spec " + " / ".join(f"{result[m]:.3f}" for m in SCORED)
             + f", perplexity {result['perplexity']:.4g}, edit {result['edit_seconds']:.0f} s")
+    save()  # the command that completed the configurations asked, even when none was left to run
     return 0
 
 

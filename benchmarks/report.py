@@ -961,9 +961,10 @@ def c0_real_section(record: dict[str, Any] | None) -> list[str]:
               f"1,536 wide, so below 1,536 tokens C0 is singular). Measured on the last version: efficacy / "
               f"generalization / specificity in % (CounterFact protocol, no greedy generation) and perplexity on "
               f"held-out sampled text ({data['general_text']}, in no C0). Sampling time: the seconds to sample "
-              f"that C0's text (one thread).", ""]
+              f"that C0's text (one thread). Each row is one run: one fact of {data['facts']} is "
+              f"{100 / data['facts']:.1f} points of efficacy.", ""]
     rows = [["base model (unedited)", "", "", _pct_triple(base), base["perplexity"], "", ""]]
-    for name, c in data["configs"].items():
+    for name, c in sorted(data["configs"].items(), key=lambda item: (item[1]["tokens"], item[1]["ridge"])):
         rows.append([name, c["tokens"], f"{c['ridge']:g}", _pct_triple(c), c["perplexity"],
                      data["sampling_seconds"].get(str(c["tokens"])), c["edit_seconds"]])
     lines += [table(["tokens:ridge", "C0 tokens", "ridge", "eff / gen / spec", "perplexity", "sampling s",
