@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import PLOTS_DIR, REPO_ROOT, RESULTS_DIR, load_results, save_results, say
+from benchmarks.real_c0 import SECTION as C0_SECTION
 from benchmarks.real_sequence import METHODS as SEQUENCE_METHODS
 from benchmarks.real_sequence import section_name
+from benchmarks.real_trace import SECTION as TRACE_SECTION
 from benchmarks.report import SECTIONS, write_report
 
 QUICK_LEDGER_VERSIONS = 5_000
@@ -22,7 +24,8 @@ FULL_LEDGER_VERSIONS = 100_000
 QUICK_LEDGER_APPENDS = 300
 # Measured by scripts of their own (too big for `make bench`, or needing a server), reported here.
 EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real",
-                 "speed_reference_real", *(section_name(method) for method in SEQUENCE_METHODS))
+                 "speed_reference_real", TRACE_SECTION, C0_SECTION,
+                 *(section_name(method) for method in SEQUENCE_METHODS))
 
 
 def _quality(quick: bool) -> dict[str, Any]:

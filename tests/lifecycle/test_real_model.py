@@ -18,6 +18,7 @@ from editor.gguf import SOURCE_KEY, file_sha256, resolve_gguf
 from editor.lifecycle import HPARAMS_KEY, TRACE_KEY, Workspace
 from editor.readers import read_requests
 from editor.targets import target_token_ids
+from editor.tracing import combine, trace_prompts
 from ledger import Ledger
 from ledger.records import EditRequest
 from tests.conftest import shared_data_dir
@@ -98,6 +99,22 @@ def test_causal_trace_chooses_and_records_the_layers(smol: RealLedger) -> None:
     assert max(effect[-6:]) < 0.5 * max(effect) and max(effect) > 0
     assert config[HPARAMS_KEY]["layers"] == traced["layers"]
     assert len(traced["layers"]) == traced["width"] and traced["layers"][-1] < 20
+
+
+def test_a_trace_is_the_mean_of_its_prompts_and_resumes_with_the_same_noise(smol: RealLedger) -> None:
+    """What `model add --trace` recorded is the mean of the per-prompt traces, and a trace resumed after its first
+    prompts (`skip`) gives the numbers of one uninterrupted trace (benchmarks.real_trace resumes that way)."""
+    traced = smol.ledger.base_model("smollm2").config[TRACE_KEY]
+    by_id = {r.case_id: r for r in read_requests(shared_data_dir() / "counterfact" / "counterfact-1936.json",
+                                                 limit=40)}
+    facts = [by_id[case_id] for case_id in traced["case_ids"]]
+    loaded = smol.ws.load_base("smollm2")
+    whole = list(trace_prompts(loaded, facts))
+    mean = combine(whole)
+    assert (mean.effect, mean.clean, mean.corrupted) == (traced["effect"], traced["clean"], traced["corrupted"])
+    assert list(trace_prompts(loaded, facts, skip=2)) == whole[2:]
+    # the skipped prompts' noise draws matter: started at the third prompt, its noise is another one
+    assert next(trace_prompts(loaded, facts[2:])).corrupted != whole[2].corrupted
 
 
 def test_edit_checkout_revert_replay_on_the_real_model(smol: RealLedger) -> None:
