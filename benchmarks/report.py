@@ -750,8 +750,8 @@ def real_lifecycle_lines(records: dict[str, dict[str, Any]]) -> list[str]:
                      f"{data['replayed_ok']}/{data['replayed']}", data["verify_ok"], data["wall_seconds"],
                      data["cpu_seconds"]])
         lines.append(f"- {name}: {env_line(record)}")
-    lines += ["", table(["run", "edits", "blocks", "C0 tokens", "before -> after", "replayed bit-exact", "verify",
-                         "wall s", "CPU s"], rows), ""]
+    lines += ["", table(["run", "edits", "blocks", "C0 tokens sampled", "before -> after", "replayed bit-exact",
+                         "verify", "wall s", "CPU s"], rows), ""]
     return lines
 
 
