@@ -14,7 +14,7 @@ import torch
 
 from editor.corpus import write_sampled_corpus
 from editor.evaluate import evaluate_requests
-from editor.gguf import PACKAGED_MODELS, SOURCE_KEY, file_sha256, resolve_gguf
+from editor.gguf import PACKAGED_MODELS, SOURCE_KEY, GgufError, file_sha256, packaged_gguf, resolve_gguf
 from editor.lifecycle import HPARAMS_KEY, TRACE_KEY, Workspace
 from editor.readers import read_requests
 from editor.targets import target_token_ids
@@ -162,6 +162,16 @@ def test_bad_gguf_is_one_line_exit_2_nothing_recorded(case: str, capsys, tmp_pat
     assert expected in result.stderr
     assert Ledger.open(tmp_path).base_models() == []
     assert not (tmp_path / ".editledger" / "bases").exists() or not any((tmp_path / ".editledger" / "bases").iterdir())
+
+
+def test_a_packaged_model_is_found_or_named_as_missing(monkeypatch, tmp_path: Path) -> None:
+    assert packaged_gguf("smollm2-135m", tmp_path) == resolve_gguf(SMOLLM2)
+    with pytest.raises(GgufError, match="model 'nope': not a packaged model"):
+        packaged_gguf("nope", tmp_path)
+    monkeypatch.setitem(PACKAGED_MODELS, "chunked", "no_such_chunk_package")  # a package of chunks not installed
+    with pytest.raises(GgufError, match="its package no_such_chunk_package is not installed"):
+        packaged_gguf("chunked", tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_sampled_corpus_is_deterministic(smol: RealLedger, tmp_path: Path) -> None:
