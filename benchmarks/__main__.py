@@ -14,8 +14,7 @@ from typing import Any
 
 from benchmarks.common import PLOTS_DIR, REPO_ROOT, RESULTS_DIR, load_results, save_results, say
 from benchmarks.real_c0 import SECTION as C0_SECTION
-from benchmarks.real_sequence import METHODS as SEQUENCE_METHODS
-from benchmarks.real_sequence import section_name
+from benchmarks.real_sequence import saved_sections
 from benchmarks.real_trace import SECTION as TRACE_SECTION
 from benchmarks.report import SECTIONS, write_report
 
@@ -23,9 +22,9 @@ QUICK_LEDGER_VERSIONS = 5_000
 FULL_LEDGER_VERSIONS = 100_000
 QUICK_LEDGER_APPENDS = 300
 # Measured by scripts of their own (too big for `make bench`, or needing a server), reported here.
+# (Besides: every real_sequence results file, one per method and one per other round size it was run at.)
 EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real",
-                 "speed_reference_real", TRACE_SECTION, C0_SECTION,
-                 *(section_name(method) for method in SEQUENCE_METHODS))
+                 "speed_reference_real", TRACE_SECTION, C0_SECTION)
 REAL_LIFECYCLE_RESULTS = "real_lifecycle-*.json"  # one per model and size (`python -m benchmarks.real_lifecycle`)
 
 
@@ -98,7 +97,7 @@ def main() -> int:
             path = save_results(section, data, args.quick, time.perf_counter() - started)
             say(f"section {section} done in {time.perf_counter() - started:.0f}s -> {path}")
     lifecycles = sorted(path.stem for path in RESULTS_DIR.glob(REAL_LIFECYCLE_RESULTS))
-    results = {section: record for section in (*SECTIONS, *EXTRA_RESULTS, *lifecycles)
+    results = {section: record for section in (*SECTIONS, *EXTRA_RESULTS, *saved_sections(RESULTS_DIR), *lifecycles)
                if (record := load_results(section, RESULTS_DIR))}
     out = write_report(results, args.out, PLOTS_DIR)
     say(f"wrote {out}" + (f"; sections that failed: {', '.join(failed)}" if failed else ""))

@@ -21,8 +21,10 @@ own, every round measured on the edited model as soon as it is recorded.
 The ledger lives in `--work` (default `benchmarks/results/real_sequence-<method>-work/`, ignored by git; never
 commit one). The results (`--results`, default `benchmarks/results/real_sequence-<method>.json`) are rewritten
 whole after every round, so a killed run loses at most the round under way. Run again with the same `--work`, it
-measures a round the ledger recorded but the results lack, then continues from the ledger's head. `--stop-at HH:MM`
-(UTC, today): no round starts after that time. `python -m benchmarks --report-only` puts the results in
+measures a round the ledger recorded but the results lack, then continues from the ledger's head. A method run at
+another round size keeps its own results file (`--results benchmarks/results/real_sequence-nse-r100.json`, with
+its own `--work`): the report gives each its table. `--stop-at HH:MM` (UTC, today): no round starts after that
+time. `python -m benchmarks --report-only` puts the results in
 BENCHMARKS.md.
 """
 
@@ -72,6 +74,11 @@ RESULTS_PREFIX = "real_sequence-"  # benchmarks/results/real_sequence-<method>.j
 
 def section_name(method: str) -> str:
     return f"{RESULTS_PREFIX}{method}"
+
+
+def saved_sections(results_dir: Path) -> list[str]:
+    """The sections of every saved results file: one per method, and one per other round size run (`--results`)."""
+    return sorted(path.stem for path in results_dir.glob(f"{RESULTS_PREFIX}*.json") if path.is_file())
 
 
 def default_work(method: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -509,7 +510,8 @@ def real_sequence_verdict(data: dict[str, Any]) -> str:
 
 
 def real_sequence_section(records: dict[str, dict[str, Any]]) -> list[str]:
-    """CounterFact sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`), one table per method."""
+    """CounterFact sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`), one table per results file
+    (a method, or a method at one round size when it was run at several)."""
     lines = ["## 1c. Sequential editing on a real model (SmolLM2-135M, CounterFact)", ""]
     if not records:
         return [*lines, "Not run (`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100`).",
@@ -533,15 +535,23 @@ def real_sequence_section(records: dict[str, dict[str, Any]]) -> list[str]:
               "efficacy / generalization / specificity after the sequence: "
               + "; ".join(f"{name.upper()} {_pct_triple({m: v / 100 for m, v in paper['methods'][name].items()})}"
                           for name in REAL_SEQUENCE_METHODS if name in paper["methods"]) + ".", ""]
-    for method, record in sorted(records.items(), key=lambda item: REAL_SEQUENCE_METHODS.index(item[0])):
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+        data = item[1]["data"]
+        return REAL_SEQUENCE_METHODS.index(data["method"]), data["round_size"]
+
+    runs_of = Counter(record["data"]["method"] for record in records.values())
+    for _, record in sorted(records.items(), key=order):
         data = record["data"]
+        method = data["method"]
+        # a method run at several round sizes (each its own results file) gets a table per size
+        heading = method if runs_of[method] == 1 else f"{method}, rounds of {data['round_size']}"
         rows = [[r["round"], r["edits_so_far"], f"{r['known_facts']}/{r['requests']}",
                  _pct(r["preferred_new_before"]), _pct_triple(r["round_scores"]), _pct_triple(r["all_scores"]),
                  r["all_measured"], _pct(r["retention_first"]), _pct(r["knowledge_preserved"]),
                  f"{100 * r['perplexity_change']:+.1f}%",
                  None if r["edit_seconds"] is None else r["edit_seconds"] / r["requests"], r["measure_seconds"]]
                 for r in data["rounds"]]
-        lines += [f"### {method}", "", env_line(record), "",
+        lines += [f"### {heading}", "", env_line(record), "",
                   f"**{data['edits_reached']:,} of the {data['edits_asked']:,} edits asked** were reached and "
                   f"measured ({len(data['rounds'])} rounds of {data['round_size']}"
                   + ("" if data["finished"] else "; not every round asked was measured") + ").", ""]
@@ -557,7 +567,7 @@ def real_sequence_section(records: dict[str, dict[str, Any]]) -> list[str]:
         against = (f" against the paper's {_pct_triple({m: v / 100 for m, v in compared.items()})} "
                    f"({data['paper']['model']}, {data['paper']['edits']:,} edits)" if compared else "")
         lines += [f"Verdict: **{verdict_word}** — {measured}{against}.", ""]
-    missing = [method for method in REAL_SEQUENCE_METHODS if method not in records]
+    missing = [method for method in REAL_SEQUENCE_METHODS if method not in runs_of]
     if missing:
         lines += [f"Not run yet: {', '.join(missing)} (`python -m benchmarks.real_sequence --method METHOD`).", ""]
     return lines

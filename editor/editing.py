@@ -22,7 +22,7 @@ from editor.model import LoadedModel, check_model_directory
 from editor.rounds import METHODS, run_round
 from editor.scoring import live_requests, scores
 from editor.session import Session, author_name
-from editor.targets import check_requests, validate_known_tokens
+from editor.targets import check_requests, validate_known_tokens, zstar_memory_bytes
 from editor.versions import environment, state_at
 from ledger.errors import ConflictError
 from ledger.faults import fault_point
@@ -63,7 +63,8 @@ def edit(session: Session, requests: Sequence[EditRequest], *, branch: str = "ma
     batches = [list(requests[i:i + batch_size]) for i in range(0, len(requests), batch_size)]
     try:
         state, loaded, context_refs = state_at(session, head.commit_hash, method, None, corpus, overrides)
-        needed, free = estimate_round_bytes(loaded, state.hparams, len(batches[0])), available_memory_bytes()
+        needed = max(estimate_round_bytes(loaded, state.hparams, batch, state.templates) for batch in batches)
+        free = available_memory_bytes()
         if needed > free:
             raise LifecycleError(
                 f"--batch-size {len(batches[0])}: a round needs about {_gib(needed)}, only {_gib(free)} "
@@ -213,13 +214,18 @@ def available_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def estimate_round_bytes(loaded: LoadedModel, hp: EditHparams, n_requests: int, seq_len: int = 32) -> int:
-    """A generous upper estimate of the extra memory one round of `n_requests` needs.
+def estimate_round_bytes(loaded: LoadedModel, hp: EditHparams, requests: Sequence[EditRequest],
+                         templates: Sequence[str]) -> int:
+    """A generous upper bound of the extra memory one round of `requests` needs (measured against the peak RSS of
+    rounds: docs/design-notes.md, "Memory of a round").
 
-    Per edited layer: C0, Cp and the float64 solve matrix (d_ff² each) and the keys (d_ff x n, several copies);
-    z*: the activations of the optimisation's forward/backward over 7 sequences per request."""
-    arch = loaded.arch
-    per_layer = 3 * arch.d_ff * arch.d_ff * 8 + 4 * arch.d_ff * n_requests * 8 + 2 * arch.d_model * n_requests * 8
-    sequences = 7 * n_requests
-    activations = sequences * seq_len * arch.d_model * arch.n_layers * 4 * 24
-    return len(hp.layers) * per_layer + activations
+    z* runs over all the round's requests at once (`zstar_memory_bytes`, from the sizes of its actual batch): the
+    largest part. Every other forward reads under no_grad, block by block, over fewer sequences. Besides: the
+    rewrite weights copied while rewound (every block's) and before the round (the edited ones); per edited layer
+    Cp (float64 d_ff²) and AlphaEdit's projector, kept; one layer's solve at a time (C0 in float64, M, the
+    solve's own copies: 5 d_ff²) and the keys."""
+    arch, n = loaded.arch, len(requests)
+    weights = (arch.n_layers + len(hp.layers)) * arch.d_model * arch.d_ff * 4
+    kept = len(hp.layers) * (2 * arch.d_ff * arch.d_ff * 8 + 4 * arch.d_ff * n * 8 + 2 * arch.d_model * n * 8)
+    solve = 5 * arch.d_ff * arch.d_ff * 8
+    return zstar_memory_bytes(loaded, requests, templates, hp.z_layer) + weights + kept + solve

@@ -269,6 +269,48 @@ def _first_live_block(arch: ArchMap, z_layer: int) -> int:
     return z_layer + 1 if arch.hidden_is_block_output else z_layer
 
 
+# Floats a z* step keeps for its backward, per live block: per suffix token, per unit of d_model (norms, residuals,
+# projections' inputs), of d_ff (the MLP's products and activation) and of the query width (queries and their
+# rotated copies); per sequence position attended, the keys and values: the prefix's concatenated with the
+# suffix's, and repeated to every head. Generous counts of what a Llama block saves (measured on SmolLM2-135M:
+# docs/design-notes.md, "Memory of a round"); GPT-2's composite GELU keeps more per d_ff unit than Llama's MLP.
+_PER_TOKEN_MODEL, _PER_TOKEN_FF, _PER_TOKEN_QUERY = 12, 6, 2
+# Per vocabulary entry of a row whose logits a step scores: logits, log-softmax, the one-hot target (int64),
+# their product, and the gradients of the first two.
+_PER_LOGIT_BYTES = 32
+_FLOAT = 4  # activations are counted in float32: a half-precision model's are smaller, and logits are float32
+
+
+def zstar_memory_bytes(loaded: LoadedModel, requests: Sequence[EditRequest], templates: Sequence[str],
+                       z_layer: int) -> int:
+    """An upper bound of what `compute_zstar` adds to memory for `requests` at once (NSE.md, Target values),
+    from the sizes of its actual batch: every request's rewriting prompts and essence prompt (one sequence each),
+    padded to the widest. Kept throughout: the prefix's keys/values in every live block and the last known
+    block's output. On top, the larger of the recording forward (one block's work at a time over the whole
+    sequences, under no_grad) and a step (what autograd keeps in every live block over the suffix tokens, and the
+    logits of the target and essence rows over the whole vocabulary)."""
+    arch, config = loaded.arch, loaded.model.config
+    batch = _zstar_batch(loaded, requests, templates)
+    sequences = len(batch.sequences)
+    width = max(len(s) for s in batch.sequences)
+    prefix = int(batch.subject_at.max())
+    suffix = max(len(s) - int(at) for s, at in zip(batch.sequences, batch.subject_at.tolist(), strict=True))
+    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    head_dim = int(getattr(config, "head_dim", None) or arch.d_model // heads)
+    query = heads * head_dim
+    kv = int(getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    live = arch.n_layers - _first_live_block(arch, z_layer)
+    per_token = _PER_TOKEN_MODEL * arch.d_model + _PER_TOKEN_FF * arch.d_ff + _PER_TOKEN_QUERY * query
+    kept = live * 2 * sequences * prefix * kv + 2 * sequences * width * arch.d_model
+    recording = sequences * width * (per_token + 2 * heads * width)  # attention scores and probabilities
+    step = live * sequences * (
+        suffix * per_token + (prefix + suffix) * 2 * (kv + query) + 3 * heads * suffix * (prefix + suffix)
+    )
+    vocab = int(getattr(config, "vocab_size", 0) or loaded.model.get_submodule(arch.unembed).weight.shape[0])
+    logits = (len(batch.target_ids) + len(requests)) * vocab * _PER_LOGIT_BYTES
+    return kept * _FLOAT + max(recording * _FLOAT, step * _FLOAT + logits)
+
+
 @torch.no_grad()
 def _split_at_subject(loaded: LoadedModel, batch: _ZstarBatch, z_layer: int) -> _Suffixes:
     """One forward over the whole sequences records the prefixes' keys/values in the blocks each step computes and

@@ -322,3 +322,17 @@ def test_the_real_lifecycle_lines_show_each_checked_run(tmp_path: Path) -> None:
             "| 300.500 | 250.000 |") in text
     assert "### Lifecycle on a real model" not in write_report(_results(1.2, 80.0), tmp_path / "B.md",
                                                                tmp_path / "plots").read_text()
+
+
+def test_a_method_run_at_two_round_sizes_gets_a_table_for_each(tmp_path: Path) -> None:
+    forty = {**_sequence_data("nse", 1000, [0.95], finished=False), "round_size": 40}
+    for name, data in (("real_sequence-nse", forty), ("real_sequence-nse-r100",
+                                                       _sequence_data("nse", 1000, [0.9], finished=False))):
+        save_results(name, data, quick=False, seconds=1.0, results_dir=tmp_path / "results")
+    results = _results(checkout_seconds=1.2, slow_query_ms=80.0)
+    results |= {name: load_results(name, tmp_path / "results") for name in ("real_sequence-nse",
+                                                                           "real_sequence-nse-r100")}
+    section = write_report(results, tmp_path / "B.md", tmp_path / "plots").read_text().split(
+        "## 1c. Sequential editing on a real model")[1].split("\n## ")[0]
+    assert section.index("### nse, rounds of 40") < section.index("### nse, rounds of 100")
+    assert "### nse\n" not in section and "Not run yet: memit, memit-cp, alphaedit (" in section
