@@ -12,9 +12,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import PLOTS_DIR, REPO_ROOT, RESULTS_DIR, load_results, save_results, say
+from benchmarks.common import PLOTS_DIR, REPO_ROOT, RESULTS_DIR, load_results, save_results, saved_sections, say
 from benchmarks.real_c0 import SECTION as C0_SECTION
-from benchmarks.real_sequence import saved_sections
+from benchmarks.real_sequence import RESULTS_PREFIX as SEQUENCE_PREFIX
 from benchmarks.real_trace import SECTION as TRACE_SECTION
 from benchmarks.report import SECTIONS, write_report
 
@@ -25,7 +25,7 @@ QUICK_LEDGER_APPENDS = 300
 # (Besides: every real_sequence results file, one per method and one per other round size it was run at.)
 EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real",
                  "speed_reference_real", TRACE_SECTION, C0_SECTION)
-REAL_LIFECYCLE_RESULTS = "real_lifecycle-*.json"  # one per model and size (`python -m benchmarks.real_lifecycle`)
+REAL_LIFECYCLE_PREFIX = "real_lifecycle-"  # one file per model and size (`python -m benchmarks.real_lifecycle`)
 
 
 def _quality(quick: bool) -> dict[str, Any]:
@@ -96,8 +96,8 @@ def main() -> int:
                 continue
             path = save_results(section, data, args.quick, time.perf_counter() - started)
             say(f"section {section} done in {time.perf_counter() - started:.0f}s -> {path}")
-    lifecycles = sorted(path.stem for path in RESULTS_DIR.glob(REAL_LIFECYCLE_RESULTS))
-    results = {section: record for section in (*SECTIONS, *EXTRA_RESULTS, *saved_sections(RESULTS_DIR), *lifecycles)
+    saved = (*saved_sections(SEQUENCE_PREFIX), *saved_sections(REAL_LIFECYCLE_PREFIX))
+    results = {section: record for section in (*SECTIONS, *EXTRA_RESULTS, *saved)
                if (record := load_results(section, RESULTS_DIR))}
     out = write_report(results, args.out, PLOTS_DIR)
     say(f"wrote {out}" + (f"; sections that failed: {', '.join(failed)}" if failed else ""))

@@ -110,6 +110,12 @@ def save_results(section: str, data: dict[str, Any], quick: bool, seconds: float
     return path
 
 
+def saved_sections(prefix: str, results_dir: Path = RESULTS_DIR) -> list[str]:
+    """The sections of every saved results file whose name starts with `prefix` (a script that saves one per
+    method, model or size)."""
+    return sorted(path.stem for path in results_dir.glob(f"{prefix}*.json") if path.is_file())
+
+
 def load_results(section: str, results_dir: Path = RESULTS_DIR) -> dict[str, Any] | None:
     path = results_dir / f"{section}.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -76,11 +76,6 @@ def section_name(method: str) -> str:
     return f"{RESULTS_PREFIX}{method}"
 
 
-def saved_sections(results_dir: Path) -> list[str]:
-    """The sections of every saved results file: one per method, and one per other round size run (`--results`)."""
-    return sorted(path.stem for path in results_dir.glob(f"{RESULTS_PREFIX}*.json") if path.is_file())
-
-
 def default_work(method: str) -> Path:
     return RESULTS_DIR / f"{section_name(method)}-work"
 
