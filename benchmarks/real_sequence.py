@@ -43,12 +43,14 @@ from typing import Any
 
 from benchmarks.common import (
     RESULTS_DIR,
+    counterfact_file,
     editable,
     known_fact_keys,
     load_results,
     offline_and_threads,
     save_results,
     say,
+    shared_data_dir,
 )
 
 METHODS = ("nse", "memit", "memit-cp", "alphaedit")
@@ -59,6 +61,11 @@ ALL_SAMPLE = 200  # "all edited so far" is measured on this many of them once th
 SAMPLE_SEED = 0
 GENERAL_TEXTS, GENERAL_TOKENS, GENERAL_SEED = 16, 64, 1
 SCORED = ("efficacy", "generalization", "specificity")
+# zsRE's protocol: top-1 token accuracy of the new answer (efficacy, generalization) and of the locality answer
+ARGMAX = ("efficacy_argmax", "generalization_argmax", "specificity_argmax")
+MEASURED = (*SCORED, *ARGMAX, "generation_efficacy")
+DATASETS = ("counterfact", "zsre")
+FLUENCY_PROMPTS = 10  # generation prompts of the first held-out facts: the same text every round
 # For context only (another model, 2,000 edits): NSE paper, Llama3-8B, CounterFact, sequential editing.
 PAPER = {"model": "Llama3-8B", "edits": 2000,
          "methods": {"nse": {"efficacy": 96.1, "generalization": 78.4, "specificity": 87.7},
@@ -72,12 +79,18 @@ class SequenceError(Exception):
 RESULTS_PREFIX = "real_sequence-"  # benchmarks/results/real_sequence-<method>.json, read by benchmarks.report
 
 
-def section_name(method: str) -> str:
-    return f"{RESULTS_PREFIX}{method}"
+def section_name(method: str, dataset: str = "counterfact", variant: str | None = None) -> str:
+    """`real_sequence-<method>[-zsre][-<variant>]`: each run of other settings keeps its own results file."""
+    return RESULTS_PREFIX + "-".join([method] + ([dataset] if dataset != "counterfact" else [])
+                                     + ([variant] if variant else []))
 
 
-def default_work(method: str) -> Path:
-    return RESULTS_DIR / f"{section_name(method)}-work"
+def default_work(name: str) -> Path:
+    return RESULTS_DIR / f"{name}-work"
+
+
+def dataset_file(dataset: str) -> Path:
+    return counterfact_file() if dataset == "counterfact" else shared_data_dir() / "zsre" / "zsre_mend-1k.json"
 
 
 def stop_time(text: str | None, now: dt.datetime) -> dt.datetime | None:
@@ -103,18 +116,19 @@ class Facts:
     n_known: int  # facts of the file the base model knows
 
 
-def choose_facts(records: list, known_keys: list[str], edits: int) -> Facts:
-    """Held out: the last HELDOUT_FACTS known facts. Edits: the other known facts in file order, then the other
-    records in file order; none shares a subject with a held-out fact."""
+def choose_facts(records: list, known_keys: list[str], edits: int, candidates: list | None = None) -> Facts:
+    """Held out: the last HELDOUT_FACTS known CounterFact facts. Edits: the other known facts in file order, then
+    the other records in file order (or, given `candidates`, those: zsRE's records in file order); none shares a
+    subject with a held-out fact."""
     by_key = {r.request_key: r for r in records}
     heldout = [by_key[key] for key in known_keys[-HELDOUT_FACTS:]]
     untouchable = {r.subject.casefold() for r in heldout}
     known = set(known_keys)
-    ordered = [by_key[key] for key in known_keys[:-HELDOUT_FACTS]] + [r for r in records
-                                                                     if r.request_key not in known]
+    ordered = candidates if candidates is not None else (
+        [by_key[key] for key in known_keys[:-HELDOUT_FACTS]] + [r for r in records if r.request_key not in known])
     chosen = [r for r in ordered if r.subject.casefold() not in untouchable]
     if len(chosen) < edits:
-        raise SequenceError(f"--edits {edits}: only {len(chosen)} CounterFact records can be edited here "
+        raise SequenceError(f"--edits {edits}: only {len(chosen)} records can be edited here "
                             f"({HELDOUT_FACTS} known facts held out)")
     return Facts(chosen[:edits], heldout, len(known_keys))
 
@@ -126,7 +140,7 @@ def _mean(values: list[float]) -> float | None:
 
 def aggregate(rows: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, float | None]:
     """The mean of each scored metric over the rows of `keys` that have it (as `evaluate_requests` aggregates)."""
-    return {metric: _mean([rows[k][metric] for k in keys if metric in rows[k]]) for metric in SCORED}
+    return {metric: _mean([rows[k][metric] for k in keys if metric in rows[k]]) for metric in MEASURED}
 
 
 def sample_of_edited(edited: list[str], order: list[str]) -> list[str]:
@@ -149,7 +163,7 @@ def prefers_new(loaded, requests: list) -> float:
 def measure(loaded, batches: list[list], number: int, order: list[str], heldout: list, general: list[str],
             base_perplexity: float) -> dict[str, Any]:
     """The round's scores on the model after round `number` (1-based)."""
-    from editor.evaluate import evaluate_requests, perplexity
+    from editor.evaluate import evaluate_requests, fluency_score, perplexity
     from editor.tracing import known_requests
 
     edited = [r for batch in batches[:number] for r in batch]
@@ -162,7 +176,9 @@ def measure(loaded, batches: list[list], number: int, order: list[str], heldout:
     rows = {row["request_key"]: row for row in report.per_request}
     still_known = known_requests(loaded, heldout, len(heldout))
     general_perplexity = perplexity(loaded.model, loaded.tokenizer, general)
-    return {"round_scores": aggregate(rows, this_round), "all_scores": aggregate(rows, sampled),
+    prompts = [p.text for r in heldout for p in r.prompts("generation")][:FLUENCY_PROMPTS]
+    return {"fluency": fluency_score(loaded.model, loaded.tokenizer, prompts, seed=0),
+            "round_scores": aggregate(rows, this_round), "all_scores": aggregate(rows, sampled),
             "all_measured": len(sampled), "retention_first": aggregate(rows, first)["efficacy"],
             "knowledge_preserved": len(still_known) / len(heldout), "general_perplexity": general_perplexity,
             "perplexity_change": general_perplexity / base_perplexity - 1.0}
@@ -171,7 +187,7 @@ def measure(loaded, batches: list[list], number: int, order: list[str], heldout:
 # ------------------------------------------------------------------ the run
 def _settings(args: argparse.Namespace, overrides: dict[str, Any], base_hash: str, facts: Facts) -> dict[str, Any]:
     """What must be the same for results to continue a saved run (the number of edits may grow)."""
-    return {"method": args.method, "round_size": args.round_size, "overrides": overrides,
+    return {"method": args.method, "dataset": args.dataset, "round_size": args.round_size, "overrides": overrides,
             "base_state_hash": base_hash, "heldout": [r.request_key for r in facts.heldout],
             "first_edit": facts.edits[0].request_key}
 
@@ -210,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     from editor.corpus import write_sampled_corpus
     from editor.demo import COUNTERFACT, SAMPLED_TEXTS, SAMPLED_TOKENS, SMOLLM2_GGUF
     from editor.evaluate import perplexity
-    from editor.hparams import preset_overrides
+    from editor.hparams import check_overrides, parse_assignments, preset_overrides
     from editor.lifecycle import Workspace
     from editor.readers import read_requests
     from ledger import Ledger
@@ -218,8 +234,10 @@ def run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     started = time.perf_counter()
-    work = Path(args.work or default_work(args.method))
-    results = Path(args.results or RESULTS_DIR / f"{section_name(args.method)}.json")
+    name = section_name(args.method, args.dataset, args.variant)
+    work = Path(args.work or default_work(name))
+    results = Path(args.results or RESULTS_DIR / f"{name}.json")
+    overrides = {**preset_overrides(PRESET, args.method), **check_overrides(parse_assignments(args.set or []))}
     deadline = stop_time(args.stop_at, utc_now())
     if deadline is not None and utc_now() >= deadline:
         say(f"--stop-at {args.stop_at}: already past; no round started")
@@ -244,11 +262,12 @@ def run(args: argparse.Namespace) -> int:
     general = [line for line in general_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     records = editable(base.tokenizer, read_requests(COUNTERFACT))
     known_keys = known_fact_keys(work, base, records)
-    facts, known = choose_facts(records, known_keys, args.edits), set(known_keys)
+    candidates = (None if args.dataset == "counterfact" else
+                  editable(base.tokenizer, read_requests(dataset_file(args.dataset), skip_invalid=True)))
+    facts, known = choose_facts(records, known_keys, args.edits, candidates), set(known_keys)
     batches = [facts.edits[i:i + args.round_size] for i in range(0, len(facts.edits), args.round_size)]
     order = [r.request_key for r in facts.edits]
     random.Random(SAMPLE_SEED).shuffle(order)
-    overrides = preset_overrides(PRESET, args.method)
     settings = _settings(args, overrides, base_hash, facts)
     versions = _recorded_rounds(ledger, batches, work)
     saved = _saved(results, settings)
@@ -257,12 +276,18 @@ def run(args: argparse.Namespace) -> int:
         raise SequenceError(f"--results {results}: has {len(rows)} rounds, the ledger in --work {work} only "
                             f"{len(versions)}; use the --work that run used")
     base_perplexity = perplexity(base.model, base.tokenizer, general)
+    if saved and "unedited" in saved["data"]:
+        unedited = saved["data"]["unedited"]
+    else:  # the base model on round 1's requests: what specificity and fluency are compared with
+        say("measuring the unedited model on round 1's requests")
+        unedited = measure(base, batches, 1, order, facts.heldout, general, base_perplexity)
     seconds = (saved or {}).get("seconds", 0.0)
     times_path = work / "edit_seconds.json"  # a round's edit time, for measuring it after a restart
     edit_times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
 
     def data(finished: bool) -> dict[str, Any]:
         return {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, float32)", "method": args.method,
+                "dataset": args.dataset, "variant": args.variant, "unedited": unedited,
                 "edits_asked": args.edits, "round_size": args.round_size, "settings": settings,
                 "edits_reached": sum(row["requests"] for row in rows), "rounds": rows, "finished": finished,
                 "n_records": len(records), "n_known": facts.n_known, "heldout": len(facts.heldout),
@@ -315,7 +340,7 @@ def _triple(scores: dict[str, float | None]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from editor.errors import LifecycleError
+    from editor.errors import HparamsError, LifecycleError
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_sequence", description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=METHODS, default="nse")
@@ -326,17 +351,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, help="results file (.json; default "
                                                      "benchmarks/results/real_sequence-<method>.json)")
     parser.add_argument("--stop-at", help="HH:MM, UTC: start no round after this time")
+    parser.add_argument("--dataset", choices=DATASETS, default="counterfact",
+                        help="the edits' records (the held-out facts are CounterFact's either way)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a hyperparameter over the preset (VALUE as JSON), repeatable: --set norm_anchor=true")
+    parser.add_argument("--variant", help="a name for the --set values: the results file and the report's "
+                                          "heading carry it (needed with --set)")
     args = parser.parse_args(argv)
     try:
         if args.edits < 1:
             raise SequenceError(f"--edits {args.edits}: must be at least 1")
         if args.round_size < 1:
             raise SequenceError(f"--round-size {args.round_size}: must be at least 1")
+        if args.set and not args.variant:
+            raise SequenceError("--set: name the variant with --variant NAME (its results file carries it)")
+        if args.variant is not None and not args.variant.replace("_", "").replace("-", "").isalnum():
+            raise SequenceError(f"--variant {args.variant!r}: letters, digits, - and _ only")
         if args.results is not None and args.results.suffix != ".json":
             raise SequenceError(f"--results {args.results}: must name a .json file")
         stop_time(args.stop_at, utc_now())
         return run(args)
-    except (SequenceError, LifecycleError) as error:  # LifecycleError: what the edit refuses (a round too big)
+    # LifecycleError: what the edit refuses (a round too big); HparamsError: a bad --set
+    except (SequenceError, LifecycleError, HparamsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,23 +40,14 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 
 
 def hparam_overrides(items: list[str]) -> dict[str, Any]:
-    """`--set KEY=VALUE` options as a dict; VALUE is JSON where it parses (numbers, lists), else a string."""
-    from editor.hparams import EditHparams
+    """`--set KEY=VALUE` options as a dict (`editor.hparams.parse_assignments`); a bad one is a one-line Fail."""
+    from editor.errors import HparamsError
+    from editor.hparams import parse_assignments
 
-    known = {f.name for f in fields(EditHparams)}
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise Fail(f"--set {item!r}: expected KEY=VALUE")
-        if key not in known:
-            raise Fail(f"--set {key}: unknown hyperparameter (known: {', '.join(sorted(known))})")
-        try:
-            overrides[key] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[key] = text
-    return overrides
+    try:
+        return parse_assignments(items)
+    except HparamsError as error:
+        raise Fail(str(error)) from None
 
 
 @app.command(rich_help_panel=PANEL)

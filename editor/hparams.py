@@ -117,6 +117,24 @@ _NUMBERS = ("v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor", "mom2_up
             "neuron_threshold", "nullspace_threshold", "L2", "solve_ridge")
 
 
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as a dict; VALUE is JSON where it parses (numbers, lists, true), else a string."""
+    known = {f.name for f in fields(EditHparams)}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise HparamsError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in known:
+            raise HparamsError(f"--set {key}: unknown hyperparameter (known: {', '.join(sorted(known))})")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
+
+
 def check_overrides(overrides: dict[str, Any], n_layers: int | None = None) -> dict[str, Any]:
     """`--set` values checked against each field's type (and the model's depth, when known) before any model
     loads; the error names the option. Returns them with numbers as floats where the field is a float."""
