@@ -341,6 +341,7 @@ def _triple(scores: dict[str, float | None]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from editor.errors import HparamsError, LifecycleError
+    from editor.hparams import check_overrides, parse_assignments
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_sequence", description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=METHODS, default="nse")
@@ -370,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.results is not None and args.results.suffix != ".json":
             raise SequenceError(f"--results {args.results}: must name a .json file")
         stop_time(args.stop_at, utc_now())
+        check_overrides(parse_assignments(args.set or []))  # before any model loads
         return run(args)
     # LifecycleError: what the edit refuses (a round too big); HparamsError: a bad --set
     except (SequenceError, LifecycleError, HparamsError) as error:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.quality import EARLIER_CRITERION, SWEEP_CRITERION, best_setting
+from benchmarks.real_sequence import ARGMAX as REAL_SEQUENCE_ARGMAX
 from benchmarks.real_sequence import METHODS as REAL_SEQUENCE_METHODS
 from benchmarks.real_sequence import RESULTS_PREFIX as REAL_SEQUENCE_PREFIX
 from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
@@ -498,10 +499,11 @@ def _pct_triple(scores: dict[str, float | None], metrics: tuple[str, ...] = REAL
 
 def real_sequence_verdict(data: dict[str, Any]) -> str:
     """`not reached` while fewer edits than asked were measured; else `met` when the last round's scores over all
-    edits are at or above the paper's for the same method, `not met` below, and no verdict without a paper figure."""
+    edits are at or above the paper's for the same method, `not met` below, and no verdict without a paper figure
+    (a variant, zsRE or another round size has none: the paper's figure is its plain method's on CounterFact)."""
     if data["edits_reached"] < data["edits_asked"]:
         return "not reached"
-    paper = data["paper"]["methods"].get(data["method"])
+    paper = _paper_figure(data)
     if paper is None:
         return "reached (no paper figure to compare)"
     last = data["rounds"][-1]["all_scores"]
@@ -509,65 +511,219 @@ def real_sequence_verdict(data: dict[str, Any]) -> str:
     return "met" if met else "not met"
 
 
-def real_sequence_section(records: dict[str, dict[str, Any]]) -> list[str]:
-    """CounterFact sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`), one table per results file
-    (a method, or a method at one round size when it was run at several)."""
-    lines = ["## 1c. Sequential editing on a real model (SmolLM2-135M, CounterFact)", ""]
+def _paper_figure(data: dict[str, Any]) -> dict[str, float] | None:
+    if data.get("variant") or data.get("dataset", "counterfact") != "counterfact":
+        return None
+    return data["paper"]["methods"].get(data["method"])
+
+
+SEQUENCE_COLLAPSE_EFFICACY = 0.5  # the issue's collapse point: efficacy over all edits below this,
+SEQUENCE_COLLAPSE_PERPLEXITY = 1.0  # or general-text perplexity up by this (doubled)
+SEQUENCE_GOAL = {"efficacy": 0.9, "generalization": 0.7}  # NSE's goal after the sequence ...
+SEQUENCE_SPECIFICITY_SLACK = 0.1  # ... with specificity within this of the unedited model's
+
+
+def sequence_label(data: dict[str, Any], round_sizes: Counter) -> str:
+    """`nse`, `nse + nas`, `nse, zsRE`, `nse, rounds of 40` (the round size only where a method ran at several)."""
+    label = data["method"] + (f" + {data['variant']}" if data.get("variant") else "")
+    if data.get("dataset", "counterfact") != "counterfact":
+        label += f", {data['dataset']}"
+    if round_sizes[_run_kind(data)] > 1:
+        label += f", rounds of {data['round_size']}"
+    return label
+
+
+def _run_kind(data: dict[str, Any]) -> tuple[str, str, str]:
+    return data["method"], data.get("variant") or "", data.get("dataset", "counterfact")
+
+
+def collapse_point(data: dict[str, Any]) -> str:
+    """The edits at the first round whose efficacy over all edits fell below 0.5 or whose general-text perplexity
+    doubled; else that it held to the last round measured."""
+    for row in data["rounds"]:
+        efficacy = row["all_scores"].get("efficacy")
+        if (efficacy is not None and efficacy < SEQUENCE_COLLAPSE_EFFICACY) or (
+                row["perplexity_change"] >= SEQUENCE_COLLAPSE_PERPLEXITY):
+            return f"{row['edits_so_far']:,}"
+    return f"none in {data['edits_reached']:,}" if data["rounds"] else "–"
+
+
+def _sequence_metrics(data: dict[str, Any]) -> tuple[str, ...]:
+    # zsRE is scored by top-1 token accuracy; CounterFact by the new answer's probability against the true one's
+    return REAL_SEQUENCE_ARGMAX if data.get("dataset") == "zsre" else REAL_SEQUENCE_SCORED
+
+
+def _sequence_row(label: Any, edits: Any, row: dict[str, Any], metrics: tuple[str, ...]) -> list[Any]:
+    return [label, edits, f"{row['known_facts']}/{row['requests']}" if "known_facts" in row else "–",
+            _pct(row.get("preferred_new_before")), _pct_triple(row["round_scores"], metrics),
+            _pct_triple(row["all_scores"], metrics) if "all_scores" in row else "–", row.get("all_measured", "–"),
+            _pct(row["all_scores"].get("generation_efficacy")) if "all_scores" in row else "–",
+            _pct(row.get("retention_first")), _pct(row.get("knowledge_preserved")),
+            f"{100 * row['perplexity_change']:+.1f}%",
+            "–" if row.get("fluency") is None else f"{row['fluency']:.1f}",
+            None if row.get("edit_seconds") is None else row["edit_seconds"] / row["requests"],
+            row.get("measure_seconds")]
+
+
+def sequence_plot(runs: list[tuple[str, dict[str, Any]]], plots_dir: Path, record: dict[str, Any]) -> Path:
+    """Per round, every CounterFact run: efficacy, generalization and specificity over all edits, retention of
+    round 1, and the general-text perplexity change."""
+    panels = [("efficacy", "efficacy, all edits"), ("generalization", "generalization, all edits"),
+              ("specificity", "specificity, all edits"), ("retention_first", "retention of round 1"),
+              ("knowledge_preserved", "knowledge preserved"), ("perplexity_change", "perplexity change")]
+
+    def draw(figure) -> None:
+        for index, (metric, title) in enumerate(panels, 1):
+            axes = figure.add_subplot(2, 3, index)
+            for label, data in runs:
+                points = [(r["edits_so_far"], r["all_scores"].get(metric) if metric in r["all_scores"]
+                           else r.get(metric)) for r in data["rounds"]]
+                points = [(x, y) for x, y in points if y is not None]
+                if points:
+                    axes.plot(*zip(*points, strict=True), "-" if "+" not in label else "--", marker=".",
+                              label=label)
+            axes.set_title(title, fontsize=8)
+            axes.set_xlabel("edits", fontsize=7)
+            axes.tick_params(labelsize=6)
+            axes.grid(alpha=0.3)
+            if index == 1:
+                axes.legend(fontsize=5)
+
+    return _figure(record, draw, plots_dir / "real_sequence.png", size=(9.6, 5.6))
+
+
+def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The issue's goal, stated met or not met with the numbers: NSE (with or without NAS) keeps efficacy >= 0.9
+    and generalization >= 0.7 after the whole sequence, specificity within 0.1 of the unedited model's, and no
+    run of the table keeps round 1's edits better at the same number of edits."""
+    ended = [(label, data) for label, data in runs if data["rounds"]]
+    nse = [(label, data) for label, data in ended if data["method"] == "nse"]
+    if not nse:
+        return []
+    label, data = max(nse, key=lambda item: item[1]["rounds"][-1]["all_scores"].get("efficacy") or 0.0)
+    last = data["rounds"][-1]
+    shortfalls = [f"{metric} {_pct(last['all_scores'][metric])} < {100 * goal:.0f}"
+                  for metric, goal in SEQUENCE_GOAL.items() if (last["all_scores"].get(metric) or 0.0) < goal]
+    unedited = (data.get("unedited") or {}).get("round_scores", {}).get("specificity")
+    specificity = last["all_scores"].get("specificity")
+    if unedited is not None and specificity is not None and specificity < unedited - SEQUENCE_SPECIFICITY_SLACK:
+        shortfalls.append(f"specificity {_pct(specificity)} more than {100 * SEQUENCE_SPECIFICITY_SLACK:.0f} "
+                          f"below the unedited model's {_pct(unedited)}")
+    edits = last["edits_so_far"]
+    better = []
+    for other_label, other in ended:
+        same = next((r for r in other["rounds"] if r["edits_so_far"] == edits), None)
+        if other is not data and same and (same["retention_first"] or 0) > (last["retention_first"] or 0):
+            better.append(f"{other_label} {_pct(same['retention_first'])}")
+    if better:
+        shortfalls.append(f"retention of round 1 {_pct(last['retention_first'])} at {edits:,} edits, below "
+                          + ", ".join(better))
+    verdict = "not met" if shortfalls or data["edits_reached"] < data["edits_asked"] else "met"
+    measured = (f"{label} at {edits:,} edits: all edits {_pct_triple(last['all_scores'])}"
+                + (f" (unedited specificity {_pct(unedited)})" if unedited is not None else ""))
+    return [f"**Goal** (NSE keeps efficacy ≥ {100 * SEQUENCE_GOAL['efficacy']:.0f} and generalization ≥ "
+            f"{100 * SEQUENCE_GOAL['generalization']:.0f} after the sequence, specificity within "
+            f"{100 * SEQUENCE_SPECIFICITY_SLACK:.0f} of the unedited model's, no method keeping round 1 better): "
+            f"**{verdict}** — {measured}" + (f"; short by: {'; '.join(shortfalls)}" if shortfalls else "")
+            + ("" if data["edits_reached"] >= data["edits_asked"]
+               else f"; {data['edits_reached']:,} of the {data['edits_asked']:,} edits asked were reached") + ".",
+            ""]
+
+
+def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_dir: Path) -> list[str]:
+    """Sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`): a summary of every run side by side
+    with the paper's figures, the goal's verdict, a plot per round, then one table per results file."""
+    lines = ["## 1c. Sequential editing on a real model (SmolLM2-135M, CounterFact and zsRE)", ""]
     if not records:
         return [*lines, "Not run (`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100`).",
                 ""]
     first = next(iter(records.values()))["data"]
     paper = first["paper"]
-    lines += [f"{first['model']}, each method at its `smollm2-135m` preset, edited in rounds recorded in a ledger "
+    lines += [f"{first['model']}, each method at its `smollm2-135m` preset (a variant: with the `--set` values it "
+              f"names, e.g. `nas`: `norm_anchor=true`), edited in rounds recorded in a ledger "
               f"(`editor.lifecycle.Workspace.edit`), every round measured on the recorded version as soon as it was "
-              f"recorded. Edits: CounterFact records the model knows ({first['n_known']:,} of {first['n_records']:,}: "
+              f"recorded. CounterFact edits: records the model knows ({first['n_known']:,} of {first['n_records']:,}: "
               f"the true answer's first token in its top 5 and above the new one), the last {first['heldout']} of "
               f"them held out; once the known ones run out, the other records in file order (column \"known\"; "
               f"\"new before\": the share of the round's requests whose rewrite prompt the base model already "
-              f"scored new over true). Scores in % (CounterFact protocol, `editor.evaluate`): efficacy / "
-              f"generalization / specificity of the round's requests and of all edited so far (a fixed sample of "
-              f"{first['all_sample']} once there are more; n); retention: efficacy of round 1's requests; knowledge "
-              f"preserved: share of the held-out facts still known; perplexity change against the base model on "
-              f"text the model itself sampled ({first['general_text']}; no other English text ships here, so this "
-              f"is in-distribution text for the base). C0: {first['corpus']}. s/edit: the round's edit (ledger "
-              f"included) per request; measure: seconds of the round's measurements.", "",
-              f"For context (another model, {paper['edits']:,} edits): the NSE paper on {paper['model']}, "
-              "efficacy / generalization / specificity after the sequence: "
-              + "; ".join(f"{name.upper()} {_pct_triple({m: v / 100 for m, v in paper['methods'][name].items()})}"
-                          for name in REAL_SEQUENCE_METHODS if name in paper["methods"]) + ".", ""]
-    def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
-        data = item[1]["data"]
-        return REAL_SEQUENCE_METHODS.index(data["method"]), data["round_size"]
+              f"scored new over true). zsRE edits: its records in file order. Scores in % (`editor.evaluate`): "
+              f"efficacy / generalization / specificity of the round's requests and of all edited so far (a fixed "
+              f"sample of {first['all_sample']} once there are more; n): for CounterFact its protocol (the new "
+              f"answer's probability against the true one's; specificity: the neighbourhood prompts' true answer "
+              f"against the new), for zsRE top-1 token accuracy of the new answer and of the locality answer; gen. "
+              f"eff.: the greedy continuation of the rewrite prompt says the new answer (all edits); retention: "
+              f"efficacy of round 1's requests; knowledge preserved: share of the held-out CounterFact facts still "
+              f"known; perplexity change against the base model on text the model itself sampled "
+              f"({first['general_text']}; no other English text ships here, so this is in-distribution text for "
+              f"the base); fluency: the n-gram entropy score of sampled continuations of 10 held-out facts' "
+              f"generation prompts. Row \"unedited\": the base model on round 1's requests. C0: {first['corpus']}. "
+              f"s/edit: the round's edit (ledger included) per request; measure: seconds of the round's "
+              f"measurements. Collapse point: edits at the first round whose efficacy over all edits fell below "
+              f"{SEQUENCE_COLLAPSE_EFFICACY} or whose perplexity doubled.", ""]
+    round_sizes = Counter(_run_kind(record["data"]) for record in records.values())
 
-    runs_of = Counter(record["data"]["method"] for record in records.values())
-    for _, record in sorted(records.items(), key=order):
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[str, int, str, int]:
+        data = item[1]["data"]
+        return (data.get("dataset", "counterfact"), REAL_SEQUENCE_METHODS.index(data["method"]),
+                data.get("variant") or "", data["round_size"])
+
+    runs = [(sequence_label(record["data"], round_sizes), record) for _, record in sorted(records.items(), key=order)]
+    summary = []
+    for label, record in runs:
         data = record["data"]
-        method = data["method"]
-        # a method run at several round sizes (each its own results file) gets a table per size
-        heading = method if runs_of[method] == 1 else f"{method}, rounds of {data['round_size']}"
-        rows = [[r["round"], r["edits_so_far"], f"{r['known_facts']}/{r['requests']}",
-                 _pct(r["preferred_new_before"]), _pct_triple(r["round_scores"]), _pct_triple(r["all_scores"]),
-                 r["all_measured"], _pct(r["retention_first"]), _pct(r["knowledge_preserved"]),
-                 f"{100 * r['perplexity_change']:+.1f}%",
-                 None if r["edit_seconds"] is None else r["edit_seconds"] / r["requests"], r["measure_seconds"]]
-                for r in data["rounds"]]
-        lines += [f"### {heading}", "", env_line(record), "",
+        last = data["rounds"][-1] if data["rounds"] else None
+        metrics = _sequence_metrics(data)
+        summary.append([label, f"{data['edits_reached']:,} / {data['edits_asked']:,}",
+                        _pct_triple(last["all_scores"], metrics) if last else "–",
+                        _pct(last["all_scores"].get("generation_efficacy")) if last else "–",
+                        _pct(last["retention_first"]) if last else "–",
+                        _pct(last["knowledge_preserved"]) if last else "–",
+                        f"{100 * last['perplexity_change']:+.1f}%" if last else "–",
+                        "–" if not last or last.get("fluency") is None else f"{last['fluency']:.1f}",
+                        collapse_point(data), record.get("environment", {}).get("cpu", "?")])
+    for name in REAL_SEQUENCE_METHODS:
+        if name in paper["methods"]:
+            figure = {m: v / 100 for m, v in paper["methods"][name].items()}
+            summary.append([f"{name} (paper, {paper['model']})", f"{paper['edits']:,}", _pct_triple(figure),
+                            "–", "–", "–", "–", "–", "–", "–"])
+    lines += ["### After the sequence, side by side", "",
+              table(["run", "edits reached / asked", "all eff / gen / spec", "gen. eff.", "retention r1",
+                     "knowledge preserved", "perplexity change", "fluency", "collapse point", "CPU"], summary), ""]
+    lines += _sequence_claim([(label, record["data"]) for label, record in runs
+                              if record["data"].get("dataset", "counterfact") == "counterfact"])
+    counterfact = [(label, record["data"]) for label, record in runs
+                   if record["data"].get("dataset", "counterfact") == "counterfact" and record["data"]["rounds"]]
+    if counterfact:
+        plot = sequence_plot(counterfact, plots_dir, runs[0][1])
+        lines += [f"![real_sequence]({os.path.relpath(plot, out.parent)})", ""]
+    for label, record in runs:
+        data = record["data"]
+        metrics = _sequence_metrics(data)
+        rows = []
+        if data.get("unedited"):
+            rows.append(_sequence_row("unedited", 0, data["unedited"], metrics))
+        rows += [_sequence_row(r["round"], r["edits_so_far"], r, metrics) for r in data["rounds"]]
+        overrides = {k: v for k, v in data.get("settings", {}).get("overrides", {}).items()}
+        lines += [f"### {label}", "", env_line(record), "",
                   f"**{data['edits_reached']:,} of the {data['edits_asked']:,} edits asked** were reached and "
                   f"measured ({len(data['rounds'])} rounds of {data['round_size']}"
-                  + ("" if data["finished"] else "; not every round asked was measured") + ").", ""]
+                  + ("" if data["finished"] else "; not every round asked was measured") + ")."
+                  + (f" Hyperparameters over the defaults: `{json.dumps(overrides, sort_keys=True)}`."
+                     if overrides else ""), ""]
         if rows:
             lines += [table(["round", "edits so far", "known", "new before", "round eff / gen / spec",
-                             "all eff / gen / spec", "n", "retention r1", "knowledge preserved",
-                             "perplexity change", "s/edit", "measure s"], rows), ""]
-        verdict_word = real_sequence_verdict(data)
+                             "all eff / gen / spec", "n", "gen. eff.", "retention r1", "knowledge preserved",
+                             "perplexity change", "fluency", "s/edit", "measure s"], rows), ""]
         last = data["rounds"][-1] if data["rounds"] else None
-        measured = (f"at {last['edits_so_far']:,} edits, all edits {_pct_triple(last['all_scores'])}"
+        measured = (f"at {last['edits_so_far']:,} edits, all edits {_pct_triple(last['all_scores'], metrics)}"
                     if last else "nothing measured")
-        compared = data["paper"]["methods"].get(method)
+        compared = _paper_figure(data)
         against = (f" against the paper's {_pct_triple({m: v / 100 for m, v in compared.items()})} "
                    f"({data['paper']['model']}, {data['paper']['edits']:,} edits)" if compared else "")
-        lines += [f"Verdict: **{verdict_word}** — {measured}{against}.", ""]
-    missing = [method for method in REAL_SEQUENCE_METHODS if method not in runs_of]
+        lines += [f"Verdict: **{real_sequence_verdict(data)}** — {measured}{against}.", ""]
+    ran = {record["data"]["method"] for record in records.values()
+           if record["data"].get("dataset", "counterfact") == "counterfact" and not record["data"].get("variant")}
+    missing = [method for method in REAL_SEQUENCE_METHODS if method not in ran]
     if missing:
         lines += [f"Not run yet: {', '.join(missing)} (`python -m benchmarks.real_sequence --method METHOD`).", ""]
     return lines
@@ -1033,7 +1189,7 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     lines += world_section(results.get("world"))
     lines += real_sequence_section({name.removeprefix(REAL_SEQUENCE_PREFIX): record
                                     for name, record in results.items()
-                                    if name.startswith(REAL_SEQUENCE_PREFIX) and record})
+                                    if name.startswith(REAL_SEQUENCE_PREFIX) and record}, out, plots_dir)
     lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"),
                            results.get("speed_reference_real"))
     lines += storage_section(results.get("storage"), out, plots_dir)
