@@ -80,8 +80,10 @@ def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]],
     """Teacher-forced score of each (prompt, target) pair, batched (right padding). The language-model head runs
     only at the positions that predict a target token (a few of each row's tokens, the head being a fifth of
     SmolLM2's forward)."""
-    unique = list(dict.fromkeys(pairs))
-    encoded = [encode_pair(tokenizer, prompt, target) for prompt, target in unique]
+    # batched by length: a batch pads to its longest row, and CounterFact's prompts run from 5 to 30 tokens
+    by_pair = {pair: encode_pair(tokenizer, *pair) for pair in dict.fromkeys(pairs)}
+    unique = sorted(by_pair, key=lambda pair: sum(map(len, by_pair[pair])))
+    encoded = [by_pair[pair] for pair in unique]
     pad_id, device = _pad_id(tokenizer), _device(model)
     scores: dict[tuple[str, str], TargetScore] = {}
     for start in range(0, len(unique), batch_size):
@@ -146,7 +148,7 @@ def greedy_continuations(model, tokenizer, prompts: Sequence[tuple[str, int]],
     """The greedy continuation (decoded) of each (prompt, n_tokens), batched with right padding: each step reads
     the logits at every row's own last token (the head applied there only). No cache: the continuations are a few
     tokens long."""
-    unique = list(dict.fromkeys(prompts))
+    unique = sorted(dict.fromkeys(prompts), key=lambda pair: len(tokenizer(pair[0])["input_ids"]))  # less padding
     pad_id = _pad_id(tokenizer)
     found: dict[tuple[str, int], str] = {}
     for start in range(0, len(unique), batch_size):
