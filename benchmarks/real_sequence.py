@@ -161,9 +161,10 @@ def prefers_new(loaded, requests: list) -> float:
 
 
 def measure(loaded, batches: list[list], number: int, order: list[str], heldout: list, general: list[str],
-            base_perplexity: float) -> dict[str, Any]:
-    """The round's scores on the model after round `number` (1-based)."""
-    from editor.evaluate import evaluate_requests, fluency_score, perplexity
+            base_perplexity: float, full: bool = True) -> dict[str, Any]:
+    """The round's scores on the model after round `number` (1-based). Not `full`: efficacy alone of the round's,
+    the sampled and round 1's requests (their rewrite prompts: a thirteenth of the cost), the rest as in full."""
+    from editor.evaluate import efficacies, evaluate_requests, fluency_score, perplexity
     from editor.tracing import known_requests
 
     edited = [r for batch in batches[:number] for r in batch]
@@ -172,8 +173,12 @@ def measure(loaded, batches: list[list], number: int, order: list[str], heldout:
     sampled = sample_of_edited(list(by_key), order)
     first = [r.request_key for r in batches[0]]
     scored = list(dict.fromkeys(this_round + sampled + first))  # each request evaluated once
-    report = evaluate_requests(loaded.model, loaded.tokenizer, [by_key[k] for k in scored])
-    rows = {row["request_key"]: row for row in report.per_request}
+    if full:
+        report = evaluate_requests(loaded.model, loaded.tokenizer, [by_key[k] for k in scored])
+        rows = {row["request_key"]: row for row in report.per_request}
+    else:
+        values = efficacies(loaded.model, loaded.tokenizer, [by_key[key] for key in scored])
+        rows = {key: {"efficacy": value} for key, value in zip(scored, values, strict=True)}
     still_known = known_requests(loaded, heldout, len(heldout))
     general_perplexity = perplexity(loaded.model, loaded.tokenizer, general)
     prompts = [p.text for r in heldout for p in r.prompts("generation")][:FLUENCY_PROMPTS]
@@ -181,7 +186,7 @@ def measure(loaded, batches: list[list], number: int, order: list[str], heldout:
             "round_scores": aggregate(rows, this_round), "all_scores": aggregate(rows, sampled),
             "all_measured": len(sampled), "retention_first": aggregate(rows, first)["efficacy"],
             "knowledge_preserved": len(still_known) / len(heldout), "general_perplexity": general_perplexity,
-            "perplexity_change": general_perplexity / base_perplexity - 1.0}
+            "perplexity_change": general_perplexity / base_perplexity - 1.0, "full": full}
 
 
 # ------------------------------------------------------------------ the run
@@ -285,15 +290,40 @@ def run(args: argparse.Namespace) -> int:
     times_path = work / "edit_seconds.json"  # a round's edit time, for measuring it after a restart
     edit_times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
 
-    def data(finished: bool) -> dict[str, Any]:
+    def data(finished: bool, measured: list[dict[str, Any]] = rows) -> dict[str, Any]:
         return {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, float32)", "method": args.method,
                 "dataset": args.dataset, "variant": args.variant, "unedited": unedited,
                 "edits_asked": args.edits, "round_size": args.round_size, "settings": settings,
-                "edits_reached": sum(row["requests"] for row in rows), "rounds": rows, "finished": finished,
+                "edits_reached": sum(row["requests"] for row in measured), "rounds": measured,
+                "finished": finished,
                 "n_records": len(records), "n_known": facts.n_known, "heldout": len(facts.heldout),
                 "all_sample": ALL_SAMPLE, "corpus": f"{SAMPLED_TEXTS} x {SAMPLED_TOKENS} tokens sampled, seed 0",
                 "general_text": f"{GENERAL_TEXTS} x {GENERAL_TOKENS} tokens sampled, seed {GENERAL_SEED}",
                 "base_general_perplexity": base_perplexity, "paper": PAPER}
+
+    def measured_row(number: int, full: bool) -> dict[str, Any]:
+        """Round `number` measured on its recorded version, saved with the results, and said."""
+        nonlocal seconds
+        batch = batches[number - 1]
+        t0 = time.perf_counter()
+        edited, _ = ws.checkout_model(versions[number - 1].commit_hash)
+        row = {"round": number, "requests": len(batch), "edits_so_far": sum(map(len, batches[:number])),
+               "known_facts": sum(r.request_key in known for r in batch),
+               "preferred_new_before": prefers_new(base, batch), "commit": versions[number - 1].commit_hash,
+               **measure(edited, batches, number, order, facts.heldout, general, base_perplexity, full),
+               "edit_seconds": edit_times.get(str(number))}
+        del edited
+        row["measure_seconds"] = time.perf_counter() - t0
+        row["finished_at"] = utc_now().strftime("%Y-%m-%d %H:%M:%S UTC")
+        first_time = len(rows) < number  # a round measured again adds its measuring only
+        seconds += row["measure_seconds"] + ((row["edit_seconds"] or 0.0) if first_time else 0.0)
+        save_results(results.stem, data(False, [*rows[:number - 1], row]), False, seconds, results.parent)
+        scores, everything = row["round_scores"], row["all_scores"]
+        say(f"round {number}: edits {row['edits_so_far']}, round eff/gen/spec {_triple(scores)}, all "
+            f"{_triple(everything)} ({row['all_measured']}), retention {row['retention_first']:.3f}, knowledge "
+            f"{row['knowledge_preserved']:.3f}, perplexity {row['perplexity_change']:+.3f}, edit "
+            f"{row['edit_seconds'] or 0:.0f} s, measure {row['measure_seconds']:.0f} s")
+        return row
 
     say(f"{args.method}: {len(batches)} rounds of up to {args.round_size} ({facts.n_known} known facts, "
         f"{HELDOUT_FACTS} held out); {len(versions)} rounds in the ledger, {len(rows)} measured")
@@ -310,24 +340,13 @@ def run(args: argparse.Namespace) -> int:
                                 reason=f"real_sequence: round {number} of {len(batches)}")
             edit_times[str(number)] = time.perf_counter() - t0
             times_path.write_text(json.dumps(edit_times) + "\n", encoding="utf-8")
-        t0 = time.perf_counter()
-        edited, _ = ws.checkout_model(versions[number - 1].commit_hash)
-        row = {"round": number, "requests": len(batch), "edits_so_far": sum(map(len, batches[:number])),
-               "known_facts": sum(r.request_key in known for r in batch),
-               "preferred_new_before": prefers_new(base, batch), "commit": versions[number - 1].commit_hash,
-               **measure(edited, batches, number, order, facts.heldout, general, base_perplexity),
-               "edit_seconds": edit_times.get(str(number))}
-        del edited
-        row["measure_seconds"] = time.perf_counter() - t0
-        row["finished_at"] = utc_now().strftime("%Y-%m-%d %H:%M:%S UTC")
-        rows.append(row)
-        seconds += (row["edit_seconds"] or 0.0) + row["measure_seconds"]
-        save_results(results.stem, data(False), False, seconds, results.parent)
-        scores, everything = row["round_scores"], row["all_scores"]
-        say(f"round {number}: edits {row['edits_so_far']}, round eff/gen/spec {_triple(scores)}, all "
-            f"{_triple(everything)} ({row['all_measured']}), retention {row['retention_first']:.3f}, knowledge "
-            f"{row['knowledge_preserved']:.3f}, perplexity {row['perplexity_change']:+.3f}, edit "
-            f"{row['edit_seconds'] or 0:.0f} s, measure {row['measure_seconds']:.0f} s")
+        # every --full-every'th round, the first, and the last this run edits: all metrics; the others efficacy
+        full = (number == 1 or number % args.full_every == 0 or number == len(batches)
+                or (deadline is not None and utc_now() >= deadline))
+        rows.append(measured_row(number, full))
+    if rows and not rows[-1].get("full", True):  # stopped (--stop-at) after a round measured in part
+        say(f"round {rows[-1]['round']}: the last this run measures, measured again with all metrics")
+        rows[-1] = measured_row(rows[-1]["round"], True)
     finished = len(rows) == len(batches)
     save_results(results.stem, data(finished), False, seconds, results.parent)
     say(f"{'finished' if finished else 'stopped'}: {len(rows)} of {len(batches)} rounds measured "
@@ -352,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, help="results file (.json; default "
                                                      "benchmarks/results/real_sequence-<method>.json)")
     parser.add_argument("--stop-at", help="HH:MM, UTC: start no round after this time")
+    parser.add_argument("--full-every", type=int, default=1, metavar="K",
+                        help="every K-th round (and the first and last) all metrics; the others efficacy, "
+                             "retention, knowledge, perplexity and fluency only (a twelfth of the time)")
     parser.add_argument("--dataset", choices=DATASETS, default="counterfact",
                         help="the edits' records (the held-out facts are CounterFact's either way)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -362,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.edits < 1:
             raise SequenceError(f"--edits {args.edits}: must be at least 1")
+        if args.full_every < 1:
+            raise SequenceError(f"--full-every {args.full_every}: must be at least 1")
         if args.round_size < 1:
             raise SequenceError(f"--round-size {args.round_size}: must be at least 1")
         if args.set and not args.variant:

@@ -233,12 +233,17 @@ def _says_new(scored: dict[tuple[str, str], TargetScore], texts: Sequence[str], 
     return sum(float(scored[(t, new)].token_accuracy == 1.0) for t in texts) / len(texts)
 
 
-def efficacy(model, tokenizer, requests: Sequence[EditRequest]) -> float:
-    """Mean efficacy of `requests` (their rewrite prompts only: what `evaluate_requests` reports as efficacy, at a
+def efficacies(model, tokenizer, requests: Sequence[EditRequest]) -> list[float]:
+    """Each request's efficacy (its rewrite prompt only: what `evaluate_requests` reports as efficacy, at a
     thirteenth of its cost on CounterFact, no paraphrase, neighbourhood or generation)."""
     pairs = _target_pairs(requests, lambda request: [request.text])
     scored = dict(zip(pairs, score_targets(model, tokenizer, pairs), strict=True))
-    return _mean([_says_new(scored, [request.text], request) for request in requests]) or 0.0  # none: 0
+    return [_says_new(scored, [request.text], request) for request in requests]
+
+
+def efficacy(model, tokenizer, requests: Sequence[EditRequest]) -> float:
+    """Mean efficacy of `requests` (`efficacies`; none: 0)."""
+    return _mean(efficacies(model, tokenizer, requests)) or 0.0
 
 
 def _generations(model, tokenizer, requests: Sequence[EditRequest],

@@ -350,7 +350,8 @@ def test_the_real_model_benchmarks_refuse_bad_arguments_before_loading_anything(
                         (["--set", "norm_ankor=true", "--variant", "nas"], "error: --set norm_ankor: unknown"),
                         (["--set", "norm_anchor=1", "--variant", "nas"], "error: --set norm_anchor=1: expected true"),
                         (["--set", "v_lr", "--variant", "x"], "error: --set 'v_lr': expected KEY=VALUE"),
-                        (["--variant", "a/b"], "error: --variant 'a/b': letters, digits")):
+                        (["--variant", "a/b"], "error: --variant 'a/b': letters, digits"),
+                        (["--full-every", "0"], "error: --full-every 0: must be at least 1")):
         assert real_sequence.main([*argv, "--work", "never-made"]) == 2
         said = capsys.readouterr().err
         assert said.startswith(error) and said.count("\n") == 1
