@@ -1,4 +1,5 @@
-"""BENCHMARKS.md and its plots, written from the sections' saved results (no measuring here).
+"""BENCHMARKS.md and its plots, written from the sections' saved results (no measuring here): the fact-world
+sections, goals, findings and `write_report`, which adds the real-model sections of `benchmarks.report_real`.
 
 `write_report(results, out, plots_dir)` takes `{section: record}` where a record is what
 `benchmarks.common.save_results` wrote: `{"quick", "seconds", "command", "environment", "data"}`. Missing sections
@@ -9,18 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.quality import EARLIER_CRITERION, SWEEP_CRITERION, best_setting
-from benchmarks.real_sequence import ARGMAX as REAL_SEQUENCE_ARGMAX
-from benchmarks.real_sequence import METHODS as REAL_SEQUENCE_METHODS
 from benchmarks.real_sequence import RESULTS_PREFIX as REAL_SEQUENCE_PREFIX
-from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
+from benchmarks.report_format import Goal, env_line, figure, fmt, get_path, rel_path, table, verdict
+from benchmarks.report_real import (
+    c0_real_section,
+    real_lifecycle_lines,
+    real_sequence_section,
+    real_storage_lines,
+    reference_speed_lines,
+    trace_real_section,
+)
 
 SECTIONS = ("quality", "world", "speed", "storage", "ledger", "scaling")
 QUALITY_METRICS = (  # key, label, higher is better
@@ -39,10 +42,6 @@ LINE_STYLES = {"nse": ("C0", "-"), "memit": ("C1", "-"), "memit-cp": ("C2", "-")
                "memit-at-nse-lambda": ("C1", ":")}
 QUERY_GOAL_MS = 50.0
 CLAIM_MIN_EFFICACY = 0.5
-# What "a good default" means for C0's size and ridge (section 4g): every score within two facts of forty of the
-# best configuration's, perplexity on held-out text within 10% of the unedited model's.
-C0_SCORE_SLACK = 0.05
-C0_PERPLEXITY_SLACK = 0.10  # below this the edits did not take, and "keeps them as well as MEMIT" means nothing
 
 
 def ordered_runs(runs: dict[str, Any]) -> dict[str, Any]:
@@ -52,75 +51,7 @@ def ordered_runs(runs: dict[str, Any]) -> dict[str, Any]:
                                                        item[0])))
 
 
-@dataclass(frozen=True)
-class Goal:
-    name: str
-    target: str
-    measured: str
-    met: bool | None  # None: not measured
-
-
-# ------------------------------------------------------------------ small formatting helpers
-def fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value != 0 and (abs(value) >= 10_000 or abs(value) < 10 ** -digits):
-            return f"{value:.3g}"
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def table(header: list[str], rows: Iterable[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def verdict(met: bool | None) -> str:
-    return "not measured" if met is None else ("**met**" if met else "**not met**")
-
-
-def env_line(record: dict[str, Any]) -> str:
-    env = record.get("environment", {})
-    return (f"`{record.get('command', '?')}` · Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
-            f"torch threads {env.get('threads', '?')}, {env.get('cpu', '?')}, {env.get('date', '?')}"
-            + (" · **quick run**" if record.get("quick") else ""))
-
-
-def _get(mapping: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(mapping, dict) or key not in mapping:
-            return None
-        mapping = mapping[key]
-    return mapping
-
-
 # ------------------------------------------------------------------ plots
-def _figure(record: dict[str, Any], draw: Callable[[Any], None], path: Path, size=(6.4, 4.2)) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure = plt.figure(figsize=size)
-    draw(figure)
-    env = record.get("environment", {})
-    footer = (f"{record.get('command', '?')} | Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
-              f"torch threads {env.get('threads', '?')} | {env.get('cpu', '?')} | {env.get('date', '?')}"
-              + (" | QUICK" if record.get("quick") else ""))
-    figure.text(0.01, 0.005, footer, fontsize=5.5, color="0.35", ha="left", va="bottom")
-    figure.tight_layout(rect=(0, 0.035, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
 def _plot_runs(axes, runs: dict[str, Any], metric: str, label: str) -> None:
     for name, run in runs.items():
         history = [h for h in run["history"] if h.get(metric) is not None]
@@ -155,7 +86,7 @@ def quality_plots(record: dict[str, Any], plots_dir: Path) -> dict[str, list[Pat
                     axes = figure.add_subplot(1, 1, 1)
                     _plot_runs(axes, runs, metric, f"{label} — {world_name} world")
                     axes.legend(fontsize=7)
-                paths.append(_figure(record, draw, plots_dir / f"quality_{world_name}_{metric}.png"))
+                paths.append(figure(record, draw, plots_dir / f"quality_{world_name}_{metric}.png"))
             made[world_name] = paths
         else:
             def draw_grid(figure, runs=runs):
@@ -164,8 +95,8 @@ def quality_plots(record: dict[str, Any], plots_dir: Path) -> dict[str, list[Pat
                     _plot_runs(axes, runs, metric, label)
                     if position == 1:
                         axes.legend(fontsize=6)
-            made[world_name] = [_figure(record, draw_grid, plots_dir / f"quality_{world_name}_all.png",
-                                        size=(11, 9.5))]
+            made[world_name] = [figure(record, draw_grid, plots_dir / f"quality_{world_name}_all.png",
+                                       size=(11, 9.5))]
     return made
 
 
@@ -187,8 +118,8 @@ def speed_plots(record: dict[str, Any], plots_dir: Path) -> list[Path]:
             axes.set_title("Seconds per edit by method and round size", fontsize=9)
             axes.grid(alpha=0.3, which="both")
             axes.legend(fontsize=7)
-        paths.append(_figure(record, draw, plots_dir / "speed_per_edit.png"))
-    reverts = _get(data, "lifecycle", "reverts") or []
+        paths.append(figure(record, draw, plots_dir / "speed_per_edit.png"))
+    reverts = get_path(data, "lifecycle", "reverts") or []
     if reverts:
         def draw_reverts(figure):
             axes = figure.add_subplot(1, 1, 1)
@@ -197,7 +128,7 @@ def speed_plots(record: dict[str, Any], plots_dir: Path) -> list[Path]:
             axes.set_ylabel("seconds")
             axes.set_title("Revert cost by the reverted round's position", fontsize=9)
             axes.grid(alpha=0.3, axis="y")
-        paths.append(_figure(record, draw_reverts, plots_dir / "speed_revert.png"))
+        paths.append(figure(record, draw_reverts, plots_dir / "speed_revert.png"))
     return paths
 
 
@@ -219,15 +150,15 @@ def storage_plot(record: dict[str, Any], plots_dir: Path) -> Path | None:
         axes.set_title("Weight-change bytes per edit", fontsize=9)
         axes.legend(fontsize=7)
         axes.grid(alpha=0.3, axis="y")
-    return _figure(record, draw, plots_dir / "storage_per_edit.png")
+    return figure(record, draw, plots_dir / "storage_per_edit.png")
 
 
 # ------------------------------------------------------------------ goals and findings
 def _final(record: dict[str, Any] | None, variant: str) -> dict[str, Any] | None:
-    worlds = _get(record, "data", "worlds") or {}
+    worlds = get_path(record, "data", "worlds") or {}
     if not worlds:
         return None
-    return _get(ordered_worlds(worlds)[0][1], "runs", variant, "final")
+    return get_path(ordered_worlds(worlds)[0][1], "runs", variant, "final")
 
 
 def _ratio_goal(name: str, value: float | None, goal: float, at_most: bool, unit: str = "x") -> Goal:
@@ -239,7 +170,7 @@ def _ratio_goal(name: str, value: float | None, goal: float, at_most: bool, unit
 
 def engine_speedups(engine: dict[str, Any] | None) -> tuple[float | None, float | None]:
     """(z* batched speedup, statistics one-pass speedup) from `benchmarks.engine_speed.run`'s dict."""
-    return _get(engine, "zstar", "speedup"), _get(engine, "stats", "speedup")
+    return get_path(engine, "zstar", "speedup"), get_path(engine, "stats", "speedup")
 
 
 def query_rows(ledger_data: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -258,7 +189,7 @@ def query_rows(ledger_data: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def goals(results: dict[str, dict[str, Any]]) -> list[Goal]:
-    speed = _get(results.get("speed"), "data") or {}
+    speed = get_path(results.get("speed"), "data") or {}
     lifecycle = speed.get("lifecycle") or {}
     zstar, stats = engine_speedups(speed.get("engine"))
     out = [
@@ -269,16 +200,16 @@ def goals(results: dict[str, dict[str, Any]]) -> list[Goal]:
         _ratio_goal("z* batched vs one request at a time (32 requests)", zstar, 5, at_most=False),
         _ratio_goal("statistics: all layers in one pass vs one pass per layer", stats, 3, at_most=False),
     ]
-    scale = _get(results.get("checkout_scale"), "data")
+    scale = get_path(results.get("checkout_scale"), "data")
     if scale:
         out.insert(1, _ratio_goal(f"{scale['parameters'] / 1e9:.1f}B-parameter model (GPT2-XL shape): checkout of a "
                                   "version vs `from_pretrained`", scale["ratio"], scale["goal"], at_most=True))
-    big_checkout = _get(speed.get("engine"), "checkout")
+    big_checkout = get_path(speed.get("engine"), "checkout")
     if big_checkout:
-        out.insert(1, _ratio_goal(f"{_get(speed.get('engine'), 'parameters') / 1e6:.0f}M-parameter model: checkout "
+        out.insert(1, _ratio_goal(f"{get_path(speed.get('engine'), 'parameters') / 1e6:.0f}M-parameter model: checkout "
                                   "of a version vs `from_pretrained`", big_checkout["ratio"], big_checkout["goal"],
                                   at_most=True))
-    queries = [r for r in query_rows(_get(results.get("ledger"), "data")) if r["metric"].endswith("_ms")]
+    queries = [r for r in query_rows(get_path(results.get("ledger"), "data")) if r["metric"].endswith("_ms")]
     if queries:
         worst = max(queries, key=lambda r: r["value"])
         out.append(Goal("each ledger query at the measured size", f"< {QUERY_GOAL_MS:.0f} ms",
@@ -304,7 +235,7 @@ def findings(results: dict[str, dict[str, Any]], goal_list: list[Goal]) -> list[
     """The three findings at the top, written from the numbers."""
     lines = []
     quality = results.get("quality")
-    worlds = _get(quality, "data", "worlds") or {}
+    worlds = get_path(quality, "data", "worlds") or {}
     if worlds:
         world_name, block = ordered_worlds(worlds)[0]
         finals = {name: run["final"] for name, run in ordered_runs(block["runs"]).items()}
@@ -324,7 +255,7 @@ def findings(results: dict[str, dict[str, Any]], goal_list: list[Goal]) -> list[
     if rebuild:
         lines.append("**Rebuilds** — " + "; ".join(f"{g.name}: {g.measured} (goal {g.target}, {verdict(g.met)})"
                                                    for g in rebuild) + ".")
-    storage_rows = _get(results.get("storage"), "data", "methods") or []
+    storage_rows = get_path(results.get("storage"), "data", "methods") or []
     nse_storage = next((r for r in storage_rows if r["method"] == "nse"), None)
     if nse_storage:
         lines.append(f"**Storage** — an NSE edit stores {nse_storage['delta_bytes_per_edit'] / 1024:.1f} KiB of "
@@ -336,10 +267,6 @@ def findings(results: dict[str, dict[str, Any]], goal_list: list[Goal]) -> list[
 
 
 # ------------------------------------------------------------------ sections
-def _rel(path: Path, out: Path) -> str:
-    return os.path.relpath(path, out.parent).replace(os.sep, "/")
-
-
 def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> list[str]:
     lines = ["## 1. Sequential editing quality", ""]
     if record is None:
@@ -387,7 +314,7 @@ def quality_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
         lines += [table(header, rows), ""]
         lines += claim_lines(block)
         for path in plots.get(world_name, []):
-            lines += [f"![{path.stem}]({_rel(path, out)})", ""]
+            lines += [f"![{path.stem}]({rel_path(path, out)})", ""]
     return lines
 
 
@@ -489,246 +416,6 @@ def world_section(record: dict[str, Any] | None) -> list[str]:
     return [*lines, table(header, rows), ""]
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
-def _pct_triple(scores: dict[str, float | None], metrics: tuple[str, ...] = REAL_SEQUENCE_SCORED) -> str:
-    return " / ".join(_pct(scores.get(metric)) for metric in metrics)
-
-
-def real_sequence_verdict(data: dict[str, Any]) -> str:
-    """`not reached` while fewer edits than asked were measured; else `met` when the last round's scores over all
-    edits are at or above the paper's for the same method, `not met` below, and no verdict without a paper figure
-    (a variant, zsRE or another round size has none: the paper's figure is its plain method's on CounterFact)."""
-    if data["edits_reached"] < data["edits_asked"]:
-        return "not reached"
-    paper = _paper_figure(data)
-    if paper is None:
-        return "reached (no paper figure to compare)"
-    last = data["rounds"][-1]["all_scores"]
-    met = all(last.get(metric) is not None and 100 * last[metric] >= paper[metric] for metric in paper)
-    return "met" if met else "not met"
-
-
-def _paper_figure(data: dict[str, Any]) -> dict[str, float] | None:
-    if data.get("variant") or data.get("dataset", "counterfact") != "counterfact":
-        return None
-    return data["paper"]["methods"].get(data["method"])
-
-
-SEQUENCE_COLLAPSE_EFFICACY = 0.5  # the issue's collapse point: efficacy over all edits below this,
-SEQUENCE_COLLAPSE_PERPLEXITY = 1.0  # or general-text perplexity up by this (doubled)
-SEQUENCE_GOAL = {"efficacy": 0.9, "generalization": 0.7}  # NSE's goal after the sequence ...
-SEQUENCE_SPECIFICITY_SLACK = 0.1  # ... with specificity within this of the unedited model's
-
-
-def sequence_label(data: dict[str, Any], round_sizes: Counter) -> str:
-    """`nse`, `nse + nas`, `nse, zsRE`, `nse, rounds of 40` (the round size only where a method ran at several)."""
-    label = data["method"] + (f" + {data['variant']}" if data.get("variant") else "")
-    if data.get("dataset", "counterfact") != "counterfact":
-        label += f", {data['dataset']}"
-    if round_sizes[_run_kind(data)] > 1:
-        label += f", rounds of {data['round_size']}"
-    return label
-
-
-def _run_kind(data: dict[str, Any]) -> tuple[str, str, str]:
-    return data["method"], data.get("variant") or "", data.get("dataset", "counterfact")
-
-
-def collapse_point(data: dict[str, Any]) -> str:
-    """The edits at the first round whose efficacy over all edits fell below 0.5 or whose general-text perplexity
-    doubled; else that it held to the last round measured."""
-    for row in data["rounds"]:
-        efficacy = row["all_scores"].get("efficacy")
-        if (efficacy is not None and efficacy < SEQUENCE_COLLAPSE_EFFICACY) or (
-                row["perplexity_change"] >= SEQUENCE_COLLAPSE_PERPLEXITY):
-            return f"{row['edits_so_far']:,}"
-    return f"none in {data['edits_reached']:,}" if data["rounds"] else "–"
-
-
-def _sequence_metrics(data: dict[str, Any]) -> tuple[str, ...]:
-    # zsRE is scored by top-1 token accuracy; CounterFact by the new answer's probability against the true one's
-    return REAL_SEQUENCE_ARGMAX if data.get("dataset") == "zsre" else REAL_SEQUENCE_SCORED
-
-
-def _sequence_row(label: Any, edits: Any, row: dict[str, Any], metrics: tuple[str, ...]) -> list[Any]:
-    return [label, edits, f"{row['known_facts']}/{row['requests']}" if "known_facts" in row else "–",
-            _pct(row.get("preferred_new_before")), _pct_triple(row["round_scores"], metrics),
-            _pct_triple(row["all_scores"], metrics) if "all_scores" in row else "–", row.get("all_measured", "–"),
-            _pct(row["all_scores"].get("generation_efficacy")) if "all_scores" in row else "–",
-            _pct(row.get("retention_first")), _pct(row.get("knowledge_preserved")),
-            f"{100 * row['perplexity_change']:+.1f}%",
-            "–" if row.get("fluency") is None else f"{row['fluency']:.1f}",
-            None if row.get("edit_seconds") is None else row["edit_seconds"] / row["requests"],
-            row.get("measure_seconds")]
-
-
-def sequence_plot(runs: list[tuple[str, dict[str, Any]]], plots_dir: Path, record: dict[str, Any]) -> Path:
-    """Per round, every CounterFact run: efficacy, generalization and specificity over all edits, retention of
-    round 1, and the general-text perplexity change."""
-    panels = [("efficacy", "efficacy, all edits"), ("generalization", "generalization, all edits"),
-              ("specificity", "specificity, all edits"), ("retention_first", "retention of round 1"),
-              ("knowledge_preserved", "knowledge preserved"), ("perplexity_change", "perplexity change")]
-
-    def draw(figure) -> None:
-        for index, (metric, title) in enumerate(panels, 1):
-            axes = figure.add_subplot(2, 3, index)
-            for label, data in runs:
-                points = [(r["edits_so_far"], r["all_scores"].get(metric) if metric in r["all_scores"]
-                           else r.get(metric)) for r in data["rounds"]]
-                points = [(x, y) for x, y in points if y is not None]
-                if points:
-                    axes.plot(*zip(*points, strict=True), "-" if "+" not in label else "--", marker=".",
-                              label=label)
-            axes.set_title(title, fontsize=8)
-            axes.set_xlabel("edits", fontsize=7)
-            axes.tick_params(labelsize=6)
-            axes.grid(alpha=0.3)
-            if index == 1:
-                axes.legend(fontsize=5)
-
-    return _figure(record, draw, plots_dir / "real_sequence.png", size=(9.6, 5.6))
-
-
-def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """The issue's goal, stated met or not met with the numbers: NSE (with or without NAS) keeps efficacy >= 0.9
-    and generalization >= 0.7 after the whole sequence, specificity within 0.1 of the unedited model's, and no
-    run of the table keeps round 1's edits better at the same number of edits."""
-    ended = [(label, data) for label, data in runs if data["rounds"]]
-    nse = [(label, data) for label, data in ended if data["method"] == "nse"]
-    if not nse:
-        return []
-    label, data = max(nse, key=lambda item: item[1]["rounds"][-1]["all_scores"].get("efficacy") or 0.0)
-    last = data["rounds"][-1]
-    shortfalls = [f"{metric} {_pct(last['all_scores'][metric])} < {100 * goal:.0f}"
-                  for metric, goal in SEQUENCE_GOAL.items() if (last["all_scores"].get(metric) or 0.0) < goal]
-    unedited = (data.get("unedited") or {}).get("round_scores", {}).get("specificity")
-    specificity = last["all_scores"].get("specificity")
-    if unedited is not None and specificity is not None and specificity < unedited - SEQUENCE_SPECIFICITY_SLACK:
-        shortfalls.append(f"specificity {_pct(specificity)} more than {100 * SEQUENCE_SPECIFICITY_SLACK:.0f} "
-                          f"below the unedited model's {_pct(unedited)}")
-    edits = last["edits_so_far"]
-    better = []
-    for other_label, other in ended:
-        same = next((r for r in other["rounds"] if r["edits_so_far"] == edits), None)
-        if other is not data and same and (same["retention_first"] or 0) > (last["retention_first"] or 0):
-            better.append(f"{other_label} {_pct(same['retention_first'])}")
-    if better:
-        shortfalls.append(f"retention of round 1 {_pct(last['retention_first'])} at {edits:,} edits, below "
-                          + ", ".join(better))
-    verdict = "not met" if shortfalls or data["edits_reached"] < data["edits_asked"] else "met"
-    measured = (f"{label} at {edits:,} edits: all edits {_pct_triple(last['all_scores'])}"
-                + (f" (unedited specificity {_pct(unedited)})" if unedited is not None else ""))
-    return [f"**Goal** (NSE keeps efficacy ≥ {100 * SEQUENCE_GOAL['efficacy']:.0f} and generalization ≥ "
-            f"{100 * SEQUENCE_GOAL['generalization']:.0f} after the sequence, specificity within "
-            f"{100 * SEQUENCE_SPECIFICITY_SLACK:.0f} of the unedited model's, no method keeping round 1 better): "
-            f"**{verdict}** — {measured}" + (f"; short by: {'; '.join(shortfalls)}" if shortfalls else "")
-            + ("" if data["edits_reached"] >= data["edits_asked"]
-               else f"; {data['edits_reached']:,} of the {data['edits_asked']:,} edits asked were reached") + ".",
-            ""]
-
-
-def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_dir: Path) -> list[str]:
-    """Sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`): a summary of every run side by side
-    with the paper's figures, the goal's verdict, a plot per round, then one table per results file."""
-    lines = ["## 1c. Sequential editing on a real model (SmolLM2-135M, CounterFact and zsRE)", ""]
-    if not records:
-        return [*lines, "Not run (`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100`).",
-                ""]
-    first = next(iter(records.values()))["data"]
-    paper = first["paper"]
-    lines += [f"{first['model']}, each method at its `smollm2-135m` preset (a variant: with the `--set` values it "
-              f"names, e.g. `nas`: `norm_anchor=true`), edited in rounds recorded in a ledger "
-              f"(`editor.lifecycle.Workspace.edit`), every round measured on the recorded version as soon as it was "
-              f"recorded. CounterFact edits: records the model knows ({first['n_known']:,} of {first['n_records']:,}: "
-              f"the true answer's first token in its top 5 and above the new one), the last {first['heldout']} of "
-              f"them held out; once the known ones run out, the other records in file order (column \"known\"; "
-              f"\"new before\": the share of the round's requests whose rewrite prompt the base model already "
-              f"scored new over true). zsRE edits: its records in file order. Scores in % (`editor.evaluate`): "
-              f"efficacy / generalization / specificity of the round's requests and of all edited so far (a fixed "
-              f"sample of {first['all_sample']} once there are more; n): for CounterFact its protocol (the new "
-              f"answer's probability against the true one's; specificity: the neighbourhood prompts' true answer "
-              f"against the new), for zsRE top-1 token accuracy of the new answer and of the locality answer; gen. "
-              f"eff.: the greedy continuation of the rewrite prompt says the new answer (all edits); retention: "
-              f"efficacy of round 1's requests; knowledge preserved: share of the held-out CounterFact facts still "
-              f"known; perplexity change against the base model on text the model itself sampled "
-              f"({first['general_text']}; no other English text ships here, so this is in-distribution text for "
-              f"the base); fluency: the n-gram entropy score of sampled continuations of 10 held-out facts' "
-              f"generation prompts. Row \"unedited\": the base model on round 1's requests. C0: {first['corpus']}. "
-              f"s/edit: the round's edit (ledger included) per request; measure: seconds of the round's "
-              f"measurements. Collapse point: edits at the first round whose efficacy over all edits fell below "
-              f"{SEQUENCE_COLLAPSE_EFFICACY} or whose perplexity doubled.", ""]
-    round_sizes = Counter(_run_kind(record["data"]) for record in records.values())
-
-    def order(item: tuple[str, dict[str, Any]]) -> tuple[str, int, str, int]:
-        data = item[1]["data"]
-        return (data.get("dataset", "counterfact"), REAL_SEQUENCE_METHODS.index(data["method"]),
-                data.get("variant") or "", data["round_size"])
-
-    runs = [(sequence_label(record["data"], round_sizes), record) for _, record in sorted(records.items(), key=order)]
-    summary = []
-    for label, record in runs:
-        data = record["data"]
-        last = data["rounds"][-1] if data["rounds"] else None
-        metrics = _sequence_metrics(data)
-        summary.append([label, f"{data['edits_reached']:,} / {data['edits_asked']:,}",
-                        _pct_triple(last["all_scores"], metrics) if last else "–",
-                        _pct(last["all_scores"].get("generation_efficacy")) if last else "–",
-                        _pct(last["retention_first"]) if last else "–",
-                        _pct(last["knowledge_preserved"]) if last else "–",
-                        f"{100 * last['perplexity_change']:+.1f}%" if last else "–",
-                        "–" if not last or last.get("fluency") is None else f"{last['fluency']:.1f}",
-                        collapse_point(data), record.get("environment", {}).get("cpu", "?")])
-    for name in REAL_SEQUENCE_METHODS:
-        if name in paper["methods"]:
-            figure = {m: v / 100 for m, v in paper["methods"][name].items()}
-            summary.append([f"{name} (paper, {paper['model']})", f"{paper['edits']:,}", _pct_triple(figure),
-                            "–", "–", "–", "–", "–", "–", "–"])
-    lines += ["### After the sequence, side by side", "",
-              table(["run", "edits reached / asked", "all eff / gen / spec", "gen. eff.", "retention r1",
-                     "knowledge preserved", "perplexity change", "fluency", "collapse point", "CPU"], summary), ""]
-    lines += _sequence_claim([(label, record["data"]) for label, record in runs
-                              if record["data"].get("dataset", "counterfact") == "counterfact"])
-    counterfact = [(label, record["data"]) for label, record in runs
-                   if record["data"].get("dataset", "counterfact") == "counterfact" and record["data"]["rounds"]]
-    if counterfact:
-        plot = sequence_plot(counterfact, plots_dir, runs[0][1])
-        lines += [f"![real_sequence]({os.path.relpath(plot, out.parent)})", ""]
-    for label, record in runs:
-        data = record["data"]
-        metrics = _sequence_metrics(data)
-        rows = []
-        if data.get("unedited"):
-            rows.append(_sequence_row("unedited", 0, data["unedited"], metrics))
-        rows += [_sequence_row(r["round"], r["edits_so_far"], r, metrics) for r in data["rounds"]]
-        overrides = {k: v for k, v in data.get("settings", {}).get("overrides", {}).items()}
-        lines += [f"### {label}", "", env_line(record), "",
-                  f"**{data['edits_reached']:,} of the {data['edits_asked']:,} edits asked** were reached and "
-                  f"measured ({len(data['rounds'])} rounds of {data['round_size']}"
-                  + ("" if data["finished"] else "; not every round asked was measured") + ")."
-                  + (f" Hyperparameters over the defaults: `{json.dumps(overrides, sort_keys=True)}`."
-                     if overrides else ""), ""]
-        if rows:
-            lines += [table(["round", "edits so far", "known", "new before", "round eff / gen / spec",
-                             "all eff / gen / spec", "n", "gen. eff.", "retention r1", "knowledge preserved",
-                             "perplexity change", "fluency", "s/edit", "measure s"], rows), ""]
-        last = data["rounds"][-1] if data["rounds"] else None
-        measured = (f"at {last['edits_so_far']:,} edits, all edits {_pct_triple(last['all_scores'], metrics)}"
-                    if last else "nothing measured")
-        compared = _paper_figure(data)
-        against = (f" against the paper's {_pct_triple({m: v / 100 for m, v in compared.items()})} "
-                   f"({data['paper']['model']}, {data['paper']['edits']:,} edits)" if compared else "")
-        lines += [f"Verdict: **{real_sequence_verdict(data)}** — {measured}{against}.", ""]
-    ran = {record["data"]["method"] for record in records.values()
-           if record["data"].get("dataset", "counterfact") == "counterfact" and not record["data"].get("variant")}
-    missing = [method for method in REAL_SEQUENCE_METHODS if method not in ran]
-    if missing:
-        lines += [f"Not run yet: {', '.join(missing)} (`python -m benchmarks.real_sequence --method METHOD`).", ""]
-    return lines
-
-
 def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path,
                   scale: dict[str, Any] | None = None, reference: dict[str, Any] | None = None) -> list[str]:
     lines = ["## 2. Speed", ""]
@@ -738,7 +425,7 @@ def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path,
     lines += [env_line(record), ""]
     plots = speed_plots(record, plots_dir)
     if data.get("per_edit"):
-        world_name = _get(data, "world", "preset")
+        world_name = get_path(data, "world", "preset")
         lines += [f"### Seconds per edit (engine only, `{world_name}` world, CPU)", "",
                   table(["method", "requests per round", "rounds", "s per round", "s per edit"],
                         [[r["method"], r["batch_size"], r["rounds"], r["seconds_per_round"], r["seconds_per_edit"]]
@@ -778,7 +465,7 @@ def speed_section(record: dict[str, Any] | None, out: Path, plots_dir: Path,
     lines += checkout_scale_lines(scale)
     lines += reference_speed_lines(reference)
     for path in plots:
-        lines += [f"![{path.stem}]({_rel(path, out)})", ""]
+        lines += [f"![{path.stem}]({rel_path(path, out)})", ""]
     return lines
 
 
@@ -801,43 +488,6 @@ def checkout_scale_lines(record: dict[str, Any] | None) -> list[str]:
             "`from_pretrained` maps the safetensors file and reads its bytes only when they are used, so any "
             "verified checkout costs at least reading and hashing the tensors that edits wrote (here 5 of 48 "
             "blocks' MLP output weights, 205 MB); `--full-verify` reads and hashes all of them.", ""]
-
-
-REFERENCE_PHASES = (("z*", "z*"), ("keys", "keys (the passes' and Cp's)"), ("hidden states", "hidden states"),
-                    ("neuron selection", "neuron selection"), ("solve", "solve"), ("write", "write"), ("Cp", "Cp"),
-                    ("measure", "outcome measurements"), ("other", "the rest of the round"))
-
-
-def reference_speed_lines(record: dict[str, Any] | None) -> list[str]:
-    """editledger's NSE against the reference implementation on a real model, when measured (a driver outside the
-    repository runs both in one process: the reference's code is not the project's to ship)."""
-    if record is None:
-        return []
-    d = record["data"]
-    phases, per_edit, cpu = d["phase_seconds"], d["seconds_per_edit"], d["cpu_seconds_per_edit"]
-    rows = [[label, phases["ours"].get(name), phases["reference"].get(name)] for name, label in REFERENCE_PHASES]
-    rows += [["**all rounds**", d["total_seconds"]["ours"], d["total_seconds"]["reference"]],
-             ["seconds per edit", per_edit["ours"], per_edit["reference"]],
-             ["CPU seconds per edit", cpu["ours"], cpu["reference"]]]
-    agree = d["agreement"]
-    return [f"### {d['model']}: editledger's NSE vs the reference implementation (run on its own)", "",
-            env_line(record), "",
-            f"{d['rounds']} NSE rounds of {d['round_size']} CounterFact facts the model knows, both implementations "
-            f"in one process, rounds alternating which goes first: {d['how']} Reference: {d['reference']['repo']} "
-            f"at {d['reference']['commit'][:12]}. Seconds (wall) over all rounds:", "",
-            table(["phase", "editledger", "reference"], rows), "",
-            f"Reference / editledger: **{d['ratio_wall']:.2f}x** wall, {d['ratio_cpu']:.2f}x CPU (goal ≥ "
-            f"{d['goal']:g}x: {verdict(d['ratio_wall'] >= d['goal'])}). {d['phase_notes']}", "",
-            f"The results agree: z* within {agree['zstar_rel_diff_max']:.1g} of ‖z* − h0‖, the same neuron sets in "
-            f"every layer and pass (Jaccard {agree['neuron_jaccard_min']:g}), ΔW within "
-            f"{agree['delta_w_rel_diff_max']:.1g} (relative), the residual after each round the same to "
-            f"{agree['residual_rel_diff_max']:.1g}; efficacy / generalization / specificity after the last round "
-            f"{_scores(d['quality_after']['ours'])} (editledger), {_scores(d['quality_after']['reference'])} "
-            f"(reference).", ""]
-
-
-def _scores(scores: dict[str, float]) -> str:
-    return " / ".join(fmt(scores[m], 2) for m in ("efficacy", "generalization", "specificity"))
 
 
 def _flatten(node: Any, prefix: str = "") -> list[list[Any]]:
@@ -877,51 +527,7 @@ def storage_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -
                                                           for k in roles)] for r in rows]), ""]
     path = storage_plot(record, plots_dir)
     if path is not None:
-        lines += [f"![{path.stem}]({_rel(path, out)})", ""]
-    return lines
-
-
-def real_storage_lines(record: dict[str, Any] | None) -> list[str]:
-    """Storage on real models (`python -m benchmarks.real_storage`), when measured."""
-    if not record or not record.get("models"):
-        return []
-    rows = []
-    for name, model in sorted(record["models"].items()):
-        roles = model["bytes_per_edit_by_role"]
-        delta = roles.get("delta", 0)
-        rows.append([name, model["edits"], model["rounds"], model["columns_per_edit"], delta / 1024,
-                     model["floor_bytes_per_edit"] / 1024, delta / max(1.0, model["floor_bytes_per_edit"]),
-                     roles.get("keys", 0) / 1024, roles.get("zstar", 0) / 1024, roles.get("c0", 0) / 2**20,
-                     model.get("note", "")])
-    return ["### At real size (`python -m benchmarks.real_storage --ledger DIR --name NAME`)", "",
-            "Per edit, from a real model's ledger. C0 is stored once per base, corpus and layer, by the first round "
-            "that needs it: shown per edit of that ledger.", "",
-            table(["model", "edits", "rounds", "columns per edit", "delta KiB/edit", "floor KiB/edit",
-                   "delta / floor", "keys KiB/edit", "z* KiB/edit", "C0 MiB/edit", "how"], rows), ""]
-
-
-def real_lifecycle_lines(records: dict[str, dict[str, Any]]) -> list[str]:
-    """The lifecycle checked on a real model outside the suite (`python -m benchmarks.real_lifecycle`)."""
-    if not records:
-        return []
-    lines = ["### Lifecycle on a real model (`python -m benchmarks.real_lifecycle --model MODEL`)", "",
-             "One NSE round through `Workspace` on the model's GGUF from its package: scores of the edited facts "
-             "before -> after (efficacy / generalization / specificity, %), on the version checked out and verified; "
-             "one request reverted; the branch replayed bit for bit; `verify`. Wall and CPU seconds of the whole "
-             "run (conversion into the work directory included when it was not there yet).", ""]
-    rows = []
-    for name, record in sorted(records.items()):
-        data = record["data"]
-        before, after = data["scores_before"], data["scores_after"]
-        scores = " / ".join(f"{_pct(before.get(k))} -> {_pct(after.get(k))}"
-                            for k in ("efficacy", "generalization", "specificity"))
-        c0_tokens = data["c0_texts"] * data["c0_tokens_per_text"]
-        rows.append([name, data["edits"], data["overrides"].get("layers"), c0_tokens, scores,
-                     f"{data['replayed_ok']}/{data['replayed']}", data["verify_ok"], data["wall_seconds"],
-                     data["cpu_seconds"]])
-        lines.append(f"- {name}: {env_line(record)}")
-    lines += ["", table(["run", "edits", "blocks", "C0 tokens sampled", "before -> after", "replayed bit-exact",
-                         "verify", "wall s", "CPU s"], rows), ""]
+        lines += [f"![{path.stem}]({rel_path(path, out)})", ""]
     return lines
 
 
@@ -1036,136 +642,6 @@ def remote_store_section(record: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def trace_plot(record: dict[str, Any], plots_dir: Path) -> Path:
-    """The mean restoring effect per block (± one standard error) for each number of facts traced."""
-    data = record["data"]
-    by_n = _by_n(data)
-
-    def draw(figure):
-        axes = figure.add_subplot(1, 1, 1)
-        for position, (n, block) in enumerate(by_n.items()):
-            axes.errorbar(range(len(block["effect"])), block["effect"], yerr=block["stderr"], marker="o",
-                          markersize=3, capsize=2, color=f"C{position}", label=f"{n} facts")
-        widest = list(by_n.values())[-1]
-        axes.axhline(data["keep"] * max(widest["effect"]), color="0.5", linestyle="--", linewidth=0.8,
-                     label=f"{data['keep']:.0%} of the peak ({widest['n']} facts)")
-        low, high = data["preset_layers"][0], data["preset_layers"][-1]
-        axes.axvspan(low - 0.5, high + 0.5, color="C7", alpha=0.15, label=f"preset blocks {low}-{high}")
-        axes.set_xlabel("block whose state at the subject's last token is restored")
-        axes.set_ylabel("P(true | restored) - P(true | corrupted)")
-        axes.set_title(f"Causal tracing on {data['model'].split(' (')[0]}", fontsize=9)
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
-    return _figure(record, draw, plots_dir / "trace_real.png")
-
-
-def _by_n(data: dict[str, Any]) -> dict[str, Any]:
-    """The trace's summaries by number of facts, fewest first (a results file keeps its keys sorted as text)."""
-    return dict(sorted(data["by_n"].items(), key=lambda item: int(item[0])))
-
-
-def _most_often(counts: dict[str, int], resamples: int, shown: int = 4) -> str:
-    ranked = sorted(counts.items(), key=lambda item: -item[1])[:shown]
-    return ", ".join(f"{window} {count / resamples:.0%}" for window, count in ranked)
-
-
-def _blocks(window: list[int]) -> str:
-    return f"{window[0]}-{window[-1]}"
-
-
-def trace_real_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> list[str]:
-    """Causal tracing on SmolLM2 over up to 200 known facts (`python -m benchmarks.real_trace`, run on its own)."""
-    lines = ["## 4f. Causal tracing on SmolLM2", ""]
-    data = (record or {}).get("data")
-    if not data:
-        return [*lines, "Not run (`python -m benchmarks.real_trace`).", ""]
-    by_n = _by_n(data)
-    preset = _blocks(data["preset_layers"])
-    plot = trace_plot(record, plots_dir)
-    lines += [env_line(record), "",
-              f"{data['model']}: one trace (`editor.tracing.trace_prompts`, noise {data['noise_scale']:g} σ on the "
-              f"subject's embeddings, seed {data['seed']}) of the first {data['facts']} CounterFact facts the model "
-              f"knows (true answer's first token in its top 5 and above the new one); each N below is the first N "
-              f"of them, as a trace of N facts gives them. The rule (`TraceResult.window`): {data['width']} blocks "
-              f"ending at the last block whose mean effect is at least {data['keep']:.0%} of the peak. Bootstrap: "
-              f"{data['resamples']:,} resamples of the N prompts (seed {data['bootstrap_seed']}), the rule applied "
-              f"to each resample's mean. The trace of {data['facts']} facts took {data['trace_seconds']:.0f} s "
-              f"({data['trace_seconds'] / data['facts']:.2f} s a fact).", "",
-              table(["facts", "P(true) clean", "P(true) corrupted", "peak block", "peak effect", "window",
-                     "bootstrap: windows (share of resamples)"],
-                    [[int(n), b["clean"], b["corrupted"], b["peak_block"], max(b["effect"]), _blocks(b["window"]),
-                      _most_often(b["bootstrap"], data["resamples"])]
-                     for n, b in by_n.items()]), "",
-              f"![causal tracing]({_rel(plot, out)})", "",
-              "Mean restoring effect per block (± standard error over the prompts; % of that N's peak):", ""]
-    header = ["block", *(f"{n} facts" for n in by_n)]
-    rows = [[layer, *(f"{b['effect'][layer]:.4f} ± {b['stderr'][layer]:.4f} ({b['of_peak'][layer]:.0%})"
-                      for b in by_n.values())] for layer in range(data["n_layers"])]
-    lines += [table(header, rows), ""]
-    large = {n: b for n, b in by_n.items() if int(n) >= 100}
-    held = [n for n, b in large.items() if _blocks(b["window"]) == preset]
-    widest = list(by_n.values())[-1]
-    plateau = [layer for layer, share in enumerate(widest["of_peak"]) if share >= 0.8]
-    share = widest["bootstrap"].get(preset, 0) / data["resamples"]
-    verdict_word = ("holds" if large and len(held) == len(large) else "holds in part" if held else "does not hold")
-    lowest = min(b["of_peak"][layer] for b in by_n.values() for layer in data["preset_layers"])
-    lines += [f"Verdict: the `{data['preset']}` preset's window ({preset}) **{verdict_word}** at ≥ 100 facts: the "
-              f"rule gives it at N = {', '.join(held) or 'none'} of {', '.join(large) or 'none measured'}; over "
-              f"resamples of all {widest['n']} facts it gives {preset} in {share:.0%}. At {widest['n']} facts the "
-              f"blocks at ≥ 80% of the peak (block {widest['peak_block']}) are "
-              f"{', '.join(map(str, plateau))}: a plateau, over which where the 90% rule stops moves with the "
-              f"sample; the preset's blocks are at ≥ {lowest:.0%} of the peak at every N.", ""]
-    return lines
-
-
-def c0_real_verdict(data: dict[str, Any], chosen: str = "2048:0.0001") -> tuple[str, str]:
-    """Whether `chosen` (tokens:ridge) is a good default: each of its scores within C0_SCORE_SLACK of the best
-    configuration's and its perplexity within C0_PERPLEXITY_SLACK of the base model's."""
-    configs, base = data["configs"], data["base"]
-    if chosen not in configs:
-        return "not measured", f"{chosen} was not run"
-    mine = configs[chosen]
-    short = [m for m in REAL_SEQUENCE_SCORED
-             if mine[m] < max(c[m] for c in configs.values()) - C0_SCORE_SLACK]
-    perplexity_ok = mine["perplexity"] <= (1 + C0_PERPLEXITY_SLACK) * base["perplexity"]
-    good = not short and perplexity_ok
-    why = (f"its efficacy / generalization / specificity {_pct_triple(mine)} are "
-           + (f"below the best configuration's by more than {C0_SCORE_SLACK:.2f} in {', '.join(short)}" if short
-              else f"within {C0_SCORE_SLACK:.2f} of the best configuration's")
-           + f", and its perplexity {mine['perplexity']:.3g} is {mine['perplexity'] / base['perplexity'] - 1:+.1%} "
-           f"against the base model's {base['perplexity']:.3g} (allowed: +{C0_PERPLEXITY_SLACK:.0%})")
-    return ("good" if good else "not good"), why
-
-
-def c0_real_section(record: dict[str, Any] | None) -> list[str]:
-    """C0's sample size and the solves' ridge on SmolLM2 (`python -m benchmarks.real_c0`, run on its own)."""
-    lines = ["## 4g. C0 sample size and the solves' ridge on SmolLM2", ""]
-    data = (record or {}).get("data")
-    if not data or not data.get("configs"):
-        return [*lines, "Not run (`python -m benchmarks.real_c0`).", ""]
-    base = data["base"]
-    lines += [env_line(record), "",
-              f"{data['model']}, {data['method'].upper()} at the `{data['preset']}` preset with `solve_ridge` "
-              f"set per row, on the first {data['facts']} CounterFact facts the model knows, in {data['rounds']} "
-              f"rounds of {data['round_size']} through `Workspace.edit` into a fresh ledger per row; C0 from text "
-              f"the model sampled ({data['tokens_per_text']} tokens a text, seed 0; the edited blocks' keys are "
-              f"1,536 wide, so below 1,536 tokens C0 is singular). Measured on the last version: efficacy / "
-              f"generalization / specificity in % (CounterFact protocol, no greedy generation) and perplexity on "
-              f"held-out sampled text ({data['general_text']}, in no C0). Sampling time: the seconds to sample "
-              f"that C0's text (one thread). Each row is one run: one fact of {data['facts']} is "
-              f"{100 / data['facts']:.1f} points of efficacy.", ""]
-    rows = [["base model (unedited)", "", "", _pct_triple(base), base["perplexity"], "", ""]]
-    for name, c in sorted(data["configs"].items(), key=lambda item: (item[1]["tokens"], item[1]["ridge"])):
-        rows.append([name, c["tokens"], f"{c['ridge']:g}", _pct_triple(c), c["perplexity"],
-                     data["sampling_seconds"].get(str(c["tokens"])), c["edit_seconds"]])
-    lines += [table(["tokens:ridge", "C0 tokens", "ridge", "eff / gen / spec", "perplexity", "sampling s",
-                     "edit s (2 rounds)"], rows), ""]
-    word, why = c0_real_verdict(data)
-    lines += [f"Verdict: 2,048 tokens at ridge 1e-4 (the demo's C0 and the default ridge) is **{word}** as a "
-              f"default: {why}.", ""]
-    return lines
-
-
 def gpu_section() -> list[str]:
     return ["## 5. GPU", "",
             "No GPU figure exists yet: this run had no GPU machine. Every number above is CPU-only.", ""]
@@ -1207,14 +683,14 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     timed = {name: record for name, record in results.items() if record and name in SECTIONS}
     runtimes = [[name, record.get("seconds"), fmt(record.get("quick"))] for name, record in timed.items()]
     total = sum(record.get("seconds") or 0.0 for record in timed.values())
-    worlds = _get(results.get("quality"), "data", "worlds") or {}
+    worlds = get_path(results.get("quality"), "data", "worlds") or {}
     builds = [[f"build of world `{name}` (once; cached in `.worlds/`)", block["world"].get("build_seconds"), ""]
               for name, block in ordered_worlds(worlds)]
     lines += ["## Runtimes", "", table(["section", "seconds", "quick"], runtimes + builds), "",
               f"Sections: {total / 60:.1f} minutes in all. The quality section includes building each fact world "
               f"that `.worlds/` does not hold yet ({sum(row[1] or 0.0 for row in builds) / 60:.1f} minutes for all "
               "of them, as measured when they were built).", ""]
-    for rerun in _get(results.get("quality"), "data", "reruns") or []:
+    for rerun in get_path(results.get("quality"), "data", "reruns") or []:
         lines += [f"After that run, the quality section's world(s) {', '.join(f'`{w}`' for w in rerun['worlds'])} "
                   f"were run again alone (`python -m benchmarks.quality --world ...`, {rerun['seconds']:.0f} s, their "
                   "builds not included); the section's time above is the full run's.", ""]
