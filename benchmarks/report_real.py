@@ -29,9 +29,15 @@ def real_sequence_verdict(data: dict[str, Any]) -> str:
     paper = _paper_figure(data)
     if paper is None:
         return "reached (no paper figure to compare)"
-    last = data["rounds"][-1]["all_scores"]
+    last = last_full(data)["all_scores"]
     met = all(last.get(metric) is not None and 100 * last[metric] >= paper[metric] for metric in paper)
     return "met" if met else "not met"
+
+
+def last_full(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The last round measured with all metrics (`--full-every`: the others have efficacy, retention, knowledge,
+    perplexity and fluency only); rounds saved before the option count as full."""
+    return next((row for row in reversed(data["rounds"]) if row.get("full", True)), None)
 
 
 def _paper_figure(data: dict[str, Any]) -> dict[str, float] | None:
@@ -119,12 +125,12 @@ def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """The issue's goal, stated met or not met with the numbers: NSE (with or without NAS) keeps efficacy >= 0.9
     and generalization >= 0.7 after the whole sequence, specificity within 0.1 of the unedited model's, and no
     run of the table keeps round 1's edits better at the same number of edits."""
-    ended = [(label, data) for label, data in runs if data["rounds"]]
+    ended = [(label, data) for label, data in runs if last_full(data)]
     nse = [(label, data) for label, data in ended if data["method"] == "nse"]
     if not nse:
         return []
-    label, data = max(nse, key=lambda item: item[1]["rounds"][-1]["all_scores"].get("efficacy") or 0.0)
-    last = data["rounds"][-1]
+    label, data = max(nse, key=lambda item: last_full(item[1])["all_scores"].get("efficacy") or 0.0)
+    last = last_full(data)
     shortfalls = [f"{metric} {pct(last['all_scores'][metric])} < {100 * goal:.0f}"
                   for metric, goal in SEQUENCE_GOAL.items() if (last["all_scores"].get(metric) or 0.0) < goal]
     unedited = (data.get("unedited") or {}).get("round_scores", {}).get("specificity")
@@ -194,9 +200,9 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
     summary = []
     for label, record in runs:
         data = record["data"]
-        last = data["rounds"][-1] if data["rounds"] else None
+        last = last_full(data)
         metrics = _sequence_metrics(data)
-        summary.append([label, f"{data['edits_reached']:,} / {data['edits_asked']:,}",
+        summary.append([label, f"{last['edits_so_far'] if last else 0:,} / {data['edits_asked']:,}",
                         pct_triple(last["all_scores"], metrics) if last else "–",
                         pct(last["all_scores"].get("generation_efficacy")) if last else "–",
                         pct(last["retention_first"]) if last else "–",
@@ -206,11 +212,11 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
                         collapse_point(data), record.get("environment", {}).get("cpu", "?")])
     for name in REAL_SEQUENCE_METHODS:
         if name in paper["methods"]:
-            figure = {m: v / 100 for m, v in paper["methods"][name].items()}
-            summary.append([f"{name} (paper, {paper['model']})", f"{paper['edits']:,}", pct_triple(figure),
+            paper_scores = {m: v / 100 for m, v in paper["methods"][name].items()}
+            summary.append([f"{name} (paper, {paper['model']})", f"{paper['edits']:,}", pct_triple(paper_scores),
                             "–", "–", "–", "–", "–", "–", "–"])
     lines += ["### After the sequence, side by side", "",
-              table(["run", "edits reached / asked", "all eff / gen / spec", "gen. eff.", "retention r1",
+              table(["run", "edits measured / asked", "all eff / gen / spec", "gen. eff.", "retention r1",
                      "knowledge preserved", "perplexity change", "fluency", "collapse point", "CPU"], summary), ""]
     lines += _sequence_claim([(label, record["data"]) for label, record in runs
                               if record["data"].get("dataset", "counterfact") == "counterfact"])
@@ -225,7 +231,8 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
         rows = []
         if data.get("unedited"):
             rows.append(_sequence_row("unedited", 0, data["unedited"], metrics))
-        rows += [_sequence_row(r["round"], r["edits_so_far"], r, metrics) for r in data["rounds"]]
+        rows += [_sequence_row(f"{r['round']}" + ("" if r.get("full", True) else "*"), r["edits_so_far"], r, metrics)
+                 for r in data["rounds"]]
         overrides = {k: v for k, v in data.get("settings", {}).get("overrides", {}).items()}
         lines += [f"### {label}", "", env_line(record), "",
                   f"**{data['edits_reached']:,} of the {data['edits_asked']:,} edits asked** were reached and "
@@ -237,7 +244,10 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
             lines += [table(["round", "edits so far", "known", "new before", "round eff / gen / spec",
                              "all eff / gen / spec", "n", "gen. eff.", "retention r1", "knowledge preserved",
                              "perplexity change", "fluency", "s/edit", "measure s"], rows), ""]
-        last = data["rounds"][-1] if data["rounds"] else None
+            if not all(r.get("full", True) for r in data["rounds"]):
+                lines += ["\\* efficacy of the rewrite prompts only (`--full-every`); generalization, specificity "
+                          "and generation efficacy at the other rounds.", ""]
+        last = last_full(data)
         measured = (f"at {last['edits_so_far']:,} edits, all edits {pct_triple(last['all_scores'], metrics)}"
                     if last else "nothing measured")
         compared = _paper_figure(data)

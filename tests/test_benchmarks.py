@@ -260,8 +260,10 @@ def test_the_real_sequence_section_states_the_edits_reached_and_a_verdict(tmp_pa
 
 
 def test_the_sequence_summary_gives_variants_zsre_collapse_points_and_the_goals_verdict(tmp_path: Path) -> None:
+    nse = _sequence_data("nse", 300, [0.95, 0.92, 0.91], finished=True)
+    nse["rounds"][1] |= {"full": False, "all_scores": {"efficacy": 0.92}, "round_scores": {"efficacy": 0.9}}
     section = _sequence_section(tmp_path, {
-        "nse": _sequence_data("nse", 300, [0.95, 0.92, 0.91], finished=True),
+        "nse": nse,
         "nse-nas": _sequence_data("nse", 300, [0.96, 0.6, 0.45], finished=True, variant="nas"),
         "alphaedit": _sequence_data("alphaedit", 300, [0.9, 0.9, 0.9], finished=True, retention=0.05,
                                     perplexity_step=0.5),
@@ -275,6 +277,9 @@ def test_the_sequence_summary_gives_variants_zsre_collapse_points_and_the_goals_
     assert section.index("### nse\n") < section.index("### nse + nas") < section.index("### alphaedit") \
         < section.index("### nse, zsre")
     assert "Hyperparameters over the defaults: `{\"norm_anchor\": true}`" in section
+    # a round measured in part (--full-every) is marked and shows efficacy alone
+    assert "| 2* | 200 | 40/100 | 20.0 | 90.0 / – / – | 92.0 / – / – | 200 | – | 87.0 |" in section
+    assert section.count("\\* efficacy of the rewrite prompts only") == 1
     goal = next(line for line in section.splitlines() if line.startswith("**Goal**"))
     # NSE's best run holds efficacy and generalization, but its specificity is 25 below the unedited model's and
     # AlphaEdit kept round 1 better at 300 edits
