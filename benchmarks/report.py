@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks.quality import EARLIER_CRITERION, SWEEP_CRITERION, best_setting
 from benchmarks.real_sequence import RESULTS_PREFIX as REAL_SEQUENCE_PREFIX
-from benchmarks.report_format import Goal, env_line, figure, fmt, get_path, rel_path, table, verdict
+from benchmarks.report_format import Goal, env_line, figure, fmt, get_path, rel_path, section_data, table, verdict
 from benchmarks.report_real import (
     c0_real_section,
     real_lifecycle_lines,
@@ -587,10 +587,9 @@ def spread_section(record: dict[str, Any] | None, sweep: dict[str, Any] | None) 
 
 def from_worlds_section(record: dict[str, Any] | None) -> list[str]:
     """`--from` worlds from fact sets of our own making and from CounterFact (`python -m benchmarks.from_worlds`)."""
-    lines = ["## 4e. Worlds built `--from` other fact sets", ""]
-    data = (record or {}).get("data")
-    if not data:
-        return [*lines, "Not run (`python -m benchmarks.from_worlds`).", ""]
+    lines, data = section_data("4e. Worlds built `--from` other fact sets", record, "python -m benchmarks.from_worlds")
+    if data is None:
+        return lines
     targets = data["targets"]
     lines += [env_line(record), "",
               f"Each fact set (`benchmarks/fact_sets.py`) and the first records of CounterFact, built into a world "
@@ -621,10 +620,9 @@ def from_worlds_section(record: dict[str, Any] | None) -> list[str]:
 
 def remote_store_section(record: dict[str, Any] | None) -> list[str]:
     """Checkout and edit with the blob store on an S3 server (`python -m benchmarks.remote_store`)."""
-    lines = ["## 4d. A blob store on S3", ""]
-    data = (record or {}).get("data")
-    if not data:
-        return [*lines, "Not run (`python -m benchmarks.remote_store`).", ""]
+    lines, data = section_data("4d. A blob store on S3", record, "python -m benchmarks.remote_store")
+    if data is None:
+        return lines
     local, s3 = data["local"], data["s3"]
     lines += [env_line(record), "",
               f"A {data['model_parameters'] / 1e6:.0f}M-parameter GPT-2-style model, {data['rounds']} rounds of "

@@ -12,7 +12,7 @@ from typing import Any
 from benchmarks.real_sequence import ARGMAX as REAL_SEQUENCE_ARGMAX
 from benchmarks.real_sequence import METHODS as REAL_SEQUENCE_METHODS
 from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
-from benchmarks.report_format import env_line, figure, fmt, pct, pct_triple, rel_path, table, verdict
+from benchmarks.report_format import env_line, figure, fmt, pct, pct_triple, rel_path, section_data, table, verdict
 
 # What "a good default" means for C0's size and ridge (section 4g): every score within two facts of forty of the
 # best configuration's, perplexity on held-out text within 10% of the unedited model's.
@@ -382,10 +382,9 @@ def _blocks(window: list[int]) -> str:
 
 def trace_real_section(record: dict[str, Any] | None, out: Path, plots_dir: Path) -> list[str]:
     """Causal tracing on SmolLM2 over up to 200 known facts (`python -m benchmarks.real_trace`, run on its own)."""
-    lines = ["## 4f. Causal tracing on SmolLM2", ""]
-    data = (record or {}).get("data")
-    if not data:
-        return [*lines, "Not run (`python -m benchmarks.real_trace`).", ""]
+    lines, data = section_data("4f. Causal tracing on SmolLM2", record, "python -m benchmarks.real_trace")
+    if data is None:
+        return lines
     by_n = _by_n(data)
     preset = _blocks(data["preset_layers"])
     plot = trace_plot(record, plots_dir)
@@ -446,10 +445,10 @@ def c0_real_verdict(data: dict[str, Any], chosen: str = "2048:0.0001") -> tuple[
 
 def c0_real_section(record: dict[str, Any] | None) -> list[str]:
     """C0's sample size and the solves' ridge on SmolLM2 (`python -m benchmarks.real_c0`, run on its own)."""
-    lines = ["## 4g. C0 sample size and the solves' ridge on SmolLM2", ""]
-    data = (record or {}).get("data")
-    if not data or not data.get("configs"):
-        return [*lines, "Not run (`python -m benchmarks.real_c0`).", ""]
+    lines, data = section_data("4g. C0 sample size and the solves' ridge on SmolLM2", record,
+                               "python -m benchmarks.real_c0", needs="configs")
+    if data is None:
+        return lines
     base = data["base"]
     lines += [env_line(record), "",
               f"{data['model']}, {data['method'].upper()} at the `{data['preset']}` preset with `solve_ridge` "
