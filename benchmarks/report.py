@@ -663,7 +663,8 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
     lines += world_section(results.get("world"))
     lines += real_sequence_section({name.removeprefix(REAL_SEQUENCE_PREFIX): record
                                     for name, record in results.items()
-                                    if name.startswith(REAL_SEQUENCE_PREFIX) and record}, out, plots_dir)
+                                    if name.startswith(REAL_SEQUENCE_PREFIX) and record}, out, plots_dir,
+                                   results.get("real_key_space"))
     lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"),
                            results.get("speed_reference_real"))
     lines += storage_section(results.get("storage"), out, plots_dir)

@@ -159,7 +159,32 @@ def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             ""]
 
 
-def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_dir: Path) -> list[str]:
+def key_space_lines(record: dict[str, Any] | None) -> list[str]:
+    """Per run and round, how much of each edited block's key space the edits hold (`benchmarks.real_key_space`)."""
+    data = (record or {}).get("data")
+    if not data or not data.get("runs"):
+        return []
+    rows = []
+    for name, run in sorted(data["runs"].items()):
+        for at in run["rounds"]:
+            layers = at["layers"]
+            rows.append([name, f"{at['edits']:,}", " / ".join(str(v["rank"]) for v in layers.values()),
+                         " / ".join(str(v["k99"]) for v in layers.values()),
+                         " / ".join(f"{v['held']} ({100 * v['held_share']:.1f}%)" for v in layers.values())])
+    first = next(iter(data["runs"].values()))
+    blocks = ", ".join(next(iter(first["rounds"]))["layers"])
+    return ["### Why: the key space the edits hold", "", env_line(record), "",
+            f"Read from each run's ledger (`python -m benchmarks.real_key_space`): after each round, per edited "
+            f"block ({blocks}; keys {first['d_ff']:,} wide), the rank of Cp (the recorded keys' Σ K Kᵀ), the "
+            f"eigenvectors carrying {100 * data['energy']:.0f}% of its trace (k99), and the directions where the "
+            f"edits' keys outweigh general text's (generalized eigenvalues of Cp against λ·C0 above 1): a later "
+            f"update is kept out of those, so what is left to write the next fact shrinks with every round. The "
+            f"paper's 2,000 edits on Llama3-8B hold at most 2,000 of 14,336 key directions (14%).", "",
+            table(["run", "edits", "rank", "k99", "held by edits"], rows), ""]
+
+
+def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_dir: Path,
+                          key_space: dict[str, Any] | None = None) -> list[str]:
     """Sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`): a summary of every run side by side
     with the paper's figures, the goal's verdict, a plot per round, then one table per results file."""
     lines = ["## 1c. Sequential editing on a real model (SmolLM2-135M, CounterFact and zsRE)", ""]
@@ -225,6 +250,7 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
     if counterfact:
         plot = sequence_plot(counterfact, plots_dir, runs[0][1])
         lines += [f"![real_sequence]({os.path.relpath(plot, out.parent)})", ""]
+    lines += key_space_lines(key_space)
     for label, record in runs:
         data = record["data"]
         metrics = _sequence_metrics(data)

@@ -342,7 +342,7 @@ def test_the_c0_section_judges_2048_tokens_at_ridge_1e4_against_the_best_and_the
 
 
 def test_the_real_model_benchmarks_refuse_bad_arguments_before_loading_anything(capsys) -> None:
-    from benchmarks import real_c0, real_sequence, real_trace
+    from benchmarks import real_c0, real_key_space, real_sequence, real_trace
 
     for configs, named in (("100:1e-4", "'100:1e-4'"), ("2048", "'2048'"), ("2048:-1", "'2048:-1'"), (",", "")):
         assert real_c0.main(["--configs", configs]) == 2
@@ -361,6 +361,11 @@ def test_the_real_model_benchmarks_refuse_bad_arguments_before_loading_anything(
         said = capsys.readouterr().err
         assert said.startswith(error) and said.count("\n") == 1
     assert not Path("never-made").exists()
+    assert real_key_space.main(["--work", "never-made"]) == 2
+    assert capsys.readouterr().err == ("error: --work never-made: no ledger in it (a benchmarks.real_sequence --work "
+                                       "directory)\n")
+    assert real_key_space.main(["--work", "a", "b", "--name", "x"]) == 2
+    assert capsys.readouterr().err == "error: --name: 1 names for 2 --work directories\n"
 
 
 def test_the_real_lifecycle_lines_show_each_checked_run(tmp_path: Path) -> None:
@@ -392,3 +397,26 @@ def test_a_method_run_at_two_round_sizes_gets_a_table_for_each(tmp_path: Path) -
         "## 1c. Sequential editing on a real model")[1].split("\n## ")[0]
     assert section.index("### nse, rounds of 40") < section.index("### nse, rounds of 100")
     assert "### nse\n" not in section and "Not run yet: memit, memit-cp, alphaedit (" in section
+
+
+def test_the_key_space_counts_the_directions_edits_hold_against_general_text(tmp_path: Path) -> None:
+    import torch
+
+    from benchmarks.real_key_space import key_space
+
+    basis = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+    strong, weak = 2.0 * basis[:, :3], 0.5 * basis[:, 3:5]  # ‖k‖² 4 and 0.25 against λ·C0 = I
+    cp = strong @ strong.T + weak @ weak.T
+    space = key_space(cp, torch.eye(8) / 2, weight=2.0, ridge=0.0)
+    assert space == {"rank": 5, "k99": 5, "held": 3, "held_share": 3 / 8}
+    assert key_space(cp, torch.eye(8), weight=8.0, ridge=0.0)["held"] == 0  # λ·C0 = 8 I outweighs every key
+    data = {"runs": {"nse": {"d_ff": 8, "rounds": [{"edits": 100, "layers": {"10": space, "11": space}}]}},
+            "energy": 0.99, "rank_tolerance": 1e-6}
+    save_results("real_key_space", data, quick=False, seconds=0.0, results_dir=tmp_path / "results")
+    record = load_results("real_key_space", tmp_path / "results")
+    section = _sequence_section(tmp_path, {"nse": _sequence_data("nse", 100, [0.9], finished=True)})
+    assert "### Why: the key space the edits hold" not in section
+    results = {**_results(1.2, 80.0), "real_key_space": record,
+               "real_sequence-nse": load_results("real_sequence-nse", tmp_path / "results")}
+    text = write_report(results, tmp_path / "K.md", tmp_path / "plots").read_text()
+    assert "| nse | 100 | 5 / 5 | 5 / 5 | 3 (37.5%) / 3 (37.5%) |" in text and "block (10, 11; keys 8 wide)" in text
