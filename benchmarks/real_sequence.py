@@ -65,6 +65,8 @@ SCORED = ("efficacy", "generalization", "specificity")
 ARGMAX = ("efficacy_argmax", "generalization_argmax", "specificity_argmax")
 MEASURED = (*SCORED, *ARGMAX, "generation_efficacy")
 DATASETS = ("counterfact", "zsre")
+SPLITS = ("test", "validation")
+VALIDATION_AFTER = 1000  # a validation run's edits come after the first this many of a test run
 FLUENCY_PROMPTS = 10  # generation prompts of the first held-out facts: the same text every round
 # For context only (another model, 2,000 edits): NSE paper, Llama3-8B, CounterFact, sequential editing.
 PAPER = {"model": "Llama3-8B", "edits": 2000,
@@ -79,10 +81,11 @@ class SequenceError(Exception):
 RESULTS_PREFIX = "real_sequence-"  # benchmarks/results/real_sequence-<method>.json, read by benchmarks.report
 
 
-def section_name(method: str, dataset: str = "counterfact", variant: str | None = None) -> str:
-    """`real_sequence-<method>[-zsre][-<variant>]`: each run of other settings keeps its own results file."""
+def section_name(method: str, dataset: str = "counterfact", variant: str | None = None,
+                 split: str = "test") -> str:
+    """`real_sequence-<method>[-zsre][-validation][-<variant>]`: each run of other settings keeps its own file."""
     return RESULTS_PREFIX + "-".join([method] + ([dataset] if dataset != "counterfact" else [])
-                                     + ([variant] if variant else []))
+                                     + ([split] if split != "test" else []) + ([variant] if variant else []))
 
 
 def default_work(name: str) -> Path:
@@ -116,10 +119,12 @@ class Facts:
     n_known: int  # facts of the file the base model knows
 
 
-def choose_facts(records: list, known_keys: list[str], edits: int, candidates: list | None = None) -> Facts:
+def choose_facts(records: list, known_keys: list[str], edits: int, candidates: list | None = None,
+                 split: str = "test") -> Facts:
     """Held out: the last HELDOUT_FACTS known CounterFact facts. Edits: the other known facts in file order, then
     the other records in file order (or, given `candidates`, those: zsRE's records in file order); none shares a
-    subject with a held-out fact."""
+    subject with a held-out fact. The validation split (settings are chosen on it) is the last `edits` of that
+    order, none of them among the first VALIDATION_AFTER that test runs edit."""
     by_key = {r.request_key: r for r in records}
     heldout = [by_key[key] for key in known_keys[-HELDOUT_FACTS:]]
     untouchable = {r.subject.casefold() for r in heldout}
@@ -127,6 +132,11 @@ def choose_facts(records: list, known_keys: list[str], edits: int, candidates: l
     ordered = candidates if candidates is not None else (
         [by_key[key] for key in known_keys[:-HELDOUT_FACTS]] + [r for r in records if r.request_key not in known])
     chosen = [r for r in ordered if r.subject.casefold() not in untouchable]
+    if split == "validation":
+        if len(chosen) - edits < VALIDATION_AFTER:
+            raise SequenceError(f"--edits {edits} --split validation: only {len(chosen) - VALIDATION_AFTER} "
+                                f"records lie beyond the first {VALIDATION_AFTER} that test runs edit")
+        return Facts(chosen[-edits:], heldout, len(known_keys))
     if len(chosen) < edits:
         raise SequenceError(f"--edits {edits}: only {len(chosen)} records can be edited here "
                             f"({HELDOUT_FACTS} known facts held out)")
@@ -194,7 +204,7 @@ def _settings(args: argparse.Namespace, overrides: dict[str, Any], base_hash: st
     """What must be the same for results to continue a saved run (the number of edits may grow)."""
     return {"method": args.method, "dataset": args.dataset, "round_size": args.round_size, "overrides": overrides,
             "base_state_hash": base_hash, "heldout": [r.request_key for r in facts.heldout],
-            "first_edit": facts.edits[0].request_key}
+            "first_edit": facts.edits[0].request_key} | ({"split": args.split} if args.split != "test" else {})
 
 
 def _recorded_rounds(ledger, batches: list[list], work: Path) -> list:
@@ -239,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     started = time.perf_counter()
-    name = section_name(args.method, args.dataset, args.variant)
+    name = section_name(args.method, args.dataset, args.variant, args.split)
     work = Path(args.work or default_work(name))
     results = Path(args.results or RESULTS_DIR / f"{name}.json")
     overrides = {**preset_overrides(PRESET, args.method), **check_overrides(parse_assignments(args.set or []))}
@@ -269,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     known_keys = known_fact_keys(work, base, records)
     candidates = (None if args.dataset == "counterfact" else
                   editable(base.tokenizer, read_requests(dataset_file(args.dataset), skip_invalid=True)))
-    facts, known = choose_facts(records, known_keys, args.edits, candidates), set(known_keys)
+    facts, known = choose_facts(records, known_keys, args.edits, candidates, args.split), set(known_keys)
     batches = [facts.edits[i:i + args.round_size] for i in range(0, len(facts.edits), args.round_size)]
     order = [r.request_key for r in facts.edits]
     random.Random(SAMPLE_SEED).shuffle(order)
@@ -292,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
 
     def data(finished: bool, measured: list[dict[str, Any]] = rows) -> dict[str, Any]:
         return {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, float32)", "method": args.method,
-                "dataset": args.dataset, "variant": args.variant, "unedited": unedited,
+                "dataset": args.dataset, "split": args.split, "variant": args.variant, "unedited": unedited,
                 "edits_asked": args.edits, "round_size": args.round_size, "settings": settings,
                 "edits_reached": sum(row["requests"] for row in measured), "rounds": measured,
                 "finished": finished,
@@ -376,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                              "retention, knowledge, perplexity and fluency only (a twelfth of the time)")
     parser.add_argument("--dataset", choices=DATASETS, default="counterfact",
                         help="the edits' records (the held-out facts are CounterFact's either way)")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help=f"validation: the last --edits records, after the first {VALIDATION_AFTER} (a sweep's)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="a hyperparameter over the preset (VALUE as JSON), repeatable: --set norm_anchor=true")
     parser.add_argument("--variant", help="a name for the --set values: the results file and the report's "

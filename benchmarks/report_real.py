@@ -41,7 +41,7 @@ def last_full(data: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _paper_figure(data: dict[str, Any]) -> dict[str, float] | None:
-    if data.get("variant") or data.get("dataset", "counterfact") != "counterfact":
+    if data.get("variant") or data.get("dataset", "counterfact") != "counterfact" or _is_validation(data):
         return None
     return data["paper"]["methods"].get(data["method"])
 
@@ -57,13 +57,24 @@ def sequence_label(data: dict[str, Any], round_sizes: Counter) -> str:
     label = data["method"] + (f" + {data['variant']}" if data.get("variant") else "")
     if data.get("dataset", "counterfact") != "counterfact":
         label += f", {data['dataset']}"
+    if _is_validation(data):
+        label += ", validation"
     if round_sizes[_run_kind(data)] > 1:
         label += f", rounds of {data['round_size']}"
     return label
 
 
-def _run_kind(data: dict[str, Any]) -> tuple[str, str, str]:
-    return data["method"], data.get("variant") or "", data.get("dataset", "counterfact")
+def _run_kind(data: dict[str, Any]) -> tuple[str, str, str, bool]:
+    return data["method"], data.get("variant") or "", data.get("dataset", "counterfact"), _is_validation(data)
+
+
+def _is_validation(data: dict[str, Any]) -> bool:
+    return data.get("split", "test") == "validation"
+
+
+def _counterfact_test(data: dict[str, Any]) -> bool:
+    """A run the goal and the missing-methods line read: CounterFact's test split."""
+    return data.get("dataset", "counterfact") == "counterfact" and not _is_validation(data)
 
 
 def collapse_point(data: dict[str, Any]) -> str:
@@ -216,9 +227,9 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
               f"{SEQUENCE_COLLAPSE_EFFICACY} or whose perplexity doubled.", ""]
     round_sizes = Counter(_run_kind(record["data"]) for record in records.values())
 
-    def order(item: tuple[str, dict[str, Any]]) -> tuple[str, int, str, int]:
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[bool, str, int, str, int]:
         data = item[1]["data"]
-        return (data.get("dataset", "counterfact"), REAL_SEQUENCE_METHODS.index(data["method"]),
+        return (_is_validation(data), data.get("dataset", "counterfact"), REAL_SEQUENCE_METHODS.index(data["method"]),
                 data.get("variant") or "", data["round_size"])
 
     runs = [(sequence_label(record["data"], round_sizes), record) for _, record in sorted(records.items(), key=order)]
@@ -243,10 +254,9 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
     lines += ["### After the sequence, side by side", "",
               table(["run", "edits measured / asked", "all eff / gen / spec", "gen. eff.", "retention r1",
                      "knowledge preserved", "perplexity change", "fluency", "collapse point", "CPU"], summary), ""]
-    lines += _sequence_claim([(label, record["data"]) for label, record in runs
-                              if record["data"].get("dataset", "counterfact") == "counterfact"])
+    lines += _sequence_claim([(label, record["data"]) for label, record in runs if _counterfact_test(record["data"])])
     counterfact = [(label, record["data"]) for label, record in runs
-                   if record["data"].get("dataset", "counterfact") == "counterfact" and record["data"]["rounds"]]
+                   if _counterfact_test(record["data"]) and record["data"]["rounds"]]
     if counterfact:
         plot = sequence_plot(counterfact, plots_dir, runs[0][1])
         lines += [f"![real_sequence]({os.path.relpath(plot, out.parent)})", ""]
@@ -281,7 +291,7 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
                    f"({data['paper']['model']}, {data['paper']['edits']:,} edits)" if compared else "")
         lines += [f"Verdict: **{real_sequence_verdict(data)}** — {measured}{against}.", ""]
     ran = {record["data"]["method"] for record in records.values()
-           if record["data"].get("dataset", "counterfact") == "counterfact" and not record["data"].get("variant")}
+           if _counterfact_test(record["data"]) and not record["data"].get("variant")}
     missing = [method for method in REAL_SEQUENCE_METHODS if method not in ran]
     if missing:
         lines += [f"Not run yet: {', '.join(missing)} (`python -m benchmarks.real_sequence --method METHOD`).", ""]

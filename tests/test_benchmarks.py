@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.common import load_results, save_results
 from benchmarks.report import goals, write_report
 
@@ -420,3 +422,27 @@ def test_the_key_space_counts_the_directions_edits_hold_against_general_text(tmp
                "real_sequence-nse": load_results("real_sequence-nse", tmp_path / "results")}
     text = write_report(results, tmp_path / "K.md", tmp_path / "plots").read_text()
     assert "| nse | 100 | 5 / 5 | 5 / 5 | 3 (37.5%) / 3 (37.5%) |" in text and "block (10, 11; keys 8 wide)" in text
+
+
+def test_a_validation_split_never_edits_what_a_test_run_of_up_to_1000_edits_does(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.real_sequence import HELDOUT_FACTS, VALIDATION_AFTER, SequenceError, choose_facts
+
+    records = [SimpleNamespace(request_key=f"k{i}", subject=f"S{i % 1250}") for i in range(1400)]
+    known = [f"k{i}" for i in range(0, 600, 2)]  # 300 known, the last 100 held out
+    test = choose_facts(records, known, VALIDATION_AFTER)
+    validation = choose_facts(records, known, 150, split="validation")
+    assert len(validation.edits) == 150 and validation.heldout == test.heldout
+    assert not {r.request_key for r in validation.edits} & {r.request_key for r in test.edits}
+    held_subjects = {r.subject for r in test.heldout}
+    assert len(held_subjects) == HELDOUT_FACTS and not held_subjects & {r.subject for r in validation.edits}
+    with pytest.raises(SequenceError, match="--split validation: only"):
+        choose_facts(records, known, 400, split="validation")
+    runs = {"nse": _sequence_data("nse", 100, [0.95], finished=True),
+            "nse-validation-lam": {**_sequence_data("nse", 100, [0.99], finished=True, variant="lam"),
+                                   "split": "validation"}}
+    section = _sequence_section(tmp_path, runs)
+    assert "### nse + lam, validation" in section and "| nse + lam, validation | 100 / 100 |" in section
+    goal = next(line for line in section.splitlines() if line.startswith("**Goal**"))
+    assert "— nse at 100 edits" in goal  # the validation run's better efficacy is not the goal's run
