@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmarks.common import PLOTS_DIR, REPO_ROOT, RESULTS_DIR, load_results, save_results, saved_sections, say
 from benchmarks.real_c0 import SECTION as C0_SECTION
+from benchmarks.real_key_space import RESULTS_NAME as KEY_SPACE_SECTION
 from benchmarks.real_sequence import RESULTS_PREFIX as SEQUENCE_PREFIX
 from benchmarks.real_trace import SECTION as TRACE_SECTION
 from benchmarks.report import SECTIONS, write_report
@@ -24,7 +25,7 @@ QUICK_LEDGER_APPENDS = 300
 # Measured by scripts of their own (too big for `make bench`, or needing a server), reported here.
 # (Besides: every real_sequence results file, one per method and one per other round size it was run at.)
 EXTRA_RESULTS = ("checkout_scale", "spread", "spread-sweep", "remote_store", "from_worlds", "storage_real",
-                 "speed_reference_real", TRACE_SECTION, C0_SECTION)
+                 "speed_reference_real", TRACE_SECTION, C0_SECTION, KEY_SPACE_SECTION)
 REAL_LIFECYCLE_PREFIX = "real_lifecycle-"  # one file per model and size (`python -m benchmarks.real_lifecycle`)
 
 

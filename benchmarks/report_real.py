@@ -133,41 +133,43 @@ def sequence_plot(runs: list[tuple[str, dict[str, Any]]], plots_dir: Path, recor
 
 
 def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """The issue's goal, stated met or not met with the numbers: NSE (with or without NAS) keeps efficacy >= 0.9
-    and generalization >= 0.7 after the whole sequence, specificity within 0.1 of the unedited model's, and no
-    run of the table keeps round 1's edits better at the same number of edits."""
+    """The issue's goal, stated met or not met with the numbers for each NSE run (with or without NAS): efficacy
+    >= 0.9 and generalization >= 0.7 after the whole sequence, specificity within 0.1 of the unedited model's, and
+    no run of the table keeping round 1's edits better at the same number of edits."""
     ended = [(label, data) for label, data in runs if last_full(data)]
-    nse = [(label, data) for label, data in ended if data["method"] == "nse"]
-    if not nse:
+    lines = []
+    for label, data in ((label, data) for label, data in ended if data["method"] == "nse"):
+        last = last_full(data)
+        shortfalls = [f"{metric} {pct(last['all_scores'][metric])} < {100 * goal:.0f}"
+                      for metric, goal in SEQUENCE_GOAL.items() if (last["all_scores"].get(metric) or 0.0) < goal]
+        unedited = (data.get("unedited") or {}).get("round_scores", {}).get("specificity")
+        specificity = last["all_scores"].get("specificity")
+        if unedited is not None and specificity is not None and specificity < unedited - SEQUENCE_SPECIFICITY_SLACK:
+            shortfalls.append(f"specificity {pct(specificity)} more than {100 * SEQUENCE_SPECIFICITY_SLACK:.0f} "
+                              f"below the unedited model's {pct(unedited)}")
+        edits = last["edits_so_far"]
+        better = []
+        for other_label, other in ended:
+            same = next((r for r in other["rounds"] if r["edits_so_far"] == edits), None)
+            if other is not data and same and (same["retention_first"] or 0) > (last["retention_first"] or 0):
+                better.append(f"{other_label} {pct(same['retention_first'])}")
+        if better:
+            shortfalls.append(f"retention of round 1 {pct(last['retention_first'])} at {edits:,} edits, below "
+                              + ", ".join(better))
+        reached = edits >= data["edits_asked"]
+        verdict_word = "met" if reached and not shortfalls else "not met"
+        measured = (f"{label} at {edits:,} edits: all edits {pct_triple(last['all_scores'])}"
+                    + (f" (unedited specificity {pct(unedited)})" if unedited is not None else ""))
+        lines.append(f"- {label}: **{verdict_word}** — {measured}"
+                     + (f"; short by: {'; '.join(shortfalls)}" if shortfalls else "")
+                     + ("" if reached else f"; {edits:,} of the {data['edits_asked']:,} edits asked were measured")
+                     + ".")
+    if not lines:
         return []
-    label, data = max(nse, key=lambda item: last_full(item[1])["all_scores"].get("efficacy") or 0.0)
-    last = last_full(data)
-    shortfalls = [f"{metric} {pct(last['all_scores'][metric])} < {100 * goal:.0f}"
-                  for metric, goal in SEQUENCE_GOAL.items() if (last["all_scores"].get(metric) or 0.0) < goal]
-    unedited = (data.get("unedited") or {}).get("round_scores", {}).get("specificity")
-    specificity = last["all_scores"].get("specificity")
-    if unedited is not None and specificity is not None and specificity < unedited - SEQUENCE_SPECIFICITY_SLACK:
-        shortfalls.append(f"specificity {pct(specificity)} more than {100 * SEQUENCE_SPECIFICITY_SLACK:.0f} "
-                          f"below the unedited model's {pct(unedited)}")
-    edits = last["edits_so_far"]
-    better = []
-    for other_label, other in ended:
-        same = next((r for r in other["rounds"] if r["edits_so_far"] == edits), None)
-        if other is not data and same and (same["retention_first"] or 0) > (last["retention_first"] or 0):
-            better.append(f"{other_label} {pct(same['retention_first'])}")
-    if better:
-        shortfalls.append(f"retention of round 1 {pct(last['retention_first'])} at {edits:,} edits, below "
-                          + ", ".join(better))
-    verdict = "not met" if shortfalls or data["edits_reached"] < data["edits_asked"] else "met"
-    measured = (f"{label} at {edits:,} edits: all edits {pct_triple(last['all_scores'])}"
-                + (f" (unedited specificity {pct(unedited)})" if unedited is not None else ""))
     return [f"**Goal** (NSE keeps efficacy ≥ {100 * SEQUENCE_GOAL['efficacy']:.0f} and generalization ≥ "
             f"{100 * SEQUENCE_GOAL['generalization']:.0f} after the sequence, specificity within "
-            f"{100 * SEQUENCE_SPECIFICITY_SLACK:.0f} of the unedited model's, no method keeping round 1 better): "
-            f"**{verdict}** — {measured}" + (f"; short by: {'; '.join(shortfalls)}" if shortfalls else "")
-            + ("" if data["edits_reached"] >= data["edits_asked"]
-               else f"; {data['edits_reached']:,} of the {data['edits_asked']:,} edits asked were reached") + ".",
-            ""]
+            f"{100 * SEQUENCE_SPECIFICITY_SLACK:.0f} of the unedited model's, no method keeping round 1 better):", "",
+            *lines, ""]
 
 
 def key_space_lines(record: dict[str, Any] | None) -> list[str]:
