@@ -19,6 +19,7 @@ from benchmarks.report_format import Goal, env_line, figure, fmt, get_path, rel_
 from benchmarks.report_real import (
     c0_real_section,
     real_lifecycle_lines,
+    real_sequence_finding,
     real_sequence_section,
     real_storage_lines,
     reference_speed_lines,
@@ -231,9 +232,18 @@ def goals(results: dict[str, dict[str, Any]]) -> list[Goal]:
     return out
 
 
+def sequence_records(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The real_sequence results files, by their name after the prefix."""
+    return {name.removeprefix(REAL_SEQUENCE_PREFIX): record for name, record in results.items()
+            if name.startswith(REAL_SEQUENCE_PREFIX) and record}
+
+
 def findings(results: dict[str, dict[str, Any]], goal_list: list[Goal]) -> list[str]:
-    """The three findings at the top, written from the numbers."""
+    """The findings at the top, written from the numbers."""
     lines = []
+    real = real_sequence_finding(sequence_records(results))
+    if real:
+        lines.append(real)
     quality = results.get("quality")
     worlds = get_path(quality, "data", "worlds") or {}
     if worlds:
@@ -263,7 +273,7 @@ def findings(results: dict[str, dict[str, Any]], goal_list: list[Goal]) -> list[
                      f"{nse_storage['floor_bytes_per_edit'] / 1024:.1f} KiB: old and new values are both kept), "
                      f"{nse_storage['blob_bytes_per_1000_edits'] / 2**20:.1f} MiB of blobs and "
                      f"{nse_storage['sqlite_bytes_per_1000_edits'] / 2**20:.2f} MiB of SQLite per 1,000 edits.")
-    return lines[:3] or ["No section has been run yet."]
+    return lines[:4] or ["No section has been run yet."]
 
 
 # ------------------------------------------------------------------ sections
@@ -661,10 +671,7 @@ def write_report(results: dict[str, dict[str, Any]], out: Path, plots_dir: Path)
                                     [[g.name, g.target, g.measured, verdict(g.met)] for g in goal_list]), ""]
     lines += quality_section(results.get("quality"), out, plots_dir)
     lines += world_section(results.get("world"))
-    lines += real_sequence_section({name.removeprefix(REAL_SEQUENCE_PREFIX): record
-                                    for name, record in results.items()
-                                    if name.startswith(REAL_SEQUENCE_PREFIX) and record}, out, plots_dir,
-                                   results.get("real_key_space"))
+    lines += real_sequence_section(sequence_records(results), out, plots_dir, results.get("real_key_space"))
     lines += speed_section(results.get("speed"), out, plots_dir, results.get("checkout_scale"),
                            results.get("speed_reference_real"))
     lines += storage_section(results.get("storage"), out, plots_dir)

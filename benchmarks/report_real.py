@@ -172,6 +172,27 @@ def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             *lines, ""]
 
 
+def real_sequence_finding(records: dict[str, dict[str, Any]]) -> str | None:
+    """The finding at the top: each plain method's CounterFact test run at its last full measure, its collapse
+    point, and the paper's NSE figure."""
+    plain = sorted((record["data"] for record in records.values()
+                    if _counterfact_test(record["data"]) and not record["data"].get("variant")
+                    and last_full(record["data"])), key=lambda data: REAL_SEQUENCE_METHODS.index(data["method"]))
+    if not plain:
+        return None
+    parts = []
+    for data in plain:
+        last = last_full(data)
+        collapse = collapse_point(data)
+        parts.append(f"{data['method']} {pct_triple(last['all_scores'])} at {last['edits_so_far']:,} edits"
+                     + ("" if collapse.startswith("none") else f" (collapsed at {collapse})"))
+    paper = plain[0]["paper"]
+    return (f"**Real model ({plain[0]['model'].split(' (')[0]}, CounterFact)** — efficacy / generalization / "
+            f"specificity over all edits at each method's last full measure: " + "; ".join(parts)
+            + f". The NSE paper on {paper['model']}, {paper['edits']:,} edits: "
+            + pct_triple({m: v / 100 for m, v in paper["methods"]["nse"].items()}) + " (section 1c).")
+
+
 def key_space_lines(record: dict[str, Any] | None) -> list[str]:
     """Per run and round, how much of each edited block's key space the edits hold (`benchmarks.real_key_space`)."""
     data = (record or {}).get("data")

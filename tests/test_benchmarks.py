@@ -448,3 +448,18 @@ def test_a_validation_split_never_edits_what_a_test_run_of_up_to_1000_edits_does
     section = _sequence_section(tmp_path, runs)
     assert "### nse + lam, validation" in section and "| nse + lam, validation | 100 / 100 |" in section
     assert "- nse: **" in section and "- nse + lam, validation:" not in section  # the goal reads test runs only
+
+
+def test_the_findings_open_with_the_real_model_runs_and_their_collapse(tmp_path: Path) -> None:
+    runs = {"nse": _sequence_data("nse", 300, [0.95, 0.6, 0.45], finished=True),  # efficacy < 0.5 at 300
+            "memit": _sequence_data("memit", 200, [0.8, 0.7], finished=True),
+            "nse-nas": _sequence_data("nse", 100, [0.99], finished=True, variant="nas")}  # a variant: not here
+    _sequence_section(tmp_path, runs)
+    results = _results(checkout_seconds=1.2, slow_query_ms=80.0)
+    results |= {f"real_sequence-{n}": load_results(f"real_sequence-{n}", tmp_path / "results") for n in runs}
+    text = write_report(results, tmp_path / "F.md", tmp_path / "plots").read_text()
+    first = text.split("## Findings")[1].split("\n## ")[0].strip().splitlines()[0]
+    assert first == ("1. **Real model (TinyLM, CounterFact)** — efficacy / generalization / specificity over all "
+                     "edits at each method's last full measure: nse 45.0 / 70.0 / 60.0 at 300 edits (collapsed at "
+                     "300); memit 70.0 / 70.0 / 60.0 at 200 edits. The NSE paper on Llama3-8B, 2,000 edits: 96.1 / "
+                     "78.4 / 87.7 (section 1c).")
