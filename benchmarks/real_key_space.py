@@ -55,10 +55,7 @@ def run_ledger(work: Path) -> dict[str, Any]:
     from editor.engine import add_keys_to_cp
     from ledger import Ledger
 
-    ledger_dir = work / "ledger"
-    if not (ledger_dir / ".editledger").is_dir():
-        raise KeySpaceError(f"--work {work}: no ledger in it (a benchmarks.real_sequence --work directory)")
-    ledger = Ledger.open(ledger_dir)
+    ledger = Ledger.open(work / "ledger")  # main checked that it is one
     head = ledger.log("main", limit=1)[0]
     history = [(v, a) for v, a in ledger.ancestry_artifacts(head.commit_hash) if v.kind == "edit"]
     if not history:

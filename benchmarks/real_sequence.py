@@ -48,7 +48,6 @@ from typing import Any
 
 from benchmarks.common import (
     RESULTS_DIR,
-    counterfact_file,
     editable,
     known_fact_keys,
     load_results,
@@ -97,8 +96,8 @@ def default_work(name: str) -> Path:
     return RESULTS_DIR / f"{name}-work"
 
 
-def dataset_file(dataset: str) -> Path:
-    return counterfact_file() if dataset == "counterfact" else shared_data_dir() / "zsre" / "zsre_mend-1k.json"
+def zsre_file() -> Path:
+    return shared_data_dir() / "zsre" / "zsre_mend-1k.json"
 
 
 def stop_time(text: str | None, now: dt.datetime) -> dt.datetime | None:
@@ -246,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     from editor.corpus import write_sampled_corpus
     from editor.demo import COUNTERFACT, SAMPLED_TEXTS, SAMPLED_TOKENS, SMOLLM2_GGUF
     from editor.evaluate import perplexity
-    from editor.hparams import check_overrides, parse_assignments, preset_overrides
+    from editor.hparams import preset_overrides
     from editor.lifecycle import Workspace
     from editor.readers import read_requests
     from ledger import Ledger
@@ -257,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     name = section_name(args.method, args.dataset, args.variant, args.split)
     work = Path(args.work or default_work(name))
     results = Path(args.results or RESULTS_DIR / f"{name}.json")
-    overrides = {**preset_overrides(PRESET, args.method), **check_overrides(parse_assignments(args.set or []))}
+    overrides = {**preset_overrides(PRESET, args.method), **args.overrides}  # --set, checked by main
     deadline = stop_time(args.stop_at, utc_now())
     if deadline is not None and utc_now() >= deadline:
         say(f"--stop-at {args.stop_at}: already past; no round started")
@@ -283,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     records = editable(base.tokenizer, read_requests(COUNTERFACT))
     known_keys = known_fact_keys(work, base, records)
     candidates = (None if args.dataset == "counterfact" else
-                  editable(base.tokenizer, read_requests(dataset_file(args.dataset), skip_invalid=True)))
+                  editable(base.tokenizer, read_requests(zsre_file(), skip_invalid=True)))
     facts, known = choose_facts(records, known_keys, args.edits, candidates, args.split), set(known_keys)
     batches = [facts.edits[i:i + args.round_size] for i in range(0, len(facts.edits), args.round_size)]
     order = [r.request_key for r in facts.edits]
@@ -412,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.results is not None and args.results.suffix != ".json":
             raise SequenceError(f"--results {args.results}: must name a .json file")
         stop_time(args.stop_at, utc_now())
-        check_overrides(parse_assignments(args.set or []))  # before any model loads
+        args.overrides = check_overrides(parse_assignments(args.set or []))  # before any model loads
         return run(args)
     # LifecycleError: what the edit refuses (a round too big); HparamsError: a bad --set
     except (SequenceError, LifecycleError, HparamsError) as error:

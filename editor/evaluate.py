@@ -148,12 +148,13 @@ def greedy_continuations(model, tokenizer, prompts: Sequence[tuple[str, int]],
     """The greedy continuation (decoded) of each (prompt, n_tokens), batched with right padding: each step reads
     the logits at every row's own last token (the head applied there only). No cache: the continuations are a few
     tokens long."""
-    unique = sorted(dict.fromkeys(prompts), key=lambda pair: len(tokenizer(pair[0])["input_ids"]))  # less padding
+    ids = {pair: list(tokenizer(pair[0])["input_ids"]) for pair in dict.fromkeys(prompts)}
+    unique = sorted(ids, key=lambda pair: len(ids[pair]))  # batched by length: less padding
     pad_id = _pad_id(tokenizer)
     found: dict[tuple[str, int], str] = {}
     for start in range(0, len(unique), batch_size):
         chunk = unique[start : start + batch_size]
-        rows = [list(tokenizer(prompt)["input_ids"]) for prompt, _ in chunk]
+        rows = [list(ids[pair]) for pair in chunk]
         lengths = [len(row) for row in rows]
         for _ in range(max(n for _, n in chunk)):
             tokens = _last_token_logits(model, rows, pad_id).argmax(dim=-1).tolist()
