@@ -40,6 +40,9 @@ models they were tuned on; NSE.md: "alpha and upper_bound are in units of the re
   norm_anchor_norm, is the mean ‖δ‖ of pilot edits on the original model: unless set, the first anchored round
   measures it on its own requests (z* on the original weights) and records it with its hyperparameters, so
   later rounds, later sessions (which start from the branch's recorded values) and replays all use that number.
+- rewind (NSE only, on by default): z* is optimised on the original weights, so an edit's target does not drift
+  with the edits before it (NSE's weights rewinding); `--set rewind=false` optimises it on the round's starting
+  weights as MEMIT does: the paper's "without rewinding" ablation, recorded with every version like the rest.
 Any field can be overridden: `derive_hparams(loaded, "nse", mom2_update_weight=500.0)`.
 """
 
@@ -83,6 +86,7 @@ class EditHparams:
     L2: float = 10.0  # AlphaEdit μ
     norm_anchor: bool = False  # NAS: every δ = z* − h0 rescaled to the anchor norm; δ over twice it: skipped
     norm_anchor_norm: float | None = None  # the anchor ‖δ‖; None: the first anchored round measures it (pilot)
+    rewind: bool = True  # NSE: z* on the original weights; false: on the round's starting ones (the ablation)
     template_seed: int = 0
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific values, recorded with the rest
@@ -167,7 +171,7 @@ def check_overrides(overrides: dict[str, Any], n_layers: int | None = None) -> d
             if value is not None and (not (is_int or isinstance(value, float)) or not 0 < value < math.inf):
                 raise HparamsError(f"{where}: expected a positive number or null (measured on the first round)")
             value = None if value is None else float(value)
-        elif key in ("nullspace_relative", "norm_anchor"):
+        elif key in ("nullspace_relative", "norm_anchor", "rewind"):
             if not isinstance(value, bool):
                 raise HparamsError(f"{where}: expected true or false")
         elif key == "neuron_rule":

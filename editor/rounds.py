@@ -37,6 +37,7 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
     if method not in METHODS:
         raise ValueError(f"method {method!r}: unknown (choose from {', '.join(METHODS)})")
     loaded, hp = state.loaded, state.hparams
+    rewinds = method == "nse" and hp.rewind  # z* on the original weights
     validate_layers(loaded, hp)
     validate_requests(loaded, requests)
     if any("{}" not in t for t in state.templates):
@@ -54,14 +55,14 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
         h_before = current_hidden(state, requests)
         fit_before = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
         if hp.norm_anchor:
-            output, optimised = norm_anchored_round(state, requests, ROUND_FUNCTIONS[method], method == "nse")
+            output, optimised = norm_anchored_round(state, requests, ROUND_FUNCTIONS[method], rewinds)
         else:
             output = ROUND_FUNCTIONS[method](state, requests)
             optimised = output.zstar
         h_after = current_hidden(state, requests)
         fit_after = target_fit(loaded, requests, [BARE_TEMPLATE], hp.z_layer)
         # z* measured on the weights it was optimised on: NSE's original ones, the round's starting ones else.
-        with weights_in_place(loaded.model, state.original_weights if method == "nse" else before):
+        with weights_in_place(loaded.model, state.original_weights if rewinds else before):
             shift = output.zstar - current_hidden(state, requests)
             fit_zstar = target_fit(loaded, requests, state.templates, hp.z_layer, shift)
         round_keys = compute_keys_layers(loaded, requests, hp.layers, state.templates)
@@ -74,7 +75,7 @@ def run_round(state: EditState, requests: list[EditRequest], method: str) -> Rou
     add_keys_to_cp(state.cp, round_keys)
     # z* as optimised: an anchored round aimed at a rescaled one, which a replay recomputes from it
     zstar = {r.request_key: optimised[i].clone() for i, r in enumerate(requests)}
-    if method == "nse":
+    if rewinds:  # z* on the original weights holds for any later round
         state.zstar_cache.update(zstar)
     residual_before = (output.zstar - h_before).norm(dim=1).tolist()
     residual_after = (output.zstar - h_after).norm(dim=1).tolist()

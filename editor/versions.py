@@ -235,6 +235,8 @@ def _templates(session: Session, history: History, loaded: LoadedModel,
 def _zstar_cache(session: Session, history: History, hp: EditHparams) -> dict[str, torch.Tensor]:
     """z* recorded by earlier NSE rounds with the same hyperparameters: valid for any later round (rewinding)."""
     cache: dict[str, torch.Tensor] = {}
+    if not hp.rewind:  # z* on each round's starting weights is that round's alone
+        return cache
     wanted = hp.to_dict()
     for version, artifacts in history[1:]:
         # Compared as read today: a field added since (with its default) does not make old z* foreign.

@@ -11,6 +11,7 @@ from editor.engine import (
     layer_keys,
     select_neurons,
     solve_columns,
+    zstar_current,
     zstar_rewound,
 )
 from ledger.records import EditRequest, FootprintLayer
@@ -18,7 +19,7 @@ from ledger.records import EditRequest, FootprintLayer
 
 def nse_round(state: EditState, requests: list[EditRequest]) -> MethodOutput:
     hp = state.hparams
-    zstar = zstar_rewound(state, requests)
+    zstar = zstar_rewound(state, requests) if hp.rewind else zstar_current(state, requests)  # rewinding
     statuses: list[str] = []
     footprint: list[FootprintLayer] = []
     for pass_index in range(hp.max_iterations):
