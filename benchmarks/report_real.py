@@ -50,6 +50,12 @@ SEQUENCE_COLLAPSE_EFFICACY = 0.5  # the issue's collapse point: efficacy over al
 SEQUENCE_COLLAPSE_PERPLEXITY = 1.0  # or general-text perplexity up by this (doubled)
 SEQUENCE_GOAL = {"efficacy": 0.9, "generalization": 0.7}  # NSE's goal after the sequence ...
 SEQUENCE_SPECIFICITY_SLACK = 0.1  # ... with specificity within this of the unedited model's
+NSE_ABLATIONS = {  # variant: what it takes out of NSE (the paper's ablations; `under`: the reference code's rule)
+    "no-rewind": "without rewinding (z* on each round's starting weights)",
+    "p1": "p = 1 (every neuron: no selection)",
+    "one-pass": "one pass (`max_iterations` 2)",
+    "under": "the reference code's neuron rule `under`",
+}
 
 
 def sequence_label(data: dict[str, Any], round_sizes: Counter) -> str:
@@ -138,7 +144,8 @@ def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     no run of the table keeping round 1's edits better at the same number of edits."""
     ended = [(label, data) for label, data in runs if last_full(data)]
     lines = []
-    for label, data in ((label, data) for label, data in ended if data["method"] == "nse"):
+    for label, data in ((label, data) for label, data in ended
+                        if data["method"] == "nse" and data.get("variant") not in NSE_ABLATIONS):
         last = last_full(data)
         shortfalls = [f"{metric} {pct(last['all_scores'][metric])} < {100 * goal:.0f}"
                       for metric, goal in SEQUENCE_GOAL.items() if (last["all_scores"].get(metric) or 0.0) < goal]
@@ -170,6 +177,42 @@ def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             f"{100 * SEQUENCE_GOAL['generalization']:.0f} after the sequence, specificity within "
             f"{100 * SEQUENCE_SPECIFICITY_SLACK:.0f} of the unedited model's, no method keeping round 1 better):", "",
             *lines, ""]
+
+
+def ablation_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """NSE beside each of its ablations (results records of CounterFact test runs) at the most edits all of them
+    reached: what each part of NSE is worth."""
+    nse = [record for _, record in runs if record["data"]["method"] == "nse"]
+    plain = next((record for record in nse if not record["data"].get("variant")), None)
+    ablated = [(NSE_ABLATIONS[record["data"]["variant"]], record) for record in nse
+               if record["data"].get("variant") in NSE_ABLATIONS and record["data"]["rounds"]]
+    if plain is None or not ablated:
+        return []
+    compared = [("NSE (rewinding, p = 0.8, two passes, `reach`)", plain), *ablated]
+    common = set.intersection(*({r["edits_so_far"] for r in record["data"]["rounds"]} for _, record in compared))
+    if not common:
+        return []
+    edits = max(common)
+    rows = []
+    for what, record in compared:
+        done = [r for r in record["data"]["rounds"] if r["edits_so_far"] <= edits]
+        row, full = done[-1], done[-1].get("full", True)
+        seconds = [r["edit_seconds"] / r["requests"] for r in done if r.get("edit_seconds") is not None]
+        rows.append([what, pct(row["all_scores"]["efficacy"]),
+                     pct(row["all_scores"].get("generalization")) if full else "–",
+                     pct(row["all_scores"].get("specificity")) if full else "–",
+                     pct(row.get("retention_first")), pct(row.get("knowledge_preserved")),
+                     f"{100 * row['perplexity_change']:+.1f}%",
+                     "–" if row.get("fluency") is None else f"{row['fluency']:.1f}",
+                     sum(seconds) / len(seconds) if seconds else None,
+                     record.get("environment", {}).get("cpu", "?")])
+    return ["### NSE's ablations", "",
+            f"Each run takes one part out of NSE (`--set ... --variant NAME`), at {edits:,} CounterFact edits, the "
+            f"most every run reached; the same requests, order and preset otherwise. Scores over all edits in %; "
+            f"\"–\": that round was measured by efficacy, retention, knowledge, perplexity and fluency only "
+            f"(`--full-every`). s/edit: mean of the rounds' edit seconds per request, on the CPU named.", "",
+            table(["NSE", "efficacy", "generalization", "specificity", "retention r1", "knowledge preserved",
+                   "perplexity change", "fluency", "s/edit", "CPU"], rows), ""]
 
 
 def real_sequence_finding(records: dict[str, dict[str, Any]]) -> str | None:
@@ -278,7 +321,9 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
     lines += ["### After the sequence, side by side", "",
               table(["run", "edits measured / asked", "all eff / gen / spec", "gen. eff.", "retention r1",
                      "knowledge preserved", "perplexity change", "fluency", "collapse point", "CPU"], summary), ""]
-    lines += _sequence_claim([(label, record["data"]) for label, record in runs if _counterfact_test(record["data"])])
+    tested = [(label, record) for label, record in runs if _counterfact_test(record["data"])]
+    lines += _sequence_claim([(label, record["data"]) for label, record in tested])
+    lines += ablation_lines(tested)
     counterfact = [(label, record["data"]) for label, record in runs
                    if _counterfact_test(record["data"]) and record["data"]["rounds"]]
     if counterfact:

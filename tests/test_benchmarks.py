@@ -298,6 +298,27 @@ def test_the_sequence_summary_gives_variants_zsre_collapse_points_and_the_goals_
     assert "- nse: **met** — nse at 200 edits" in held
 
 
+def test_the_ablation_table_sets_nse_beside_each_ablation_at_the_edits_all_reached(tmp_path: Path) -> None:
+    nse = _sequence_data("nse", 1000, [0.95, 0.92, 0.91, 0.85], finished=False)
+    nse["rounds"][2] |= {"full": False, "all_scores": {"efficacy": 0.91}}  # 300 edits measured in part
+    no_rewind = _sequence_data("nse", 300, [0.9, 0.8, 0.7], finished=True, variant="no-rewind")
+    p1 = _sequence_data("nse", 300, [0.96, 0.94], finished=False, variant="p1", retention=0.02)
+    section = _sequence_section(tmp_path, {"nse": nse, "nse-no-rewind": no_rewind, "nse-p1": p1})
+    ablations = section.split("### NSE's ablations")[1].split("\n### ")[0]
+    assert "at 200 CounterFact edits, the most every run reached" in ablations  # p1 stopped after round 2
+    rows = [line for line in ablations.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows[0].startswith("| NSE (rewinding, p = 0.8, two passes, `reach`) | 92.0 | 70.0 | 60.0 | 87.0 | 93.0 "
+                              "| +2.4% | 610.5 | 4.500 |")  # s/edit: the mean of rounds 1-2 (3.0, 6.0)
+    assert rows[1].startswith("| without rewinding (z* on each round's starting weights) | 80.0 | 70.0 | 60.0 | 75.0 |")
+    assert rows[2].startswith("| p = 1 (every neuron: no selection) | 94.0 | 70.0 | 60.0 | 96.0 |")
+    # an ablation is judged in its table, not against the goal; the plain run is
+    assert not any(line.startswith("- nse + p1: ") for line in section.splitlines())
+    assert any(line.startswith("- nse: **not met**") for line in section.splitlines())
+    at_300 = _sequence_section(tmp_path / "300", {"nse": nse, "nse-no-rewind": no_rewind})
+    assert "| NSE (rewinding, p = 0.8, two passes, `reach`) | 91.0 | – | – |" in at_300  # measured in part
+    assert "### NSE's ablations" not in _sequence_section(tmp_path / "alone", {"nse": nse})
+
+
 def _trace_block(n: int, effect: list[float], window: list[int], bootstrap: dict[str, int]) -> dict:
     peak = max(effect)
     return {"n": n, "clean": 0.3, "corrupted": 0.03, "effect": effect, "stderr": [0.001] * len(effect),
