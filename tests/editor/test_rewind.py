@@ -1,5 +1,5 @@
 """NSE's weights rewinding as a hyperparameter: z* on the original weights (default) or, for the paper's ablation,
-on the round's starting weights; either way recorded with the version and replayed bit-exactly."""
+on the round's starting weights (a history without it replays: tests/lifecycle/test_recorded_settings_replay.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import torch
 from editor.engine import EditState
 from editor.errors import HparamsError
 from editor.hparams import EditHparams, check_overrides
-from editor.lifecycle import Workspace
 from editor.rounds import run_round
 from editor.targets import compute_zstar
-from ledger import Ledger
 from tests.editor.conftest import TEMPLATES, make_requests
 from tests.editor.test_methods import small_hparams
 
@@ -45,15 +43,3 @@ def test_rewind_defaults_on_and_is_checked_as_a_flag():
     with pytest.raises(HparamsError, match=r"--set rewind=\"no\": expected true or false"):
         check_overrides({"rewind": "no"})
 
-
-def test_a_history_without_rewinding_is_recorded_and_replays_bit_exactly(tiny_world, tmp_path):
-    ws = Workspace(Ledger.init(tmp_path))
-    ws.add_model("tiny-world", tiny_world.model_dir, corpus=tiny_world.corpus_path, author="tests")
-    requests = tiny_world.requests()[:4]
-    # 10 z* steps (the world records 100) and C0 from 500 lines: what is tested is the record, not the fit
-    settings = {"rewind": False, "v_num_grad_steps": 10, "mom2_n_samples": 500}
-    first = ws.edit(requests[:2], method="nse", batch_size=2, author="tests", overrides=settings)
-    later = ws.edit(requests[2:], method="nse", batch_size=2, author="tests")  # a later session, no --set
-    assert [v.hparams["rewind"] for v in [*first, *later]] == [False, False]
-    steps = ws.replay_same_base("main")
-    assert len(steps) == 3 and all(step.ok for step in steps)
