@@ -42,8 +42,12 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from editor.determinism import fixed_threads, numerics, portable_environment, portable_supported, runs_portable
+from editor.evaluate import score_targets
+from editor.hashing import state_hash
 from editor.hparams import write_model_hparams
 from editor.optim import Adam
+from editor.readers import read_requests
+from editor.targets import tokens_inside
 from ledger.records import EditRequest, canonical_json
 
 WORLD_FORMAT = 9  # bump when a change to this file changes what a build produces: it is part of the cache key
@@ -213,14 +217,10 @@ class WorldInfo:
 
     def requests(self) -> list[EditRequest]:
         """The facts that may be edited, as edit requests, each with its counterfactual `target_new`."""
-        from editor.readers import read_requests
-
         return read_requests(self.facts_path, fmt="counterfact")
 
     def preserved_requests(self) -> list[EditRequest]:
         """The never-edited facts, in the same form (their `target_true` is what the model should keep saying)."""
-        from editor.readers import read_requests
-
         return read_requests(self.preserved_path, fmt="counterfact")
 
 
@@ -412,8 +412,6 @@ def filler_sentences(subjects: list[str], count: int, rng: random.Random) -> lis
 
 def load_counterfact_true_facts(path: Path, limit: int | None) -> list[dict[str, Any]]:
     """The records of a CounterFact-format file (validated by the reader first: a bad file is refused whole)."""
-    from editor.readers import read_requests
-
     read_requests(path, fmt="counterfact", limit=limit)
     records = json.loads(path.read_text(encoding="utf-8"))
     return records[:limit] if limit is not None else records
@@ -458,8 +456,6 @@ class Example:
 
 def subject_span(tokenizer, prompt: str, subject: str) -> tuple[list[int], tuple[int, int]]:
     """Token ids of `prompt` and the first and last token of the first occurrence of `subject` in it."""
-    from editor.targets import tokens_inside
-
     encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
     start = prompt.index(subject)
     inside = tokens_inside(encoded["offset_mapping"], start, start + len(subject))
@@ -595,8 +591,6 @@ def train(model, examples: list[Example], preset: WorldPreset, train_seed: int, 
 
 def knowledge(model, tokenizer, records: list[dict[str, Any]]) -> tuple[float, float]:
     """Share of facts whose rewrite prompt's argmax next token is target_true's first token; same on paraphrases."""
-    from editor.evaluate import score_targets
-
     rewrite, paraphrase = [], []
     for record in records:
         fact = record["requested_rewrite"]
@@ -704,8 +698,6 @@ def build_world(out_dir: Path, preset: str = "default", seed: int = 0, train_see
                       TimeElapsedColumn(), disable=not progress, transient=True) as bar:
             train(model, examples, config, train_seed, tokenizer.pad_token_id, bar, gated_layers)
         accuracy, paraphrase_accuracy = knowledge(model, tokenizer, records)
-    from editor.hashing import state_hash
-
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "world.json").unlink(missing_ok=True)  # written last: its presence marks a complete world
     model.save_pretrained(out_dir / "model", safe_serialization=True)
