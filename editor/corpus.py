@@ -7,12 +7,12 @@ was trained on; the file written is recorded by its SHA-256 like any other corpu
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 
 from editor.model import LoadedModel
+from editor.prefix_cache import decode_step
 
 SAMPLE_TOP_K = 40
 SAMPLES_PER_FORWARD = 32
@@ -31,11 +31,8 @@ def sample_texts(loaded: LoadedModel, n_texts: int, tokens_per_text: int, seed: 
         produced: list[torch.Tensor] = []
         cache = None
         for _ in range(tokens_per_text):
-            with warnings.catch_warnings():  # the cache's keyword is being renamed across transformers releases
-                warnings.simplefilter("ignore", FutureWarning)
-                output = model(input_ids=ids, past_key_values=cache, use_cache=True)
-            cache = output.past_key_values
-            top = torch.topk(output.logits[:, -1].float().cpu(), SAMPLE_TOP_K, dim=-1)
+            logits, cache = decode_step(model, ids, cache)
+            top = torch.topk(logits.float().cpu(), SAMPLE_TOP_K, dim=-1)
             choice = torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)
             ids = top.indices.gather(1, choice).to(loaded.device)
             produced.append(ids.cpu())

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from editor.prefix_cache import decode_step
 from ledger.records import EditRequest, Score
 
 BATCH_SIZE = 64
@@ -312,9 +313,8 @@ def generate(model, tokenizer, prompt: str, *, generator: torch.Generator, max_n
     for _ in range(max_new_tokens):
         if limit is not None and ids.shape[1] + len(produced) >= limit:
             break
-        out = model(input_ids=step_input, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        top = torch.topk(out.logits[0, -1].float().cpu(), k=min(top_k, out.logits.shape[-1]))
+        logits, past = decode_step(model, step_input, past)
+        top = torch.topk(logits[0].float().cpu(), k=min(top_k, logits.shape[-1]))
         choice = top.indices[torch.multinomial(torch.softmax(top.values, dim=-1), 1, generator=generator)].item()
         if choice == tokenizer.eos_token_id:
             break

@@ -64,3 +64,11 @@ class PrefixCache(Cache):
 def cache_argument(base_model: nn.Module) -> str:
     """The name under which the base model's forward takes a cache (transformers renamed `past_key_values`)."""
     return "cache" if "cache" in inspect.signature(base_model.forward).parameters else "past_key_values"
+
+
+def decode_step(model: nn.Module, ids: torch.Tensor, cache: Cache | None) -> tuple[torch.Tensor, Cache]:
+    """One step of decoding: the last position's logits [rows, vocab] and the cache grown by `ids`, under the
+    cache's name in the installed transformers (output field and keyword alike)."""
+    output = model(input_ids=ids, use_cache=True, **{cache_argument(model): cache})
+    grown = getattr(output, "cache", None)
+    return output.logits[:, -1], grown if grown is not None else output.past_key_values
