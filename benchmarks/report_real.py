@@ -50,6 +50,7 @@ SEQUENCE_COLLAPSE_EFFICACY = 0.5  # the issue's collapse point: efficacy over al
 SEQUENCE_COLLAPSE_PERPLEXITY = 1.0  # or general-text perplexity up by this (doubled)
 SEQUENCE_GOAL = {"efficacy": 0.9, "generalization": 0.7}  # NSE's goal after the sequence ...
 SEQUENCE_SPECIFICITY_SLACK = 0.1  # ... with specificity within this of the unedited model's
+SWEEP_SCORES = ("efficacy", "generalization", "specificity", "knowledge_preserved")  # a sweep picks the best mean
 NSE_ABLATIONS = {  # variant: what it takes out of NSE (the paper's ablations; `under`: the reference code's rule)
     "no-rewind": "without rewinding (z* on each round's starting weights)",
     "p1": "p = 1 (every neuron: no selection)",
@@ -215,6 +216,49 @@ def ablation_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
                    "perplexity change", "fluency", "s/edit", "CPU"], rows), ""]
 
 
+def sweep_lines(validation: list[dict[str, Any]], tested: list[dict[str, Any]]) -> list[str]:
+    """Per method, its runs on the validation split side by side at the most edits all of them reached, and the
+    setting chosen: the best mean of efficacy, generalization, specificity and knowledge preserved (all edits),
+    with the test run that uses it, if there is one."""
+    lines = []
+    for method in REAL_SEQUENCE_METHODS:
+        runs = [data for data in validation if data["method"] == method and data["rounds"]]
+        common = set.intersection(*({r["edits_so_far"] for r in data["rounds"] if r.get("full", True)}
+                                    for data in runs)) if runs else set()
+        if not common:
+            continue
+        edits = max(common)
+        settings = [data.get("settings", {}).get("overrides", {}) for data in runs]
+        swept = sorted({key for one in settings for key in one if any(o.get(key) != one.get(key) for o in settings)})
+        scored = []
+        for data, overrides in zip(runs, settings, strict=True):
+            row = next(r for r in data["rounds"] if r["edits_so_far"] == edits)
+            values = [row["all_scores"].get(m) if m in row["all_scores"] else row.get(m) for m in SWEEP_SCORES]
+            mean = sum(values) / len(values) if None not in values else None
+            scored.append((data.get("variant") or "(preset)", overrides, row, mean))
+        best = max((item for item in scored if item[3] is not None), key=lambda item: item[3], default=None)
+        rows = [[f"**{name}**" if best and name == best[0] else name,
+                 *[json.dumps(overrides.get(key)) for key in swept], pct_triple(row["all_scores"]),
+                 pct(row.get("knowledge_preserved")), f"{100 * row['perplexity_change']:+.1f}%",
+                 "–" if mean is None else f"{100 * mean:.1f}"] for name, overrides, row, mean in scored]
+        test_run = next((data for data in tested if best and data["method"] == method
+                         and (data.get("variant") or "(preset)") == best[0]), None)
+        lines += [f"**{method}** on the validation split at {edits:,} edits (the most every setting reached):", "",
+                  table(["variant", *swept, "all eff / gen / spec", "knowledge preserved", "perplexity change",
+                         "mean"], rows), ""]
+        if best:
+            lines += [f"Chosen: **{best[0]}**. "
+                      + (f"Its test run: `{method}" + (f" + {best[0]}" if best[0] != "(preset)" else "") + "` "
+                         f"({test_run['edits_reached']:,} edits measured)." if test_run else
+                         "No test run with it yet."), ""]
+    if not lines:
+        return []
+    return ["### Settings swept on the validation split", "",
+            "Runs with `--split validation` edit the last records of the order, none of which a test run of up to "
+            "1,000 edits touches. The setting chosen for a method is the one with the best mean of efficacy, "
+            "generalization and specificity over all edits and knowledge preserved (\"mean\", %).", "", *lines]
+
+
 def real_sequence_finding(records: dict[str, dict[str, Any]]) -> str | None:
     """The finding at the top: each plain method's CounterFact test run at its last full measure, its collapse
     point, and the paper's NSE figure."""
@@ -324,6 +368,8 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
     tested = [(label, record) for label, record in runs if _counterfact_test(record["data"])]
     lines += _sequence_claim([(label, record["data"]) for label, record in tested])
     lines += ablation_lines(tested)
+    lines += sweep_lines([record["data"] for _, record in runs if _is_validation(record["data"])],
+                         [record["data"] for _, record in tested])
     counterfact = [(label, record["data"]) for label, record in runs
                    if _counterfact_test(record["data"]) and record["data"]["rounds"]]
     if counterfact:

@@ -319,6 +319,31 @@ def test_the_ablation_table_sets_nse_beside_each_ablation_at_the_edits_all_reach
     assert "### NSE's ablations" not in _sequence_section(tmp_path / "alone", {"nse": nse})
 
 
+def test_the_sweep_picks_each_methods_setting_on_the_validation_split_and_names_its_test_run(tmp_path: Path) -> None:
+    def validation(method: str, variant: str, lam: float, efficacies: list[float], knowledge: float) -> dict:
+        data = _sequence_data(method, 200, efficacies, finished=True, variant=variant)
+        data["split"] = "validation"
+        data["settings"] = {"overrides": {"layers": [1, 2], "mom2_update_weight": lam}, "split": "validation"}
+        for row in data["rounds"]:
+            row["knowledge_preserved"] = knowledge
+        return data
+
+    runs = {"nse-validation-low": validation("nse", "low", 10.0, [0.99, 0.98], 0.5),  # mean 69.5 at 200
+            "nse-validation-high": validation("nse", "high", 1000.0, [0.9], 0.9),  # only 100 edits reached
+            "nse-validation-mid": validation("nse", "mid", 100.0, [0.95, 0.5], 0.8),
+            "memit-validation-a": validation("memit", "a", 10.0, [0.6], 0.7),
+            "nse-high": _sequence_data("nse", 1000, [0.9, 0.9], finished=False, variant="high")}
+    section = _sequence_section(tmp_path, runs)
+    sweep = section.split("### Settings swept on the validation split")[1].split("\n### ")[0]
+    nse = sweep.split("**nse** on the validation split at 100 edits")[1].split("**memit**")[0]
+    # at 100 edits, the most all three reached: means (eff, gen 70, spec 60, knowledge) 69.8, 77.5, 76.3
+    assert "| low | 10.0 | 99.0 / 70.0 / 60.0 | 50.0 | +1.2% | 69.8 |" in nse
+    assert "| **high** | 1000.0 | 90.0 / 70.0 / 60.0 | 90.0 | +1.2% | 77.5 |" in nse
+    assert "Chosen: **high**. Its test run: `nse + high` (200 edits measured)." in nse
+    assert "Chosen: **a**. No test run with it yet." in sweep  # one setting is a sweep of one
+    assert sweep.index("**nse**") < sweep.index("**memit**")
+
+
 def _trace_block(n: int, effect: list[float], window: list[int], bootstrap: dict[str, int]) -> dict:
     peak = max(effect)
     return {"n": n, "clean": 0.3, "corrupted": 0.03, "effect": effect, "stderr": [0.001] * len(effect),
