@@ -142,7 +142,8 @@ def sequence_plot(runs: list[tuple[str, dict[str, Any]]], plots_dir: Path, recor
 def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """The issue's goal, stated met or not met with the numbers for each NSE run (with or without NAS): efficacy
     >= 0.9 and generalization >= 0.7 after the whole sequence, specificity within 0.1 of the unedited model's, and
-    no run of the table keeping round 1's edits better at the same number of edits."""
+    no run of the table (NSE's ablations aside: they are NSE's parts, in their own table) keeping round 1's edits
+    better at the same number of edits."""
     ended = [(label, data) for label, data in runs if last_full(data)]
     lines = []
     for label, data in ((label, data) for label, data in ended
@@ -159,7 +160,8 @@ def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         better = []
         for other_label, other in ended:
             same = next((r for r in other["rounds"] if r["edits_so_far"] == edits), None)
-            if other is not data and same and (same["retention_first"] or 0) > (last["retention_first"] or 0):
+            if (other is not data and other.get("variant") not in NSE_ABLATIONS and same
+                    and (same["retention_first"] or 0) > (last["retention_first"] or 0)):
                 better.append(f"{other_label} {pct(same['retention_first'])}")
         if better:
             shortfalls.append(f"retention of round 1 {pct(last['retention_first'])} at {edits:,} edits, below "

@@ -317,6 +317,14 @@ def test_the_ablation_table_sets_nse_beside_each_ablation_at_the_edits_all_reach
     at_300 = _sequence_section(tmp_path / "300", {"nse": nse, "nse-no-rewind": no_rewind})
     assert "| NSE (rewinding, p = 0.8, two passes, `reach`) | 91.0 | – | – |" in at_300  # measured in part
     assert "### NSE's ablations" not in _sequence_section(tmp_path / "alone", {"nse": nse})
+    # an ablation keeping round 1 better does not count against NSE's goal; another method does
+    ended = _sequence_data("nse", 300, [0.95, 0.95, 0.95], finished=True)
+    kept = _sequence_data("nse", 300, [0.97, 0.97, 0.97], finished=True, variant="p1", retention=0.0)
+    goal = _sequence_section(tmp_path / "goal", {"nse": ended, "nse-p1": kept})
+    assert "retention of round 1" not in next(line for line in goal.splitlines() if line.startswith("- nse: "))
+    kept["variant"] = "nas"
+    goal = _sequence_section(tmp_path / "goal-nas", {"nse": ended, "nse-nas": kept})
+    assert "retention of round 1 90.0 at 300 edits, below nse + nas 97.0" in goal
 
 
 def test_the_sweep_picks_each_methods_setting_on_the_validation_split_and_names_its_test_run(tmp_path: Path) -> None:
