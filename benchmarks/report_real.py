@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -218,39 +219,69 @@ def ablation_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
                    "perplexity change", "fluency", "s/edit", "CPU"], rows), ""]
 
 
+@dataclass
+class Sweep:
+    """One method's runs on the validation split at the most edits all of them measured in full, and the choice."""
+
+    edits: int
+    swept: list[str]  # the hyperparameters whose values differ between the runs
+    scored: list[tuple[str, dict[str, Any], dict[str, Any], float | None]]  # (variant, overrides, row, mean)
+    chosen: str | None  # the variant with the best mean ("(preset)": the run without one)
+
+
+def sweep_of(method: str, validation: list[dict[str, Any]]) -> Sweep | None:
+    """The setting chosen for `method`: the best mean of efficacy, generalization, specificity (all edits) and
+    knowledge preserved, at the most edits every validation run of it measured in full."""
+    runs = [data for data in validation if data["method"] == method and data["rounds"]]
+    common = set.intersection(*({r["edits_so_far"] for r in data["rounds"] if r.get("full", True)}
+                                for data in runs)) if runs else set()
+    if not common:
+        return None
+    edits = max(common)
+    settings = [data.get("settings", {}).get("overrides", {}) for data in runs]
+    swept = sorted({key for one in settings for key in one if any(o.get(key) != one.get(key) for o in settings)})
+    scored = []
+    for data, overrides in zip(runs, settings, strict=True):
+        row = next(r for r in data["rounds"] if r["edits_so_far"] == edits)
+        values = [row["all_scores"].get(m) if m in row["all_scores"] else row.get(m) for m in SWEEP_SCORES]
+        scored.append((data.get("variant") or "(preset)", overrides, row,
+                       sum(values) / len(values) if None not in values else None))
+    best = max((item for item in scored if item[3] is not None), key=lambda item: item[3], default=None)
+    return Sweep(edits, swept, scored, best[0] if best else None)
+
+
+def chosen_test_run(method: str, sweep: Sweep | None, tested: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The test run of the setting the sweep chose, if there is one."""
+    if sweep is None or sweep.chosen is None:
+        return None
+    return next((data for data in tested if data["method"] == method
+                 and (data.get("variant") or "(preset)") == sweep.chosen), None)
+
+
+def _with_variant(method: str, variant: str) -> str:
+    return method + (f" + {variant}" if variant != "(preset)" else "")
+
+
 def sweep_lines(validation: list[dict[str, Any]], tested: list[dict[str, Any]]) -> list[str]:
-    """Per method, its runs on the validation split side by side at the most edits all of them reached, and the
-    setting chosen: the best mean of efficacy, generalization, specificity and knowledge preserved (all edits),
-    with the test run that uses it, if there is one."""
+    """Per method, its runs on the validation split side by side and the setting chosen (`sweep_of`), with the
+    test run that uses it, if there is one."""
     lines = []
     for method in REAL_SEQUENCE_METHODS:
-        runs = [data for data in validation if data["method"] == method and data["rounds"]]
-        common = set.intersection(*({r["edits_so_far"] for r in data["rounds"] if r.get("full", True)}
-                                    for data in runs)) if runs else set()
-        if not common:
+        sweep = sweep_of(method, validation)
+        if sweep is None:
             continue
-        edits = max(common)
-        settings = [data.get("settings", {}).get("overrides", {}) for data in runs]
-        swept = sorted({key for one in settings for key in one if any(o.get(key) != one.get(key) for o in settings)})
-        scored = []
-        for data, overrides in zip(runs, settings, strict=True):
-            row = next(r for r in data["rounds"] if r["edits_so_far"] == edits)
-            values = [row["all_scores"].get(m) if m in row["all_scores"] else row.get(m) for m in SWEEP_SCORES]
-            mean = sum(values) / len(values) if None not in values else None
-            scored.append((data.get("variant") or "(preset)", overrides, row, mean))
-        best = max((item for item in scored if item[3] is not None), key=lambda item: item[3], default=None)
-        rows = [[f"**{name}**" if best and name == best[0] else name,
-                 *[json.dumps(overrides.get(key)) for key in swept], pct_triple(row["all_scores"]),
+        rows = [[f"**{name}**" if name == sweep.chosen else name,
+                 *[json.dumps(overrides.get(key)) for key in sweep.swept], pct_triple(row["all_scores"]),
                  pct(row.get("knowledge_preserved")), f"{100 * row['perplexity_change']:+.1f}%",
-                 "–" if mean is None else f"{100 * mean:.1f}"] for name, overrides, row, mean in scored]
-        test_run = next((data for data in tested if best and data["method"] == method
-                         and (data.get("variant") or "(preset)") == best[0]), None)
-        lines += [f"**{method}** on the validation split at {edits:,} edits (the most every setting reached):", "",
-                  table(["variant", *swept, "all eff / gen / spec", "knowledge preserved", "perplexity change",
+                 "–" if mean is None else f"{100 * mean:.1f}"] for name, overrides, row, mean in sweep.scored]
+        lines += [f"**{method}** on the validation split at {sweep.edits:,} edits (the most every setting "
+                  f"reached):", "",
+                  table(["variant", *sweep.swept, "all eff / gen / spec", "knowledge preserved", "perplexity change",
                          "mean"], rows), ""]
-        if best:
-            lines += [f"Chosen: **{best[0]}**. "
-                      + (f"Its test run: `{method}" + (f" + {best[0]}" if best[0] != "(preset)" else "") + "` "
+        if sweep.chosen is not None:
+            test_run = chosen_test_run(method, sweep, tested)
+            lines += [f"Chosen: **{sweep.chosen}**. "
+                      + (f"Its test run: `{_with_variant(method, sweep.chosen)}` "
                          f"({test_run['edits_reached']:,} edits measured)." if test_run else
                          "No test run with it yet."), ""]
     if not lines:
@@ -261,23 +292,34 @@ def sweep_lines(validation: list[dict[str, Any]], tested: list[dict[str, Any]]) 
             "generalization and specificity over all edits and knowledge preserved (\"mean\", %).", "", *lines]
 
 
+def _run_summary(data: dict[str, Any], label: str) -> str:
+    last = last_full(data)
+    collapse = collapse_point(data)
+    return (f"{label} {pct_triple(last['all_scores'])} at {last['edits_so_far']:,} edits"
+            + ("" if collapse.startswith("none") else f" (collapsed at {collapse})"))
+
+
 def real_sequence_finding(records: dict[str, dict[str, Any]]) -> str | None:
     """The finding at the top: each plain method's CounterFact test run at its last full measure, its collapse
-    point, and the paper's NSE figure."""
-    plain = sorted((record["data"] for record in records.values()
-                    if _counterfact_test(record["data"]) and not record["data"].get("variant")
-                    and last_full(record["data"])), key=lambda data: REAL_SEQUENCE_METHODS.index(data["method"]))
+    point, the test runs of the settings swept on the validation split, and the paper's NSE figure."""
+    everything = [record["data"] for record in records.values()]
+    tested = [data for data in everything if _counterfact_test(data) and last_full(data)]
+    plain = sorted((data for data in tested if not data.get("variant")),
+                   key=lambda data: REAL_SEQUENCE_METHODS.index(data["method"]))
     if not plain:
         return None
-    parts = []
-    for data in plain:
-        last = last_full(data)
-        collapse = collapse_point(data)
-        parts.append(f"{data['method']} {pct_triple(last['all_scores'])} at {last['edits_so_far']:,} edits"
-                     + ("" if collapse.startswith("none") else f" (collapsed at {collapse})"))
+    parts = [_run_summary(data, data["method"]) for data in plain]
+    validation = [data for data in everything if _is_validation(data)]
+    swept = []
+    for method in REAL_SEQUENCE_METHODS:
+        sweep = sweep_of(method, validation)
+        test_run = chosen_test_run(method, sweep, tested)
+        if test_run is not None and test_run.get("variant"):
+            swept.append(_run_summary(test_run, _with_variant(method, sweep.chosen)))
     paper = plain[0]["paper"]
     return (f"**Real model ({plain[0]['model'].split(' (')[0]}, CounterFact)** — efficacy / generalization / "
             f"specificity over all edits at each method's last full measure: " + "; ".join(parts)
+            + (f"; at the setting swept on the validation split: {'; '.join(swept)}" if swept else "")
             + f". The NSE paper on {paper['model']}, {paper['edits']:,} edits: "
             + pct_triple({m: v / 100 for m, v in paper["methods"]["nse"].items()}) + " (section 1c).")
 

@@ -517,3 +517,12 @@ def test_the_findings_open_with_the_real_model_runs_and_their_collapse(tmp_path:
                      "edits at each method's last full measure: nse 45.0 / 70.0 / 60.0 at 300 edits (collapsed at "
                      "300); memit 70.0 / 70.0 / 60.0 at 200 edits. The NSE paper on Llama3-8B, 2,000 edits: 96.1 / "
                      "78.4 / 87.7 (section 1c).")
+    # a setting chosen on the validation split, with its test run: named after the plain runs
+    runs["nse-validation-nas"] = {**_sequence_data("nse", 100, [0.9], finished=True, variant="nas"),
+                                  "split": "validation"}
+    _sequence_section(tmp_path, runs)
+    results |= {f"real_sequence-{n}": load_results(f"real_sequence-{n}", tmp_path / "results") for n in runs}
+    text = write_report(results, tmp_path / "G.md", tmp_path / "plots").read_text()
+    first = text.split("## Findings")[1].split("\n## ")[0].strip().splitlines()[0]
+    assert ("memit 70.0 / 70.0 / 60.0 at 200 edits; at the setting swept on the validation split: nse + nas 99.0 / "
+            "70.0 / 60.0 at 100 edits. The NSE paper") in first
