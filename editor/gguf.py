@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
@@ -77,18 +78,24 @@ def resolve_gguf(spec: str | Path) -> Path:
     raise GgufError(f"--gguf {spec}: no such file, nor a file of an installed package")
 
 
-def packaged_gguf(model: str, directory: Path) -> Path:
-    """The GGUF file of `model` (a PACKAGED_MODELS name) from its installed package; a chunked one is assembled
-    into `directory` (reused when its SHA-256 matches)."""
+def check_packaged(model: str) -> str:
+    """`model`'s PACKAGED_MODELS entry, once its package is known to be installed (nothing is read or written)."""
     if model not in PACKAGED_MODELS:
         raise GgufError(f"model {model!r}: not a packaged model (known: {', '.join(PACKAGED_MODELS)})")
     spec = PACKAGED_MODELS[model]
+    if "/" not in spec and importlib.util.find_spec(spec) is None:
+        raise GgufError(f"model {model!r}: its package {spec} is not installed (`pip install "
+                        f"{spec.replace('_', '-')}`; README: real models)")
+    return spec
+
+
+def packaged_gguf(model: str, directory: Path) -> Path:
+    """The GGUF file of `model` (a PACKAGED_MODELS name) from its installed package; a chunked one is assembled
+    into `directory` (reused when its SHA-256 matches)."""
+    spec = check_packaged(model)
     if "/" in spec:
         return resolve_gguf(spec)
-    try:
-        package = importlib.import_module(spec)
-    except ImportError:
-        raise GgufError(f"model {model!r}: its package {spec} is not installed (make setup installs it)") from None
+    package = importlib.import_module(spec)
     return Path(package.assemble(Path(directory) / package.MODEL_NAME))
 
 

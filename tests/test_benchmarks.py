@@ -352,6 +352,16 @@ def test_the_sweep_picks_each_methods_setting_on_the_validation_split_and_names_
     assert sweep.index("**nse**") < sweep.index("**memit**")
 
 
+def test_a_run_of_another_model_is_listed_under_its_name_and_kept_out_of_smollm2s_goal(tmp_path: Path) -> None:
+    gemma = {**_sequence_data("nse", 200, [0.99, 0.99], finished=True, retention=0.0), "model_name": "gemma3-270m"}
+    section = _sequence_section(tmp_path, {"nse": _sequence_data("nse", 200, [0.9, 0.9], finished=True),
+                                           "nse-gemma3-270m": gemma})
+    assert "| nse, gemma3-270m | 200 / 200 | 99.0 / 70.0 / 60.0 |" in section and "### nse, gemma3-270m" in section
+    assert section.index("### nse\n") < section.index("### nse, gemma3-270m")
+    goals = [line for line in section.splitlines() if line.startswith("- nse")]
+    assert len(goals) == 1 and "retention of round 1" not in goals[0]  # Gemma's better retention is another model's
+
+
 def _trace_block(n: int, effect: list[float], window: list[int], bootstrap: dict[str, int]) -> dict:
     peak = max(effect)
     return {"n": n, "clean": 0.3, "corrupted": 0.03, "effect": effect, "stderr": [0.001] * len(effect),
@@ -425,6 +435,33 @@ def test_the_real_model_benchmarks_refuse_bad_arguments_before_loading_anything(
                                        "directory)\n")
     assert real_key_space.main(["--work", "a", "b", "--name", "x"]) == 2
     assert capsys.readouterr().err == "error: --name: 1 names for 2 --work directories\n"
+
+
+def test_another_model_runs_in_a_work_directory_and_results_file_of_its_own(monkeypatch, tmp_path: Path,
+                                                                            capsys) -> None:
+    from benchmarks import real_sequence
+    from editor.gguf import PACKAGED_MODELS
+    from ledger import Ledger
+
+    assert real_sequence.section_name("nse", model="gemma3-270m") == "real_sequence-nse-gemma3-270m"
+    assert real_sequence.section_name("nse", "zsre", "nas", "validation", "gemma3-270m") == \
+        "real_sequence-nse-gemma3-270m-zsre-validation-nas"
+    assert real_sequence.section_name("nse") == "real_sequence-nse"  # SmolLM2's names as before
+    monkeypatch.setitem(PACKAGED_MODELS, "gemma3-270m", "no_such_chunk_package")  # its package not installed
+    assert real_sequence.main(["--model", "gemma3-270m", "--work", str(tmp_path / "never-made")]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("error: model 'gemma3-270m': its package no_such_chunk_package is not installed")
+    assert said.count("\n") == 1 and not (tmp_path / "never-made").exists()
+    # a --work holding SmolLM2's run is refused to another model before anything is loaded or written there
+    monkeypatch.setitem(PACKAGED_MODELS, "gemma3-270m", PACKAGED_MODELS["smollm2-135m"])
+    work = tmp_path / "work"
+    Ledger.init(work / "ledger").add_base_model("smollm2", "0" * 64, "LlamaForCausalLM", {}, None)
+    before = sorted(path.relative_to(work) for path in work.rglob("*"))
+    results = tmp_path / "gemma.json"
+    assert real_sequence.main(["--model", "gemma3-270m", "--work", str(work), "--results", str(results)]) == 2
+    assert capsys.readouterr().err == (f"error: --work {work}: holds a run of another model (smollm2); use another "
+                                       f"--work\n")
+    assert sorted(path.relative_to(work) for path in work.rglob("*")) == before and not results.exists()
 
 
 def test_the_real_lifecycle_lines_show_each_checked_run(tmp_path: Path) -> None:
