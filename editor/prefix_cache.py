@@ -8,6 +8,7 @@ which it does not keep: every step starts from the same prefix.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -63,7 +64,12 @@ class PrefixCache(Cache):
 
 def cache_argument(base_model: nn.Module) -> str:
     """The name under which the base model's forward takes a cache (transformers renamed `past_key_values`)."""
-    return "cache" if "cache" in inspect.signature(base_model.forward).parameters else "past_key_values"
+    return _cache_argument_of(type(base_model))
+
+
+@functools.cache
+def _cache_argument_of(model_class: type) -> str:  # once per class: decoding asks at every token
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def decode_step(model: nn.Module, ids: torch.Tensor, cache: Cache | None) -> tuple[torch.Tensor, Cache]:
