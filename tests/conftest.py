@@ -20,18 +20,6 @@ if THREADS == 1:
 torch.set_num_threads(THREADS)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The directories whose files take longest (world builds, then whole lifecycles) run first: a worker that draws a
-# minutes-long file last would leave the other core idle (measured: tests/world last made the suite 10 min 19 s).
-SLOW_FIRST = ("tests/world/", "tests/lifecycle/")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow directories first; a stable sort, so each file's tests stay together and in their order."""
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::")[0]
-        return next((i for i, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
-
-    items.sort(key=rank)
 
 
 def shared_data_dir() -> Path:
