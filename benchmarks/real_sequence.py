@@ -275,10 +275,11 @@ def run(args: argparse.Namespace) -> int:
     ledger_dir.mkdir(exist_ok=True)
     ledger = Ledger.open(ledger_dir) if (ledger_dir / ".editledger").is_dir() else Ledger.init(ledger_dir)
     ws = Workspace(ledger, device="cpu", progress=lambda line: say(f"  {line}"))
-    others = [base.name for base in ledger.base_models() if base.name != base_name]
+    recorded = [base.name for base in ledger.base_models()]  # read once: this run's base, or none yet
+    others = [name for name in recorded if name != base_name]
     if others:
         raise SequenceError(f"--work {work}: holds a run of another model ({', '.join(others)}); use another --work")
-    if not ledger.base_models():
+    if not recorded:
         gguf = packaged_gguf(args.model, work)
         say(f"{model_label.split(' (')[0]} from {gguf}, converted once into {work / base_name}")
         ws.add_model_gguf(base_name, gguf, out=work / base_name, author="benchmark")
