@@ -24,8 +24,9 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	# two workers, one per core; a test file stays on one worker (its module fixtures are built once)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	# two workers, one per core; a test file stays on one worker (its module fixtures are built once), and files
+	# go out in collection order, longest first (tests/conftest.py), not xdist's most-tests-first
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/editledger demo
