@@ -322,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
         return {"model": model_label, "model_name": args.model, "method": args.method,
                 "dataset": args.dataset, "split": args.split, "variant": args.variant, "unedited": unedited,
                 "edits_asked": args.edits, "round_size": args.round_size, "settings": settings,
+                # what the --set values came to over the preset (the same setting by another name is the same run)
+                "hparams": versions[0].hparams if versions else None,
                 "edits_reached": sum(row["requests"] for row in measured), "rounds": measured,
                 "finished": finished,
                 "n_records": len(records), "n_known": facts.n_known, "heldout": len(facts.heldout),

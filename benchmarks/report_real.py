@@ -242,6 +242,7 @@ class Sweep:
     swept: list[str]  # the hyperparameters whose values differ between the runs
     scored: list[tuple[str, dict[str, Any], dict[str, Any], float | None]]  # (variant, overrides, row, mean)
     chosen: str | None  # the variant with the best mean ("(preset)": the run without one)
+    chosen_hparams: dict[str, Any] | None = None  # the hyperparameters its first round recorded, where saved
 
 
 def sweep_of(method: str, validation: list[dict[str, Any]]) -> Sweep | None:
@@ -255,22 +256,32 @@ def sweep_of(method: str, validation: list[dict[str, Any]]) -> Sweep | None:
     edits = max(common)
     settings = [data.get("settings", {}).get("overrides", {}) for data in runs]
     swept = sorted({key for one in settings for key in one if any(o.get(key) != one.get(key) for o in settings)})
-    scored = []
+    scored, recorded = [], {}
     for data, overrides in zip(runs, settings, strict=True):
         row = next(r for r in data["rounds"] if r["edits_so_far"] == edits)
         values = [row["all_scores"].get(m) if m in row["all_scores"] else row.get(m) for m in SWEEP_SCORES]
-        scored.append((data.get("variant") or "(preset)", overrides, row,
-                       sum(values) / len(values) if None not in values else None))
+        name = data.get("variant") or "(preset)"
+        scored.append((name, overrides, row, sum(values) / len(values) if None not in values else None))
+        recorded[name] = data.get("hparams")
     best = max((item for item in scored if item[3] is not None), key=lambda item: item[3], default=None)
-    return Sweep(edits, swept, scored, best[0] if best else None)
+    return Sweep(edits, swept, scored, best[0] if best else None, recorded.get(best[0]) if best else None)
 
 
 def chosen_test_run(method: str, sweep: Sweep | None, tested: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The test run of the setting the sweep chose, if there is one."""
+    """The test run of the setting the sweep chose, if there is one: the same hyperparameters recorded (a variant
+    that sets the preset's own value is the preset's run), or, for runs saved before they were, the same variant."""
+
+    def chosen(hparams: dict[str, Any]) -> dict[str, Any]:  # NAS's anchor is measured by each run, not chosen
+        return {key: value for key, value in hparams.items() if key != "norm_anchor_norm"}
+
+    def same_setting(data: dict[str, Any]) -> bool:
+        if sweep.chosen_hparams is not None and data.get("hparams") is not None:
+            return chosen(data["hparams"]) == chosen(sweep.chosen_hparams)
+        return (data.get("variant") or "(preset)") == sweep.chosen
+
     if sweep is None or sweep.chosen is None:
         return None
-    return next((data for data in tested if data["method"] == method
-                 and (data.get("variant") or "(preset)") == sweep.chosen), None)
+    return next((data for data in tested if data["method"] == method and same_setting(data)), None)
 
 
 def _with_variant(method: str, variant: str) -> str:
@@ -296,7 +307,7 @@ def sweep_lines(validation: list[dict[str, Any]], tested: list[dict[str, Any]]) 
         if sweep.chosen is not None:
             test_run = chosen_test_run(method, sweep, tested)
             lines += [f"Chosen: **{sweep.chosen}**. "
-                      + (f"Its test run: `{_with_variant(method, sweep.chosen)}` "
+                      + (f"Its test run: `{_with_variant(method, test_run.get('variant') or '(preset)')}` "
                          f"({test_run['edits_reached']:,} edits measured)." if test_run else
                          "No test run with it yet."), ""]
     if not lines:
@@ -330,7 +341,7 @@ def real_sequence_finding(records: dict[str, dict[str, Any]]) -> str | None:
         sweep = sweep_of(method, validation)
         test_run = chosen_test_run(method, sweep, tested)
         if test_run is not None and test_run.get("variant"):
-            swept.append(_run_summary(test_run, _with_variant(method, sweep.chosen)))
+            swept.append(_run_summary(test_run, _with_variant(method, test_run["variant"])))
     paper = plain[0]["paper"]
     return (f"**Real model ({plain[0]['model'].split(' (')[0]}, CounterFact)** — efficacy / generalization / "
             f"specificity over all edits at each method's last full measure: " + "; ".join(parts)

@@ -341,6 +341,13 @@ def test_the_sweep_picks_each_methods_setting_on_the_validation_split_and_names_
             "nse-validation-mid": validation("nse", "mid", 100.0, [0.95, 0.5], 0.8),
             "memit-validation-a": validation("memit", "a", 10.0, [0.6], 0.7),
             "nse-high": _sequence_data("nse", 1000, [0.9, 0.9], finished=False, variant="high")}
+    # a variant that sets the preset's own value: its test run is the preset's, known by the hyperparameters both
+    # recorded (the names differ)
+    preset_value = {"layers": [1, 2], "L2": 10.0}
+    runs["alphaedit-validation-l2-10"] = {**validation("alphaedit", "l2-10", 1.0, [0.95], 0.8), "hparams": preset_value}
+    runs["alphaedit-validation-l2-1"] = {**validation("alphaedit", "l2-1", 2.0, [0.6], 0.8),
+                                         "hparams": {**preset_value, "L2": 1.0}}
+    runs["alphaedit"] = {**_sequence_data("alphaedit", 300, [0.9, 0.9, 0.9], finished=True), "hparams": preset_value}
     section = _sequence_section(tmp_path, runs)
     sweep = section.split("### Settings swept on the validation split")[1].split("\n### ")[0]
     nse = sweep.split("**nse** on the validation split at 100 edits")[1].split("**memit**")[0]
@@ -350,6 +357,7 @@ def test_the_sweep_picks_each_methods_setting_on_the_validation_split_and_names_
     assert "Chosen: **high**. Its test run: `nse + high` (200 edits measured)." in nse
     assert "Chosen: **a**. No test run with it yet." in sweep  # one setting is a sweep of one
     assert sweep.index("**nse**") < sweep.index("**memit**")
+    assert "Chosen: **l2-10**. Its test run: `alphaedit` (300 edits measured)." in sweep
 
 
 def test_a_run_of_another_model_is_listed_under_its_name_and_kept_out_of_smollm2s_goal(tmp_path: Path) -> None:
