@@ -369,6 +369,7 @@ class Claim:
 
 
 def paper_claim(records: dict[str, dict[str, Any]]) -> Claim | None:
+    """`Claim` from the results records, or None before NSE and MEMIT have a full measure at the same edits."""
     everything = [record["data"] for record in records.values()]
     tested = [data for data in everything if _counterfact_test(data)]
     validation = [data for data in everything if _smollm2_validation(data)]

@@ -35,6 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     missing = [path for path in LONGEST_FILES if not (REPO_ROOT / path).is_file()]
     if missing:  # a renamed file would quietly lose its place
         raise pytest.UsageError(f"tests/conftest.py LONGEST_FILES: no such file {missing[0]}")
+
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::")[0]
         return LONGEST_FILES.index(path) if path in LONGEST_FILES else len(LONGEST_FILES)
