@@ -42,6 +42,16 @@ def last_full(data: dict[str, Any]) -> dict[str, Any] | None:
     return next((row for row in reversed(data["rounds"]) if row.get("full", True)), None)
 
 
+def _paper_scores(paper: dict[str, Any], method: str) -> dict[str, float]:
+    """The paper's published scores of `method`, as fractions like ours."""
+    return {metric: value / 100 for metric, value in paper["methods"][method].items()}
+
+
+def _variant(data: dict[str, Any]) -> str:
+    """A run's variant name; "(preset)" for a run without one."""
+    return data.get("variant") or "(preset)"
+
+
 def _paper_figure(data: dict[str, Any]) -> dict[str, float] | None:
     if data.get("variant") or data.get("dataset", "counterfact") != "counterfact" or _is_validation(data):
         return None
@@ -260,7 +270,7 @@ def sweep_of(method: str, validation: list[dict[str, Any]]) -> Sweep | None:
     for data, overrides in zip(runs, settings, strict=True):
         row = next(r for r in data["rounds"] if r["edits_so_far"] == edits)
         values = [row["all_scores"].get(m) if m in row["all_scores"] else row.get(m) for m in SWEEP_SCORES]
-        name = data.get("variant") or "(preset)"
+        name = _variant(data)
         scored.append((name, overrides, row, sum(values) / len(values) if None not in values else None))
         recorded[name] = data.get("hparams")
     best = max((item for item in scored if item[3] is not None), key=lambda item: item[3], default=None)
@@ -277,7 +287,7 @@ def chosen_test_run(method: str, sweep: Sweep | None, tested: list[dict[str, Any
     def same_setting(data: dict[str, Any]) -> bool:
         if sweep.chosen_hparams is not None and data.get("hparams") is not None:
             return chosen(data["hparams"]) == chosen(sweep.chosen_hparams)
-        return (data.get("variant") or "(preset)") == sweep.chosen
+        return _variant(data) == sweep.chosen
 
     if sweep is None or sweep.chosen is None:
         return None
@@ -307,7 +317,7 @@ def sweep_lines(validation: list[dict[str, Any]], tested: list[dict[str, Any]]) 
         if sweep.chosen is not None:
             test_run = chosen_test_run(method, sweep, tested)
             lines += [f"Chosen: **{sweep.chosen}**. "
-                      + (f"Its test run: `{_with_variant(method, test_run.get('variant') or '(preset)')}` "
+                      + (f"Its test run: `{_with_variant(method, _variant(test_run))}` "
                          f"({test_run['edits_reached']:,} edits measured)." if test_run else
                          "No test run with it yet."), ""]
     if not lines:
@@ -347,7 +357,7 @@ def real_sequence_finding(records: dict[str, dict[str, Any]]) -> str | None:
             f"specificity over all edits at each method's last full measure: " + "; ".join(parts)
             + (f"; at the setting swept on the validation split: {'; '.join(swept)}" if swept else "")
             + f". The NSE paper on {paper['model']}, {paper['edits']:,} edits: "
-            + pct_triple({m: v / 100 for m, v in paper["methods"]["nse"].items()}) + " (section 1c).")
+            + pct_triple(_paper_scores(paper, "nse")) + " (section 1c).")
 
 
 CLAIM_SCORES = ("efficacy", "generalization", "specificity")  # where the paper puts NSE ahead of MEMIT
@@ -388,7 +398,7 @@ def paper_claim(records: dict[str, dict[str, Any]]) -> Claim | None:
     rows = (full[0][edits], full[1][edits])
     behind = [metric for metric in CLAIM_SCORES
               if (rows[0]["all_scores"].get(metric) or 0.0) < (rows[1]["all_scores"].get(metric) or 0.0)]
-    labels = tuple(_with_variant(run["method"], run.get("variant") or "(preset)") for run in runs)
+    labels = tuple(_with_variant(run["method"], _variant(run)) for run in runs)
     return Claim(edits, labels, rows, behind)  # type: ignore[arg-type]
 
 
@@ -397,8 +407,7 @@ def claim_lines(claim: Claim | None, paper: dict[str, Any]) -> list[str]:
     if claim is None:
         return []
     nse, memit = claim.rows
-    published = " against ".join(pct_triple({m: v / 100 for m, v in paper["methods"][method].items()})
-                                 for method in ("nse", "memit"))
+    published = " against ".join(pct_triple(_paper_scores(paper, method)) for method in ("nse", "memit"))
 
     def versus(label: str, ours: float | None, theirs: float | None, change: bool = False) -> str:
         shown = (lambda v: f"{100 * v:+.1f}%") if change else pct
@@ -500,7 +509,7 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
                         collapse_point(data), record.get("environment", {}).get("cpu", "?")])
     for name in REAL_SEQUENCE_METHODS:
         if name in paper["methods"]:
-            paper_scores = {m: v / 100 for m, v in paper["methods"][name].items()}
+            paper_scores = _paper_scores(paper, name)
             summary.append([f"{name} (paper, {paper['model']})", f"{paper['edits']:,}", pct_triple(paper_scores),
                             "–", "–", "–", "–", "–", "–", "–"])
     lines += ["### After the sequence, side by side", "",
@@ -543,9 +552,8 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
         last = last_full(data)
         measured = (f"at {last['edits_so_far']:,} edits, all edits {pct_triple(last['all_scores'], metrics)}"
                     if last else "nothing measured")
-        compared = _paper_figure(data)
-        against = (f" against the paper's {pct_triple({m: v / 100 for m, v in compared.items()})} "
-                   f"({data['paper']['model']}, {data['paper']['edits']:,} edits)" if compared else "")
+        against = (f" against the paper's {pct_triple(_paper_scores(data['paper'], data['method']))} "
+                   f"({data['paper']['model']}, {data['paper']['edits']:,} edits)" if _paper_figure(data) else "")
         lines += [f"Verdict: **{real_sequence_verdict(data)}** — {measured}{against}.", ""]
     ran = {record["data"]["method"] for record in records.values()
            if _counterfact_test(record["data"]) and not record["data"].get("variant")}
