@@ -16,7 +16,8 @@ rounds of edits recorded in a ledger of its own, every round measured on the edi
 - General-text perplexity change: against the base model, on text the model itself sampled with another seed
   (GENERAL_TEXTS x GENERAL_TOKENS, seed 1). It is model-sampled text: no other English text ships here.
 - `--set` runs the method with hyperparameters over the preset (NAS: `norm_anchor=true`; NSE's ablations:
-  `neuron_threshold=1`, `max_iterations=2`, `neuron_rule="under"`, `rewind=false`), `--variant` names them;
+  `neuron_threshold=1`, `max_iterations=2`, `neuron_rule="under"`, `rewind=false`), `--variant` names them
+  (`--variant preset` alone: the preset again, the ablations' baseline where it was measured in full);
   `--dataset zsre` edits zsRE's records (scored by top-1 token accuracy too); `--split validation` edits records
   after the first VALIDATION_AFTER, for sweeping a setting without touching a test run's edits.
 - After each round, on the edited model: efficacy, generalization and specificity (CounterFact protocol,
