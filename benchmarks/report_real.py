@@ -298,6 +298,11 @@ class Sweep:
     chosen: str | None  # the variant with the best mean ("(preset)": the run without one)
     chosen_hparams: dict[str, Any] | None = None  # the hyperparameters its first round recorded, where saved
 
+    @property
+    def chosen_overrides(self) -> dict[str, Any]:
+        """The chosen run's values over the defaults (its preset's and its --set's)."""
+        return next((overrides for name, overrides, _, _ in self.scored if name == self.chosen), {})
+
 
 def sweep_of(method: str, validation: list[dict[str, Any]]) -> Sweep | None:
     """The setting chosen for `method`: the best mean of efficacy, generalization, specificity (all edits) and
@@ -323,7 +328,8 @@ def sweep_of(method: str, validation: list[dict[str, Any]]) -> Sweep | None:
 
 def chosen_test_run(method: str, sweep: Sweep | None, tested: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The test run of the setting the sweep chose, if there is one: the same hyperparameters recorded (a variant
-    that sets the preset's own value is the preset's run), or, for runs saved before they were, the same variant."""
+    that sets the preset's own value is the preset's run); for a sweep's run saved before they were, a test run
+    whose recorded hyperparameters hold each of its values and that sets nothing else; else the same variant."""
 
     def chosen(hparams: dict[str, Any]) -> dict[str, Any]:  # NAS's anchor is measured by each run, not chosen
         return {key: value for key, value in hparams.items() if key != "norm_anchor_norm"}
@@ -331,6 +337,10 @@ def chosen_test_run(method: str, sweep: Sweep | None, tested: list[dict[str, Any
     def same_setting(data: dict[str, Any]) -> bool:
         if sweep.chosen_hparams is not None and data.get("hparams") is not None:
             return chosen(data["hparams"]) == chosen(sweep.chosen_hparams)
+        if data.get("hparams") is not None:
+            wanted, own = sweep.chosen_overrides, data.get("settings", {}).get("overrides", {})
+            return (all(data["hparams"].get(key) == value for key, value in wanted.items())
+                    and all(wanted.get(key) == value for key, value in own.items()))
         return _variant(data) == sweep.chosen
 
     if sweep is None or sweep.chosen is None:
@@ -533,7 +543,7 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
 
     def order(item: tuple[str, dict[str, Any]]) -> tuple[bool, str, bool, str, int, str, int]:
         data = item[1]["data"]
-        return (_other_model(data), data.get("model_name", ""), _is_validation(data),
+        return (_other_model(data), data.get("model_name", REAL_SEQUENCE_MODEL), _is_validation(data),
                 data.get("dataset", "counterfact"), REAL_SEQUENCE_METHODS.index(data["method"]),
                 data.get("variant") or "", data["round_size"])
 

@@ -382,6 +382,26 @@ def test_the_sweep_picks_each_methods_setting_on_the_validation_split_and_names_
     assert "Chosen: **a**. No test run with it yet." in sweep  # one setting is a sweep of one
     assert sweep.index("**nse**") < sweep.index("**memit**")
     assert "Chosen: **l2-10**. Its test run: `alphaedit` (300 edits measured)." in sweep
+    # a sweep saved before runs recorded their hyperparameters: the test run whose recorded ones hold the chosen
+    # run's values (L2 10 is the preset's) and that sets nothing else (NAS's run sets norm_anchor)
+    for name in ("alphaedit-validation-l2-10", "alphaedit-validation-l2-1"):
+        del runs[name]["hparams"]
+        runs[name]["settings"]["overrides"] = {"layers": [1, 2], "L2": float(name.rsplit("-", 1)[1])}
+    tested = {**preset_value, "norm_anchor": False}
+    runs["alphaedit"] |= {"hparams": tested, "settings": {"overrides": {"layers": [1, 2]}}}
+    runs["alphaedit-nas"] = {**_sequence_data("alphaedit", 300, [0.9] * 3, finished=True, variant="nas"),
+                             "hparams": {**tested, "norm_anchor": True}}
+    runs["alphaedit-nas"]["settings"] = {"overrides": {"layers": [1, 2], "norm_anchor": True}}
+
+    def chosen_line(name: str, these: dict[str, dict]) -> str:
+        section = _sequence_section(tmp_path / name, these).split("### Settings swept on the validation split")[1]
+        return next(line for line in section.splitlines() if line.startswith("Chosen: **l2-10**"))
+
+    assert chosen_line("older", runs) == "Chosen: **l2-10**. Its test run: `alphaedit` (300 edits measured)."
+    plain = runs.pop("alphaedit")
+    assert chosen_line("nas-only", runs) == "Chosen: **l2-10**. No test run with it yet."
+    plain["hparams"]["L2"] = 1.0  # its recorded L2 is not the chosen run's
+    assert chosen_line("other", {**runs, "alphaedit": plain}) == "Chosen: **l2-10**. No test run with it yet."
 
 
 def test_a_run_of_another_model_is_listed_under_its_name_and_kept_out_of_smollm2s_goal(tmp_path: Path) -> None:
