@@ -214,16 +214,19 @@ def goal_gap_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Why NSE's goal is not met, read from the runs' rounds: how much specificity the first round alone takes in
     every run, and, for each NSE run short of the goal's efficacy, how well each round's edits took when written
     against how many were kept."""
+    measured = [data for _, data in runs if data["rounds"] and (data.get("unedited") or {}).get(
+        "round_scores", {}).get("specificity") is not None and data["rounds"][0]["round_scores"].get("specificity")
+        is not None]
     first = [(data["unedited"]["round_scores"]["specificity"], data["rounds"][0]["round_scores"]["specificity"])
-             for _, data in runs if data["rounds"] and (data.get("unedited") or {}).get("round_scores", {}).get(
-                 "specificity") is not None and data["rounds"][0]["round_scores"].get("specificity") is not None]
+             for data in measured]
     lines = []
     if first:
         drops = [unedited - after for unedited, after in first]
         unedited = sorted({pct(unedited) for unedited, _ in first})
+        methods = ", ".join(dict.fromkeys(data["method"] for data in measured))
         lines.append(f"- **Specificity goes in the first round.** After round 1 alone, the specificity of its "
                      f"requests is {pct(min(a for _, a in first))}–{pct(max(a for _, a in first))} in all "
-                     f"{len(first)} runs, every method and setting (unedited: {', '.join(unedited)}): the first "
+                     f"{len(first)} runs of every setting ({methods}; unedited: {', '.join(unedited)}): the first "
                      f"{runs[0][1]['round_size']} edits take {pct(min(drops))}–{pct(max(drops))} of the "
                      f"{100 * SEQUENCE_SPECIFICITY_SLACK:.0f} points the goal allows.")
     for label, data in runs:

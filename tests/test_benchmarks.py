@@ -343,8 +343,8 @@ def test_the_goals_why_gives_the_specificity_the_first_round_takes_and_what_each
     held = _sequence_data("nse", 300, [0.95, 0.95, 0.92], finished=True, variant="nas")  # efficacy over the goal
     why = _sequence_section(tmp_path, {"nse": nse, "memit": memit, "nse-nas": held}).split("**Why, measured**")[1]
     why = why.split("\n\n**")[0]
-    assert ("After round 1 alone, the specificity of its requests is 72.0–80.0 in all 3 runs, every method and "
-            "setting (unedited: 85.0): the first 100 edits take 5.0–13.0 of the 10 points") in why
+    assert ("After round 1 alone, the specificity of its requests is 72.0–80.0 in all 3 runs of every setting "
+            "(nse, memit; unedited: 85.0): the first 100 edits take 5.0–13.0 of the 10 points") in why
     assert ("- **nse: its edits took, then were lost.** Each round's own efficacy when written: 90.0–97.0; over all "
             "300 edits at the end: 70.0, and round 1's edits kept fell from 85.0 to 60.0. The last round's own "
             "generalization was 60.0, over all edits 70.0.") in why
