@@ -167,6 +167,20 @@ def sequence_plot(runs: list[tuple[str, dict[str, Any]]], plots_dir: Path, recor
     return figure(record, draw, plots_dir / "real_sequence.png", size=(9.6, 5.6))
 
 
+def _round_specificity(row: dict[str, Any] | None) -> float | None:
+    """Specificity of a round's own requests (the "unedited" row: the base model on round 1's)."""
+    return (row or {}).get("round_scores", {}).get("specificity")
+
+
+def _judged_by_goal(data: dict[str, Any]) -> bool:
+    """An NSE run the goal judges: NSE's parts (ablations, the preset's re-run) have their own table."""
+    return data["method"] == "nse" and data.get("variant") not in NSE_PARTS
+
+
+def _edits_reached(data: dict[str, Any]) -> set[int]:
+    return {r["edits_so_far"] for r in data["rounds"]}
+
+
 def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """The issue's goal, stated met or not met with the numbers for each NSE run (with or without NAS): efficacy
     >= 0.9 and generalization >= 0.7 after the whole sequence, specificity within 0.1 of the unedited model's, and
@@ -174,12 +188,11 @@ def _sequence_claim(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     better at the same number of edits."""
     ended = [(label, data) for label, data in runs if last_full(data)]
     lines = []
-    for label, data in ((label, data) for label, data in ended
-                        if data["method"] == "nse" and data.get("variant") not in NSE_PARTS):
+    for label, data in ((label, data) for label, data in ended if _judged_by_goal(data)):
         last = last_full(data)
         shortfalls = [f"{metric} {pct(last['all_scores'][metric])} < {100 * goal:.0f}"
                       for metric, goal in SEQUENCE_GOAL.items() if (last["all_scores"].get(metric) or 0.0) < goal]
-        unedited = (data.get("unedited") or {}).get("round_scores", {}).get("specificity")
+        unedited = _round_specificity(data.get("unedited"))
         specificity = last["all_scores"].get("specificity")
         if unedited is not None and specificity is not None and specificity < unedited - SEQUENCE_SPECIFICITY_SLACK:
             shortfalls.append(f"specificity {pct(specificity)} more than {100 * SEQUENCE_SPECIFICITY_SLACK:.0f} "
@@ -214,11 +227,9 @@ def goal_gap_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Why NSE's goal is not met, read from the runs' rounds: how much specificity the first round alone takes in
     every run, and, for each NSE run short of the goal's efficacy, how well each round's edits took when written
     against how many were kept."""
-    measured = [data for _, data in runs if data["rounds"] and (data.get("unedited") or {}).get(
-        "round_scores", {}).get("specificity") is not None and data["rounds"][0]["round_scores"].get("specificity")
-        is not None]
-    first = [(data["unedited"]["round_scores"]["specificity"], data["rounds"][0]["round_scores"]["specificity"])
-             for data in measured]
+    measured = [data for _, data in runs if data["rounds"] and _round_specificity(data.get("unedited")) is not None
+                and _round_specificity(data["rounds"][0]) is not None]
+    first = [(_round_specificity(data["unedited"]), _round_specificity(data["rounds"][0])) for data in measured]
     lines = []
     if first:
         drops = [unedited - after for unedited, after in first]
@@ -231,8 +242,7 @@ def goal_gap_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
                      f"{100 * SEQUENCE_SPECIFICITY_SLACK:.0f} points the goal allows.")
     for label, data in runs:
         last = last_full(data)
-        if (data["method"] != "nse" or data.get("variant") in NSE_PARTS or last is None
-                or last["all_scores"]["efficacy"] >= SEQUENCE_GOAL["efficacy"]):
+        if not _judged_by_goal(data) or last is None or last["all_scores"]["efficacy"] >= SEQUENCE_GOAL["efficacy"]:
             continue
         written = [r["round_scores"]["efficacy"] for r in data["rounds"] if r["edits_so_far"] <= last["edits_so_far"]]
         lines.append(f"- **{label}: its edits took, then were lost.** Each round's own efficacy when written: "
@@ -252,14 +262,13 @@ def _full_at(data: dict[str, Any], edits: int) -> bool:
 def ablation_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """NSE beside each of its ablations (results records of CounterFact test runs) at the most edits all of them
     reached: what each part of NSE is worth."""
-    nse = [record for _, record in runs if record["data"]["method"] == "nse"]
-    ablated = [(NSE_ABLATIONS[record["data"]["variant"]], record) for record in nse
-               if record["data"].get("variant") in NSE_ABLATIONS and record["data"]["rounds"]]
-    reached = [{r["edits_so_far"] for r in record["data"]["rounds"]} for _, record in ablated]
+    ablated = [(NSE_ABLATIONS[record["data"]["variant"]], record) for _, record in runs
+               if record["data"]["method"] == "nse" and record["data"].get("variant") in NSE_ABLATIONS
+               and record["data"]["rounds"]]
+    reached = [_edits_reached(record["data"]) for _, record in ablated]
     # the preset's baseline: its plain run or a re-run of it (`--variant preset`), preferring one measured in full
     # at the edits every run reached
-    baselines = [(label, record, max(set.intersection(*reached, {r["edits_so_far"] for r in record["data"]["rounds"]}),
-                                     default=0))
+    baselines = [(label, record, max(set.intersection(*reached, _edits_reached(record["data"])), default=0))
                  for label, record in runs
                  if record["data"]["method"] == "nse" and record["data"].get("variant") in (None, NSE_PRESET_RERUN)]
     baselines = [baseline for baseline in baselines if baseline[2]]
