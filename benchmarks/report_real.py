@@ -14,6 +14,7 @@ from benchmarks.real_sequence import ARGMAX as REAL_SEQUENCE_ARGMAX
 from benchmarks.real_sequence import DEFAULT_MODEL as REAL_SEQUENCE_MODEL
 from benchmarks.real_sequence import METHODS as REAL_SEQUENCE_METHODS
 from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
+from benchmarks.real_sequence import VALIDATION_AFTER
 from benchmarks.report_format import env_line, figure, fmt, pct, pct_triple, rel_path, section_data, table, verdict
 
 # What "a good default" means for C0's size and ridge (section 4g): every score within two facts of forty of the
@@ -550,7 +551,10 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
               f"knows; the goal, the ablations, the sweep and the plot read SmolLM2's runs. "
               f"s/edit: the round's edit (ledger included) per request; measure: seconds of the round's "
               f"measurements. Collapse point: edits at the first round whose efficacy over all edits fell below "
-              f"{SEQUENCE_COLLAPSE_EFFICACY} or whose perplexity doubled.", ""]
+              f"{SEQUENCE_COLLAPSE_EFFICACY} or whose perplexity doubled. Test runs stop at {VALIDATION_AFTER:,} "
+              f"edits, not the paper's {paper['edits']:,}: the validation split edits records after the first "
+              f"{VALIDATION_AFTER:,}, and the {first['n_records']:,} CounterFact records here, less the held-out "
+              f"facts and their subjects, could not give {paper['edits']:,} edits anyway.", ""]
     round_sizes = Counter(_run_kind(record["data"]) for record in records.values())
 
     def order(item: tuple[str, dict[str, Any]]) -> tuple[bool, str, bool, str, int, str, int]:
