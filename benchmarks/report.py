@@ -27,16 +27,9 @@ from benchmarks.report_format import (
     table,
     verdict,
 )
-from benchmarks.report_real import (
-    c0_real_section,
-    paper_claim,
-    real_lifecycle_lines,
-    real_sequence_finding,
-    real_sequence_section,
-    real_storage_lines,
-    reference_speed_lines,
-    trace_real_section,
-)
+from benchmarks.report_real import paper_claim, real_sequence_finding, real_sequence_section
+from benchmarks.report_real_costs import real_lifecycle_lines, real_storage_lines, reference_speed_lines
+from benchmarks.report_real_settings import c0_real_section, trace_real_section
 
 SECTIONS = ("quality", "world", "speed", "storage", "ledger", "scaling")
 QUALITY_METRICS = (  # key, label, higher is better
