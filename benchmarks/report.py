@@ -612,8 +612,7 @@ def from_worlds_section(record: dict[str, Any] | None) -> list[str]:
     if data is None:
         return lines
     targets = data["targets"]
-    lines += [env_line(record), "",
-              f"Each fact set (`benchmarks/fact_sets.py`) and the first records of CounterFact, built into a world "
+    lines += [f"Each fact set (`benchmarks/fact_sets.py`) and the first records of CounterFact, built into a world "
               f"(default preset, one thread) and edited once: one round of {data['round_size']} requests with the "
               f"hyperparameters the world records. Knowledge: rewrite / paraphrase prompts whose first token is the "
               f"true object; before edits: share of rewrite prompts preferring target_new. Target: knowledge >= "
@@ -645,8 +644,7 @@ def remote_store_section(record: dict[str, Any] | None) -> list[str]:
     if data is None:
         return lines
     local, s3 = data["local"], data["s3"]
-    lines += [env_line(record), "",
-              f"A {data['model_parameters'] / 1e6:.0f}M-parameter GPT-2-style model, {data['rounds']} rounds of "
+    lines += [f"A {data['model_parameters'] / 1e6:.0f}M-parameter GPT-2-style model, {data['rounds']} rounds of "
               f"{data['round_size']} NSE edits, moto's S3 server on loopback (no network latency: add the transfer "
               f"of the bytes fetched on a real bucket). `from_pretrained` alone: {fmt(data['from_pretrained_s'])} s.",
               "", table(["measurement", "local store", "S3 store"], [

@@ -95,9 +95,9 @@ def pct_triple(scores: dict[str, float | None], metrics: tuple[str, ...] = REAL_
 
 def section_data(title: str, record: dict[str, Any] | None, command: str,
                  needs: str | None = None) -> tuple[list[str], dict[str, Any] | None]:
-    """A section's heading and its results' data; without data (or without its `needs` key), the heading and
-    "Not run (`command`)" with None."""
+    """A section's heading, the line naming where its results were measured, and their data; without data (or
+    without its `needs` key), the heading and "Not run (`command`)" with None."""
     data = (record or {}).get("data")
     if not data or (needs is not None and not data.get(needs)):
         return [f"## {title}", "", f"Not run (`{command}`).", ""], None
-    return [f"## {title}", ""], data
+    return [f"## {title}", "", env_line(record), ""], data

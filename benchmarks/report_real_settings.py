@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
-from benchmarks.report_format import env_line, figure, pct_triple, rel_path, section_data, table
+from benchmarks.report_format import figure, pct_triple, rel_path, section_data, table
 
 # What "a good default" means for C0's size and ridge (section 4g): every score within two facts of forty of the
 # best configuration's, perplexity on held-out text within 10% of the unedited model's.
@@ -60,8 +60,7 @@ def trace_real_section(record: dict[str, Any] | None, out: Path, plots_dir: Path
     by_n = _by_n(data)
     preset = _blocks(data["preset_layers"])
     plot = trace_plot(record, plots_dir)
-    lines += [env_line(record), "",
-              f"{data['model']}: one trace (`editor.tracing.trace_prompts`, noise {data['noise_scale']:g} σ on the "
+    lines += [f"{data['model']}: one trace (`editor.tracing.trace_prompts`, noise {data['noise_scale']:g} σ on the "
               f"subject's embeddings, seed {data['seed']}) of the first {data['facts']} CounterFact facts the model "
               f"knows (true answer's first token in its top 5 and above the new one); each N below is the first N "
               f"of them, as a trace of N facts gives them. The rule (`TraceResult.window`): {data['width']} blocks "
@@ -122,8 +121,7 @@ def c0_real_section(record: dict[str, Any] | None) -> list[str]:
     if data is None:
         return lines
     base = data["base"]
-    lines += [env_line(record), "",
-              f"{data['model']}, {data['method'].upper()} at the `{data['preset']}` preset with `solve_ridge` "
+    lines += [f"{data['model']}, {data['method'].upper()} at the `{data['preset']}` preset with `solve_ridge` "
               f"set per row, on the first {data['facts']} CounterFact facts the model knows, in {data['rounds']} "
               f"rounds of {data['round_size']} through `Workspace.edit` into a fresh ledger per row; C0 from text "
               f"the model sampled ({data['tokens_per_text']} tokens a text, seed 0; the edited blocks' keys are "
