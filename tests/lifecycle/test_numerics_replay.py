@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from editor.lifecycle import Workspace
+from ledger import Ledger
 from tests.lifecycle.cli_helpers import run_subprocess
 
 # The kernel paths other CPUs select, forced on this one: an AVX2 machine, and one with neither AVX2 nor AVX-512
@@ -19,10 +21,12 @@ def _ledger(root, world, numerics: str):
     requests = world.requests()[:9]
     lines = [json.dumps({"subject": r.subject, "prompt": r.prompt, "target_new": r.target_new}) for r in requests]
     (root / "requests.jsonl").write_text("\n".join(lines) + "\n")
-    for args in (("init",), ("model", "add", "tiny", "--path", world.model_dir, "--corpus", world.corpus_path),
-                 ("edit", root / "requests.jsonl", "--batch-size", "3", "--numerics", numerics, "--json")):
-        done = run_subprocess(root, *args)
-        assert done.code == 0, done.stderr
+    ledger = Ledger.init(root)
+    Workspace(ledger).add_model("tiny", world.model_dir, corpus=world.corpus_path)
+    ledger.close()
+    # the edit from the command line: a portable one starts itself again on the pinned kernels
+    done = run_subprocess(root, "edit", root / "requests.jsonl", "--batch-size", "3", "--numerics", numerics, "--json")
+    assert done.code == 0, done.stderr
     return root
 
 
