@@ -225,9 +225,10 @@ def goal_gap_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Why NSE's goal is not met, read from the runs' rounds: how much specificity the first round alone takes in
     every run, and, for each NSE run short of the goal's efficacy, how well each round's edits took when written
     against how many were kept."""
-    measured = [data for _, data in runs if data["rounds"] and _round_specificity(data.get("unedited")) is not None
-                and _round_specificity(data["rounds"][0]) is not None]
-    first = [(_round_specificity(data["unedited"]), _round_specificity(data["rounds"][0])) for data in measured]
+    pairs = [(data, (_round_specificity(data.get("unedited")), _round_specificity(data["rounds"][0])))
+             for _, data in runs if data["rounds"]]
+    measured = [data for data, (before, after) in pairs if before is not None and after is not None]
+    first = [pair for _, pair in pairs if None not in pair]
     lines = []
     if first:
         drops = [unedited - after for unedited, after in first]
