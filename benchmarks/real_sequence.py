@@ -22,8 +22,9 @@ rounds of edits recorded in a ledger of its own, every round measured on the edi
   after the first VALIDATION_AFTER, for sweeping a setting without touching a test run's edits.
 - After each round, on the edited model: efficacy, generalization and specificity (CounterFact protocol,
   `evaluate_requests`) of the round's requests and of all edited so far (a fixed sample of ALL_SAMPLE of them once
-  there are more), retention (efficacy of round 1's requests), knowledge preserved, perplexity change, and the
-  seconds of the edit and of the measuring.
+  there are more: the first in the order of each edit's seeded key hash, so a run planned to 300 edits and one
+  planned to 1,000 measure the same sample after the same rounds), retention (efficacy of round 1's requests),
+  knowledge preserved, perplexity change, and the seconds of the edit and of the measuring.
 
 The ledger lives in `--work` (default `benchmarks/results/real_sequence-<method>-work/`, ignored by git; never
 commit one). The results (`--results`, default `benchmarks/results/real_sequence-<method>.json`) are rewritten
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -68,6 +70,10 @@ MODELS = {"smollm2-135m": ("smollm2", "SmolLM2-135M-Instruct (GGUF Q4_1, float32
 HELDOUT_FACTS = 100
 ALL_SAMPLE = 200  # "all edited so far" is measured on this many of them once there are more (time)
 SAMPLE_SEED = 0
+# How "all edits" is sampled, recorded with each run ("all_sample_rule"): "key-hash" (each edit's seeded key hash)
+# since it was found that "planned-order" (a seeded shuffle of every planned edit, what earlier runs recorded) drew
+# another sample for another --edits. A run resumed goes on with the rule it started with.
+SAMPLE_RULES = ("key-hash", "planned-order")
 GENERAL_TEXTS, GENERAL_TOKENS, GENERAL_SEED = 16, 64, 1
 SCORED = ("efficacy", "generalization", "specificity")
 # zsRE's protocol: top-1 token accuracy of the new answer (efficacy, generalization) and of the locality answer
@@ -164,8 +170,17 @@ def aggregate(rows: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, flo
     return {metric: _mean([rows[k][metric] for k in keys if metric in rows[k]]) for metric in MEASURED}
 
 
+def sample_order(planned: list[str], rule: str) -> list[str]:
+    """The planned edits' keys in the order "all edits" is sampled in, by SAMPLE_RULES' `rule`."""
+    if rule == "planned-order":
+        order = list(planned)
+        random.Random(SAMPLE_SEED).shuffle(order)
+        return order
+    return sorted(planned, key=lambda key: hashlib.sha256(f"{SAMPLE_SEED}:{key}".encode()).hexdigest())
+
+
 def sample_of_edited(edited: list[str], order: list[str]) -> list[str]:
-    """All edited keys, or the first ALL_SAMPLE of them in a fixed seeded order of every planned edit."""
+    """All edited keys, or the first ALL_SAMPLE of them in `order` (`sample_order`)."""
     if len(edited) <= ALL_SAMPLE:
         return edited
     done = set(edited)
@@ -300,11 +315,11 @@ def run(args: argparse.Namespace) -> int:
                   editable(base.tokenizer, read_requests(zsre_file(), skip_invalid=True)))
     facts, known = choose_facts(records, known_keys, args.edits, candidates, args.split), set(known_keys)
     batches = [facts.edits[i:i + args.round_size] for i in range(0, len(facts.edits), args.round_size)]
-    order = [r.request_key for r in facts.edits]
-    random.Random(SAMPLE_SEED).shuffle(order)
     settings = _settings(args, overrides, base_hash, facts)
     versions = _recorded_rounds(ledger, batches, work)
     saved = _saved(results, settings)
+    rule = saved["data"].get("all_sample_rule", "planned-order") if saved else SAMPLE_RULES[0]
+    order = sample_order([r.request_key for r in facts.edits], rule)
     rows: list[dict[str, Any]] = list(saved["data"]["rounds"]) if saved else []
     if len(rows) > len(versions):
         raise SequenceError(f"--results {results}: has {len(rows)} rounds, the ledger in --work {work} only "
@@ -328,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
                 "edits_reached": sum(row["requests"] for row in measured), "rounds": measured,
                 "finished": finished,
                 "n_records": len(records), "n_known": facts.n_known, "heldout": len(facts.heldout),
-                "all_sample": ALL_SAMPLE, "corpus": f"{SAMPLED_TEXTS} x {SAMPLED_TOKENS} tokens sampled, seed 0",
+                "all_sample": ALL_SAMPLE, "all_sample_rule": rule,
+                "corpus": f"{SAMPLED_TEXTS} x {SAMPLED_TOKENS} tokens sampled, seed 0",
                 "general_text": f"{GENERAL_TEXTS} x {GENERAL_TOKENS} tokens sampled, seed {GENERAL_SEED}",
                 "base_general_perplexity": base_perplexity, "paper": PAPER}
 

@@ -515,6 +515,20 @@ def key_space_lines(record: dict[str, Any] | None) -> list[str]:
             table(["run", "edits", "rank", "k99", "held by edits"], rows), ""]
 
 
+def sample_rule_sentence(records: dict[str, dict[str, Any]]) -> str:
+    """How the runs drew their sample of all edits (`real_sequence.SAMPLE_RULES`; a run without the field predates
+    it and used the planned order)."""
+    rules = Counter(record["data"].get("all_sample_rule", "planned-order") for record in records.values())
+    parts = []
+    if rules["planned-order"]:
+        parts.append(f"{rules['planned-order']} of the {len(records)} runs drew it from a seeded shuffle of the "
+                     f"edits they planned (`--edits`), so two runs planned to other lengths measure other samples "
+                     f"after the same rounds")
+    if rules["key-hash"]:
+        parts.append(f"{rules['key-hash']} by each edit's seeded key hash, the same sample whatever was planned")
+    return f"The sample of all edits: {'; '.join(parts)}."
+
+
 def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_dir: Path,
                           key_space: dict[str, Any] | None = None) -> list[str]:
     """Sequential editing on SmolLM2 (`python -m benchmarks.real_sequence`): a summary of every run side by side
@@ -552,7 +566,8 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
               f"{SEQUENCE_COLLAPSE_EFFICACY} or whose perplexity doubled. Test runs stop at {VALIDATION_AFTER:,} "
               f"edits, not the paper's {paper['edits']:,}: the validation split edits records after the first "
               f"{VALIDATION_AFTER:,}, and the {first['n_records']:,} CounterFact records here, less the held-out "
-              f"facts and their subjects, could not give {paper['edits']:,} edits anyway.", ""]
+              f"facts and their subjects, could not give {paper['edits']:,} edits anyway. "
+              f"{sample_rule_sentence(records)}", ""]
     round_sizes = Counter(_run_kind(record["data"]) for record in records.values())
 
     def order(item: tuple[str, dict[str, Any]]) -> tuple[bool, str, bool, str, int, str, int]:

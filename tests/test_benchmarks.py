@@ -595,6 +595,25 @@ def test_a_validation_split_never_edits_what_a_test_run_of_up_to_1000_edits_does
     assert "- nse: **" in section and "- nse + lam, validation:" not in section  # the goal reads test runs only
 
 
+def test_the_all_edits_sample_depends_on_the_edits_made_not_on_how_many_were_planned() -> None:
+    from benchmarks.real_sequence import ALL_SAMPLE, SAMPLE_RULES, sample_of_edited, sample_order
+    from benchmarks.report_real import sample_rule_sentence
+
+    planned = [f"case-{i}" for i in range(1000)]
+    edited = planned[:300]  # after round 3 of a run planned to 300 edits and of one planned to 1,000
+    short, long = (sample_of_edited(edited, sample_order(planned[:n], SAMPLE_RULES[0])) for n in (300, 1000))
+    assert short == long and len(short) == ALL_SAMPLE and set(short) < set(edited)
+    assert sample_of_edited(edited[:150], sample_order(planned, SAMPLE_RULES[0])) == edited[:150]  # all, when few
+    # the rule runs recorded before drew another sample for another plan: a resumed one keeps it, by name
+    old = [sample_of_edited(edited, sample_order(planned[:n], "planned-order")) for n in (300, 1000)]
+    assert old[0] != old[1] and "planned-order" in SAMPLE_RULES
+    runs = {"a": {"data": {}}, "b": {"data": {"all_sample_rule": "key-hash"}},
+            "c": {"data": {"all_sample_rule": "planned-order"}}}
+    assert sample_rule_sentence(runs).startswith("The sample of all edits: 2 of the 3 runs drew it from a seeded "
+                                                 "shuffle of the edits they planned")
+    assert "; 1 by each edit's seeded key hash" in sample_rule_sentence(runs)
+
+
 def test_the_findings_open_with_the_real_model_runs_and_their_collapse(tmp_path: Path) -> None:
     runs = {"nse": _sequence_data("nse", 300, [0.95, 0.6, 0.45], finished=True),  # efficacy < 0.5 at 300
             "memit": _sequence_data("memit", 200, [0.8, 0.7], finished=True),
