@@ -319,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
     versions = _recorded_rounds(ledger, batches, work)
     saved = _saved(results, settings)
     rule = saved["data"].get("all_sample_rule", "planned-order") if saved else SAMPLE_RULES[0]
+    if rule not in SAMPLE_RULES:
+        raise SequenceError(f"--results {results}: all_sample_rule {rule!r} is none of {', '.join(SAMPLE_RULES)}")
     order = sample_order([r.request_key for r in facts.edits], rule)
     rows: list[dict[str, Any]] = list(saved["data"]["rounds"]) if saved else []
     if len(rows) > len(versions):
