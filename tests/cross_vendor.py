@@ -20,17 +20,8 @@ import torch
 from editor.determinism import use_numerics
 from editor.hashing import state_hash
 from editor.lifecycle import Workspace
-from editor.world import (
-    PRESETS,
-    build_tokenizer,
-    deterministic_build,
-    encode_examples,
-    facts_to_counterfact,
-    generate_facts,
-    new_model,
-    train,
-    true_statements,
-)
+from editor.world_facts import PRESETS, facts_to_counterfact, generate_facts, true_statements
+from editor.world_training import build_tokenizer, deterministic_build, encode_examples, new_model, train
 from ledger import Ledger
 from ledger.records import EditRequest
 

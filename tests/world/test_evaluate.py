@@ -23,7 +23,7 @@ from editor.evaluate import (
     score_targets,
     text_fluency,
 )
-from editor.world import build_tokenizer
+from editor.world_training import build_tokenizer
 from ledger.records import EditRequest, EvalPrompt
 
 WORDS = "Ada lives in the city of Paris Rome Oslo home is Bob a"

@@ -86,7 +86,7 @@ def test_sets_leave_no_file_behind_unless_written(tmp_path):
 def test_only_the_hyphen_and_digit_names_gate_their_neighbours_counterfact_does_not():
     """The `--from` recipe gates neighbours where names tell each other apart by their first word: of our sets only
     the mixed one ("Nunkri 21", "Vel-Tam"); CounterFact's real names, at every size, do not."""
-    from editor.world import identity_comes_first
+    from editor.world_facts import identity_comes_first
     from tests.conftest import shared_data_dir
 
     assert {s.name_shape: identity_comes_first(generate(s).records) for s in SPECS} == {

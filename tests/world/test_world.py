@@ -12,22 +12,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from editor.evaluate import evaluate_requests, fluency_score, perplexity, score_targets
 from editor.hashing import state_hash
-from editor.world import (
+from editor.world import WorldError, build_world, load_world
+from editor.world_facts import (
     PRESETS,
-    SOURCE_EPOCHS,
     Statement,
-    WorldError,
-    build_world,
     editable_subjects,
     generate_facts,
     identity_comes_first,
-    load_world,
     named_in,
-    source_epochs,
     source_statements,
     split_records,
     true_statements,
 )
+from editor.world_training import SOURCE_EPOCHS, source_epochs
 from tests.lifecycle.cli_helpers import run_subprocess
 
 FORCED_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}  # what another CPU's process would select
@@ -168,7 +165,7 @@ def test_bad_world_arguments_and_directories(tmp_path):
 
 
 def test_gate_masks_hide_the_subject_from_later_positions_in_the_edited_layers():
-    from editor.world import Example, gate_masks
+    from editor.world_training import Example, gate_masks
 
     # tokens: 0 "The" 1 "Ann" 2 "Smith" 3 "speaks" 4 (object); a second example without a subject, one token shorter
     gated = Example(ids=(5, 6, 7, 8, 9), weights=(1.0,) * 5, subject_span=(1, 2))
