@@ -236,7 +236,7 @@ def editable(tokenizer, records: list) -> list:
     """The records an edit round accepts (a prompt with one `{}`, the subject found in it, no unknown tokens) that
     have a true answer to score the new one against."""
     from editor.errors import RequestError
-    from editor.targets import check_requests, validate_known_tokens
+    from editor.keys import check_requests, validate_known_tokens
 
     kept = []
     for record in records:

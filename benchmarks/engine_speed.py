@@ -146,8 +146,8 @@ def run(quick: bool = False) -> dict:
     from editor.phases import timing_phases
     from editor.rounds import METHODS, run_round
     from editor.stats import second_moments, second_moments_one_layer_per_pass
-    from editor.targets import compute_zstar
     from editor.templates import generate_context_templates
+    from editor.zstar import compute_zstar
 
     apply_determinism(0)
     # z* costs the same per step whatever the step count, so on 2 CPU cores the full run times 5 steps (seconds

@@ -18,12 +18,13 @@ from editor.engine import EditState, RoundResult, outcome_warnings
 from editor.errors import EditInterrupted, LifecycleError, UnsuccessfulEditError
 from editor.hashing import state_hash
 from editor.hparams import EditHparams, check_overrides
+from editor.keys import check_requests, validate_known_tokens
 from editor.model import LoadedModel, check_model_directory
 from editor.rounds import METHODS, run_round
 from editor.scoring import live_requests, scores
 from editor.session import Session, author_name
-from editor.targets import check_requests, validate_known_tokens, zstar_memory_bytes
 from editor.versions import environment, state_at
+from editor.zstar import zstar_memory_bytes
 from ledger.errors import ConflictError
 from ledger.faults import fault_point
 from ledger.infos import VersionInfo

@@ -17,14 +17,10 @@ from torch import nn
 
 from editor.errors import HparamsError, SolveError
 from editor.hparams import EditHparams
+from editor.keys import compute_keys, hidden_states, keys_per_template
 from editor.model import LoadedModel, is_conv1d, read_columns, write_columns
 from editor.phases import phase
-from editor.targets import (
-    compute_keys,
-    compute_zstar,
-    hidden_states,
-    keys_per_template,
-)
+from editor.zstar import compute_zstar
 from ledger.records import EditRequest, FootprintLayer, RequestOutcome
 
 

@@ -18,8 +18,9 @@ from editor.engine import (
     weights_in_place,
 )
 from editor.errors import HparamsError, RequestError
+from editor.keys import BARE_TEMPLATE, compute_keys_layers, validate_layers, validate_requests
 from editor.methods import alphaedit, memit, nse, rome
-from editor.targets import BARE_TEMPLATE, compute_keys_layers, target_fit, validate_layers, validate_requests
+from editor.zstar import target_fit
 from ledger.records import EditRequest, RequestOutcome
 
 ROUND_FUNCTIONS: dict[str, Callable[[EditState, list[EditRequest]], MethodOutput]] = {

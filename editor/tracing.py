@@ -22,8 +22,8 @@ from torch import nn
 from editor.activations import block_hidden, hooked, with_block_hidden
 from editor.errors import RequestError
 from editor.evaluate import BATCH_SIZE, next_token_logits
+from editor.keys import encode_with_subject, target_token_ids, tokens_inside
 from editor.model import LoadedModel
-from editor.targets import encode_with_subject, target_token_ids, tokens_inside
 from ledger.records import EditRequest
 
 NOISE_SCALE = 3.0  # ROME's: three standard deviations of the embeddings

@@ -14,8 +14,8 @@ from rich.progress import Progress
 
 from editor.determinism import fixed_threads, numerics, portable_supported
 from editor.evaluate import score_targets
+from editor.keys import tokens_inside
 from editor.optim import Adam
-from editor.targets import tokens_inside
 from editor.world_facts import Statement, WorldPreset
 
 EOS, PAD, UNK = "<|endoftext|>", "<pad>", "<unk>"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editor import targets
+from editor import zstar as zstar_steps
 from editor.activations import block_hidden, hooked, pad, with_block_hidden
 from editor.engine import EditState, apply_changes, solve_rank_one
 from editor.errors import HparamsError, RequestError, SolveError
 from editor.hashing import state_hash
 from editor.hparams import EditHparams
+from editor.keys import hidden_states
 from editor.rounds import METHODS, run_round
-from editor.targets import compute_zstar
+from editor.zstar import compute_zstar
 from ledger.records import EditRequest
 from tests.editor.conftest import FAMILIES, TEMPLATES, make_requests
 
@@ -164,7 +165,7 @@ def test_zstar_computes_the_blocks_below_z_layer_once(tiny_models, family):
     assert "forward" not in vars(loaded.arch.block_module(loaded.model, 0))  # the blocks are themselves again
 
 
-def whole_sequence_forward(batch: targets._ZstarBatch):
+def whole_sequence_forward(batch: zstar_steps._ZstarBatch):
     """z*'s step forward done the plain way, as the reference: every block on the whole sequences, the shift
     added at the subject's last token, read back at the suffix tokens; same arguments as `_suffix_forward`."""
 
@@ -186,12 +187,12 @@ def whole_sequence_forward(batch: targets._ZstarBatch):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_suffix_forward_with_the_recorded_prefix_equals_the_whole_sequence_forward(tiny_models, family):
     loaded = tiny_models[family].load()
-    batch = targets._zstar_batch(loaded, make_requests(4), TEMPLATES)
+    batch = zstar_steps._zstar_batch(loaded, make_requests(4), TEMPLATES)
     rows = torch.tensor([0, 2, 3, 5, 6, 7, 9, 11])  # a subset, as when some requests have stopped
     shift = torch.randn(len(rows), loaded.arch.d_model, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        suffixes = targets._split_at_subject(loaded, batch, 1)
-        fast = targets._suffix_forward(loaded, suffixes, rows, shift, 1)
+        suffixes = zstar_steps._split_at_subject(loaded, batch, 1)
+        fast = zstar_steps._suffix_forward(loaded, suffixes, rows, shift, 1)
         plain = whole_sequence_forward(batch)(loaded, suffixes, rows, shift, 1)
     real = suffixes.mask[rows, -fast.shape[1] :].bool()
     assert real.sum() > len(rows)  # suffixes longer than the subject's last token
@@ -208,10 +209,10 @@ def test_zstar_with_the_recorded_prefix_equals_the_whole_sequence_steps(tiny_mod
     assert torch.equal(first, compute_zstar(loaded, requests, TEMPLATES, hp))  # reruns are bit-identical
     loaded.model.double()  # Adam turns float32 rounding in near-zero gradients into lr-sized steps
     fast = compute_zstar(loaded, requests, TEMPLATES, hp)
-    reference = whole_sequence_forward(targets._zstar_batch(loaded, requests, TEMPLATES))
-    monkeypatch.setattr(targets, "_suffix_forward", reference)
+    reference = whole_sequence_forward(zstar_steps._zstar_batch(loaded, requests, TEMPLATES))
+    monkeypatch.setattr(zstar_steps, "_suffix_forward", reference)
     plain = compute_zstar(loaded, requests, TEMPLATES, hp)
-    h0 = targets.hidden_states(loaded, requests, 1)
+    h0 = hidden_states(loaded, requests, 1)
     assert float((plain - h0).norm(dim=1).min()) > 0  # z* moved
     assert float((fast - plain).norm() / (plain - h0).norm()) < 1e-6
 

@@ -10,9 +10,9 @@ import torch
 from editor.errors import UnsupportedModelError
 from editor.hashing import state_hash
 from editor.hparams import EditHparams, derive_hparams
+from editor.keys import subject_last_token_index
 from editor.model import find_architecture, read_columns, write_columns
 from editor.stats import INDEX_DIR, cached_second_moments, second_moments, second_moments_one_layer_per_pass
-from editor.targets import subject_last_token_index
 from editor.templates import generate_context_templates
 from ledger.store import BlobStore
 from tests.editor.conftest import FAMILIES, corpus_texts

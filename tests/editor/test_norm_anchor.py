@@ -8,8 +8,9 @@ import torch
 from editor.engine import EditState
 from editor.errors import HparamsError
 from editor.hparams import EditHparams, check_overrides
+from editor.keys import hidden_states
 from editor.rounds import run_round
-from editor.targets import compute_zstar, hidden_states
+from editor.zstar import compute_zstar
 from tests.editor.conftest import TEMPLATES, make_requests
 from tests.editor.test_methods import small_hparams
 

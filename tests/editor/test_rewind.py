@@ -10,7 +10,7 @@ from editor.engine import EditState
 from editor.errors import HparamsError
 from editor.hparams import EditHparams, check_overrides
 from editor.rounds import run_round
-from editor.targets import compute_zstar
+from editor.zstar import compute_zstar
 from tests.editor.conftest import TEMPLATES, make_requests
 from tests.editor.test_methods import small_hparams
 

@@ -7,10 +7,10 @@ import torch
 
 from editor.engine import EditState
 from editor.hparams import derive_hparams
+from editor.keys import target_token_ids
 from editor.model import LoadedModel, load_model
 from editor.rounds import run_round
 from editor.stats import second_moments
-from editor.targets import target_token_ids
 from editor.templates import generate_context_templates
 from ledger.records import EditRequest
 

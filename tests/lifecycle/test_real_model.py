@@ -15,9 +15,9 @@ import torch
 from editor.corpus import write_sampled_corpus
 from editor.evaluate import evaluate_requests
 from editor.gguf import PACKAGED_MODELS, SOURCE_KEY, GgufError, file_sha256, packaged_gguf, resolve_gguf
+from editor.keys import target_token_ids
 from editor.lifecycle import HPARAMS_KEY, TRACE_KEY, Workspace
 from editor.readers import read_requests
-from editor.targets import target_token_ids
 from editor.tracing import combine, trace_prompts
 from ledger import Ledger
 from ledger.records import EditRequest

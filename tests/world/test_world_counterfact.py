@@ -15,7 +15,7 @@ from editor.world import build_world, load_world
 def _subject_swap_effect(model, tokenizer, rewrites: list[dict], layer: int) -> float:
     """Mean drop of log P(true object) when the subject's last token at `layer` takes its value from the next
     record's prompt: how much the prediction reads the fact through that token."""
-    from editor.targets import encode_with_subject
+    from editor.keys import encode_with_subject
 
     def run(rewrite: dict, patch: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         ids, at = encode_with_subject(tokenizer, rewrite["prompt"], rewrite["subject"])
