@@ -620,9 +620,10 @@ def real_sequence_section(records: dict[str, dict[str, Any]], out: Path, plots_d
         rows += [_sequence_row(f"{r['round']}" + ("" if r.get("full", True) else "*"), r["edits_so_far"], r, metrics)
                  for r in data["rounds"]]
         overrides = {k: v for k, v in data.get("settings", {}).get("overrides", {}).items()}
+        rounds = f"{len(data['rounds'])} round{'' if len(data['rounds']) == 1 else 's'}"
         lines += [f"### {label}", "", env_line(record), "",
                   f"**{data['edits_reached']:,} of the {data['edits_asked']:,} edits asked** were reached and "
-                  f"measured ({len(data['rounds'])} round{'' if len(data['rounds']) == 1 else 's'} of {data['round_size']}"
+                  f"measured ({rounds} of {data['round_size']}"
                   + ("" if data["finished"] else "; not every round asked was measured") + ")."
                   + (f" Hyperparameters over the defaults: `{json.dumps(overrides, sort_keys=True)}`."
                      if overrides else ""), ""]
