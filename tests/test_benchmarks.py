@@ -138,7 +138,7 @@ def test_the_sweep_scores_preserved_knowledge_and_says_what_an_earlier_criterion
     """A setting that keeps the never-edited facts known wins once they count; a saved sweep scored the earlier way
     keeps its bold choice, and the report names the setting the current criterion would have taken."""
     from benchmarks.quality import EARLIER_CRITERION, best_setting, sweep_score
-    from benchmarks.report import sweep_lines
+    from benchmarks.report_world import sweep_lines
 
     trials = [{"overrides": {"mom2_update_weight": w}, "efficacy": e, "generalization": e, "specificity": 0.9,
                "preserved_knowledge": p} for w, e, p in ((100.0, 0.99, 0.5), (300.0, 0.95, 0.8))]
