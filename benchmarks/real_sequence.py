@@ -74,6 +74,7 @@ SAMPLE_SEED = 0
 # since it was found that "planned-order" (a seeded shuffle of every planned edit, what earlier runs recorded) drew
 # another sample for another --edits. A run resumed goes on with the rule it started with.
 SAMPLE_RULES = ("key-hash", "planned-order")
+KEY_HASH, PLANNED_ORDER = SAMPLE_RULES
 GENERAL_TEXTS, GENERAL_TOKENS, GENERAL_SEED = 16, 64, 1
 SCORED = ("efficacy", "generalization", "specificity")
 # zsRE's protocol: top-1 token accuracy of the new answer (efficacy, generalization) and of the locality answer
@@ -172,11 +173,16 @@ def aggregate(rows: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, flo
 
 def sample_order(planned: list[str], rule: str) -> list[str]:
     """The planned edits' keys in the order "all edits" is sampled in, by SAMPLE_RULES' `rule`."""
-    if rule == "planned-order":
+    if rule == PLANNED_ORDER:
         order = list(planned)
         random.Random(SAMPLE_SEED).shuffle(order)
         return order
     return sorted(planned, key=lambda key: hashlib.sha256(f"{SAMPLE_SEED}:{key}".encode()).hexdigest())
+
+
+def sample_rule_of(data: dict[str, Any]) -> str:
+    """The rule a saved run drew its sample by (a run saved without one predates the rules: the planned order)."""
+    return data.get("all_sample_rule", PLANNED_ORDER)
 
 
 def sample_of_edited(edited: list[str], order: list[str]) -> list[str]:
@@ -318,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args, overrides, base_hash, facts)
     versions = _recorded_rounds(ledger, batches, work)
     saved = _saved(results, settings)
-    rule = saved["data"].get("all_sample_rule", "planned-order") if saved else SAMPLE_RULES[0]
+    rule = sample_rule_of(saved["data"]) if saved else KEY_HASH
     if rule not in SAMPLE_RULES:
         raise SequenceError(f"--results {results}: all_sample_rule {rule!r} is none of {', '.join(SAMPLE_RULES)}")
     order = sample_order([r.request_key for r in facts.edits], rule)

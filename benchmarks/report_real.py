@@ -14,9 +14,9 @@ from typing import Any
 
 from benchmarks.real_sequence import ARGMAX as REAL_SEQUENCE_ARGMAX
 from benchmarks.real_sequence import DEFAULT_MODEL as REAL_SEQUENCE_MODEL
+from benchmarks.real_sequence import KEY_HASH, PLANNED_ORDER, VALIDATION_AFTER, sample_rule_of
 from benchmarks.real_sequence import METHODS as REAL_SEQUENCE_METHODS
 from benchmarks.real_sequence import SCORED as REAL_SEQUENCE_SCORED
-from benchmarks.real_sequence import VALIDATION_AFTER
 from benchmarks.report_format import env_line, figure, pct, pct_triple, table
 
 
@@ -227,8 +227,8 @@ def goal_gap_lines(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     against how many were kept."""
     pairs = [(data, (_round_specificity(data.get("unedited")), _round_specificity(data["rounds"][0])))
              for _, data in runs if data["rounds"]]
-    measured = [data for data, (before, after) in pairs if before is not None and after is not None]
-    first = [pair for _, pair in pairs if None not in pair]
+    pairs = [(data, pair) for data, pair in pairs if None not in pair]  # runs with both measured
+    measured, first = [data for data, _ in pairs], [pair for _, pair in pairs]
     lines = []
     if first:
         drops = [unedited - after for unedited, after in first]
@@ -516,16 +516,15 @@ def key_space_lines(record: dict[str, Any] | None) -> list[str]:
 
 
 def sample_rule_sentence(records: dict[str, dict[str, Any]]) -> str:
-    """How the runs drew their sample of all edits (`real_sequence.SAMPLE_RULES`; a run without the field predates
-    it and used the planned order)."""
-    rules = Counter(record["data"].get("all_sample_rule", "planned-order") for record in records.values())
+    """How the runs drew their sample of all edits (`real_sequence.sample_rule_of`)."""
+    rules = Counter(sample_rule_of(record["data"]) for record in records.values())
     parts = []
-    if rules["planned-order"]:
-        parts.append(f"{rules['planned-order']} of the {len(records)} runs drew it from a seeded shuffle of the "
+    if rules[PLANNED_ORDER]:
+        parts.append(f"{rules[PLANNED_ORDER]} of the {len(records)} runs drew it from a seeded shuffle of the "
                      f"edits they planned (`--edits`), so two runs planned to other lengths measure other samples "
                      f"after the same rounds")
-    if rules["key-hash"]:
-        parts.append(f"{rules['key-hash']} by each edit's seeded key hash, the same sample whatever was planned")
+    if rules[KEY_HASH]:
+        parts.append(f"{rules[KEY_HASH]} by each edit's seeded key hash, the same sample whatever was planned")
     return f"The sample of all edits: {'; '.join(parts)}."
 
 
